@@ -1,0 +1,208 @@
+"""The AMI message: an ordered, immutable list of ``Key: Value`` headers.
+
+AMI messages are not dictionaries. Keys repeat (``ChanVariable``, ``Variable``,
+``Output``), their spelling varies between versions (``Uniqueid`` / ``UniqueID``),
+and the order of lines matters to anyone who compares us with a real Asterisk.
+So a :class:`Message` keeps every header pair in order, and answers lookups
+case-insensitively through an index built on first use (most messages that pass
+the server-side filter are looked at; many in a benchmark are not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Union
+
+HeaderPairs = Iterable[tuple[str, str]]
+HeaderInput = Union[Mapping[str, object], HeaderPairs]
+
+__all__ = ["Message", "Banner", "HeaderInput", "normalise_headers"]
+
+
+class Banner:
+    """The one line Asterisk writes on accept: ``Asterisk Call Manager/9.0.0``.
+
+    It is not followed by a blank line, so the parser hands it up on its own.
+    """
+
+    __slots__ = ("line",)
+
+    def __init__(self, line: str) -> None:
+        self.line = line
+
+    @property
+    def version(self) -> str:
+        """The AMI version after the slash (``9.0.0`` on Asterisk 20), or ``""``."""
+        _, _, version = self.line.partition("/")
+        return version.strip()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Banner) and other.line == self.line
+
+    def __hash__(self) -> int:
+        return hash(self.line)
+
+    def __repr__(self) -> str:
+        return f"Banner({self.line!r})"
+
+
+def normalise_headers(headers: HeaderInput | None) -> list[tuple[str, str]]:
+    """Turn a mapping or pair list into ``[(key, str(value))]``.
+
+    A list value in a mapping becomes repeated headers (``{"Variable": ["a=1", "b=2"]}``);
+    booleans become Asterisk's ``true``/``false``; ``None`` values are dropped.
+    """
+    if headers is None:
+        return []
+    items: Iterable[tuple[str, object]]
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    out: list[tuple[str, str]] = []
+    for key, value in items:
+        if value is None:
+            continue
+        if isinstance(value, (list, tuple)):
+            out.extend((key, _text(v)) for v in value)
+        else:
+            out.append((key, _text(value)))
+    return out
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class Message:
+    """One AMI message (event, response or action).
+
+    ``headers`` is the tuple of ``(key, value)`` pairs as they arrived. Look-ups by
+    key are case-insensitive and return the first occurrence, which is what Asterisk
+    itself does with the headers it reads.
+    """
+
+    __slots__ = ("headers", "_index")
+
+    def __init__(self, headers: HeaderInput = ()) -> None:
+        self.headers: tuple[tuple[str, str], ...] = tuple(normalise_headers(headers))
+        self._index: dict[str, str] | None = None
+
+    @classmethod
+    def _trusted(cls, headers: tuple[tuple[str, str], ...]) -> Message:
+        """Build from pairs already known to be ``(str, str)`` (the parser's fast path)."""
+        self = cls.__new__(cls)
+        self.headers = headers
+        self._index = None
+        return self
+
+    # -- look-ups ---------------------------------------------------------------
+    def _build_index(self) -> dict[str, str]:
+        index: dict[str, str] = {}
+        for key, value in self.headers:
+            index.setdefault(key.lower(), value)
+        self._index = index
+        return index
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        """The first value of ``key`` (any case), or ``default``."""
+        index = self._index if self._index is not None else self._build_index()
+        return index.get(key.lower(), default)
+
+    def __getitem__(self, key: str) -> str:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def get_all(self, key: str) -> list[str]:
+        """Every value of a repeated key, in order (``ChanVariable``, ``Output``...)."""
+        wanted = key.lower()
+        return [v for k, v in self.headers if k.lower() == wanted]
+
+    def keys(self) -> list[str]:
+        """Header names in wire order, repeats included."""
+        return [k for k, _ in self.headers]
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self.headers)
+
+    def __len__(self) -> int:
+        return len(self.headers)
+
+    # -- what kind of message ---------------------------------------------------
+    @property
+    def event(self) -> str | None:
+        """The ``Event`` name. OriginateResponse carries ``Response:`` too; it is an event."""
+        return self.get("Event")
+
+    @property
+    def response(self) -> str | None:
+        """``Success``/``Error``/``Goodbye``/``Follows`` for a response, else ``None``.
+
+        An event that also has a ``Response`` header (OriginateResponse) is not a response.
+        """
+        if self.get("Event") is not None:
+            return None
+        return self.get("Response")
+
+    @property
+    def action(self) -> str | None:
+        """The ``Action`` name of a client-sent message."""
+        return self.get("Action")
+
+    @property
+    def action_id(self) -> str | None:
+        return self.get("ActionID")
+
+    @property
+    def is_event(self) -> bool:
+        return self.get("Event") is not None
+
+    @property
+    def is_response(self) -> bool:
+        return self.response is not None
+
+    def channel_variables(self, prefix: str = "") -> dict[str, str]:
+        """``ChanVariable`` values as a dict, in both of Asterisk's spellings.
+
+        Snapshot events say ``ChanVariable: NAME=value`` (``DestChanVariable`` for the
+        called side, pass ``prefix="Dest"``); events built from a live channel say
+        ``ChanVariable(SIP/1001-0000001): NAME=value``.
+        """
+        wanted = (prefix + "ChanVariable").lower()
+        out: dict[str, str] = {}
+        for key, value in self.headers:
+            low = key.lower()
+            if low == wanted or (low.startswith(wanted + "(") and low.endswith(")")):
+                name, sep, val = value.partition("=")
+                if sep:
+                    out.setdefault(name, val)
+        return out
+
+    # -- output -----------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """The message as Asterisk writes it: ``Key: Value`` lines, CRLF, blank line."""
+        return "".join(f"{k}: {v}\r\n" for k, v in self.headers).encode("utf-8") + b"\r\n"
+
+    def replace(self, **changes: str) -> Message:
+        """A copy with the first occurrence of each key replaced (or appended)."""
+        pending = {k.lower(): (k, v) for k, v in changes.items()}
+        out: list[tuple[str, str]] = []
+        for key, value in self.headers:
+            hit = pending.pop(key.lower(), None)
+            out.append((key, hit[1]) if hit else (key, value))
+        out.extend(pending.values())
+        return Message(out)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Message) and other.headers == self.headers
+
+    def __hash__(self) -> int:
+        return hash(self.headers)
+
+    def __repr__(self) -> str:
+        head = self.event or self.response or self.action or "?"
+        return f"<Message {head} {dict(self.headers)!r}>"

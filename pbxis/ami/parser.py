@@ -1,0 +1,246 @@
+"""A sans-I/O AMI parser: bytes in, :class:`Message` objects out.
+
+Plan. AMI frames a message as ``Key: Value`` lines ended by a blank line, except for
+three things a naive ``split(b"\\r\\n\\r\\n")`` gets wrong:
+
+* the banner (``Asterisk Call Manager/9.0.0``) is one line with no blank line after it;
+* Asterisk 13 and older answer ``Command`` with ``Response: Follows`` and raw CLI text
+  that may itself contain blank lines, ended by ``--END COMMAND--``;
+* some values end in a stray LF (``value\\n\\r\\n\\r\\n``), which leaves an empty
+  "message" between two frames; clients send bare LF.
+
+Goal. Feeding a message in many small chunks costs O(n), not O(n^2): like h11's
+receive buffer we remember where the search for the blank line stopped, and we drop
+consumed bytes lazily (only when more than half of the buffer is dead), so a large
+burst of small events is not copied once per event.
+
+Worst case. A peer that never sends a blank line would make us buffer forever, so a
+message larger than ``max_message_size`` raises :class:`RemoteProtocolError`; the
+connection owner is expected to drop the link. The parser is then unusable.
+
+The same parser reads what clients send (the simulator uses it with
+``expect_banner=False``): framing is identical in both directions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Final, Union
+
+from .message import Banner, Message
+
+__all__ = [
+    "AMIParser",
+    "NEED_DATA",
+    "AMIProtocolError",
+    "RemoteProtocolError",
+    "LocalProtocolError",
+    "ParsedItem",
+]
+
+
+class _NeedData:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA: Final = _NeedData()
+"""Returned by :meth:`AMIParser.next_event` when no complete message is buffered."""
+
+ParsedItem = Union[Message, Banner]
+
+
+class AMIProtocolError(Exception):
+    """Base of the AMI framing errors."""
+
+
+class RemoteProtocolError(AMIProtocolError):
+    """The peer sent bytes that cannot be AMI (e.g. an endless message)."""
+
+
+class LocalProtocolError(AMIProtocolError, ValueError):
+    """We were asked to send something that would corrupt the stream (CR/LF in a header)."""
+
+
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+_END_COMMAND = b"--END COMMAND--"
+_FOLLOWS_PREFIX = re.compile(rb"\s*Response:[ \t]*Follows\b", re.IGNORECASE)
+# One header line: key, colon, value. Lines without a colon are not headers and are
+# skipped (the valid part of a damaged message still parses).
+_HEADER_LINE = re.compile(r"^([^:\n]+):[ \t]*(.*?)[ \t\r]*$", re.MULTILINE)
+_FOLLOWS_HEADER_KEYS = frozenset({"response", "privilege", "actionid", "message"})
+
+DEFAULT_MAX_MESSAGE_SIZE: Final = 4 * 1024 * 1024
+
+
+def parse_block(block: bytes) -> Message | None:
+    """Parse one framed message (without its blank line); ``None`` if it holds no header."""
+    text = block.decode("utf-8", "replace")
+    pairs = _HEADER_LINE.findall(text)
+    if not pairs:
+        return None
+    return Message._trusted(tuple(pairs))
+
+
+def _parse_follows(block: bytes) -> Message:
+    """Parse a pre-14 ``Response: Follows`` message into headers plus ``Output`` lines."""
+    text = block.decode("utf-8", "replace").replace("\r\n", "\n")
+    body, _, _ = text.rpartition(_END_COMMAND.decode())
+    pairs: list[tuple[str, str]] = []
+    lines = body.split("\n")
+    i = 0
+    # Leading blank lines are frame debris, not output.
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    while i < len(lines):
+        key, sep, value = lines[i].partition(":")
+        if not sep or key.strip().lower() not in _FOLLOWS_HEADER_KEYS:
+            break
+        pairs.append((key.strip(), value.strip()))
+        i += 1
+    output = lines[i:]
+    if output and output[-1] == "":
+        output.pop()  # the newline before --END COMMAND--
+    pairs.extend(("Output", line.rstrip("\r")) for line in output)
+    return Message._trusted(tuple(pairs))
+
+
+class AMIParser:
+    """Incremental AMI parser, in the shape of h11's ``Connection``.
+
+    Call :meth:`receive_data` with whatever the socket gave, then :meth:`next_event`
+    until it returns :data:`NEED_DATA` (or iterate :meth:`messages`).
+    """
+
+    def __init__(
+        self,
+        *,
+        expect_banner: bool = True,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        self._buf = bytearray()
+        self._start = 0  # first byte not yet consumed
+        self._scan = 0  # where the search for the next blank line resumes
+        self._expect_banner = expect_banner
+        self._max = max_message_size
+        self._broken: RemoteProtocolError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as a message."""
+        return len(self._buf) - self._start
+
+    def receive_data(self, data: bytes) -> None:
+        """Append bytes from the peer. Never parses by itself."""
+        if self._start and self._start * 2 >= len(self._buf):
+            del self._buf[: self._start]
+            self._scan -= self._start
+            self._start = 0
+        self._buf += data
+
+    def messages(self) -> Iterator[ParsedItem]:
+        """Yield every complete message buffered so far."""
+        while True:
+            item = self.next_event()
+            if item is NEED_DATA:
+                return
+            yield item  # type: ignore[misc]
+
+    def next_event(self) -> ParsedItem | _NeedData:
+        """The next complete :class:`Message` (or the :class:`Banner`), or NEED_DATA.
+
+        Raises :class:`RemoteProtocolError` when the buffered message outgrows the limit.
+        """
+        if self._broken is not None:
+            raise self._broken
+        buf = self._buf
+        while True:
+            start = self._start
+            if start >= len(buf):
+                return NEED_DATA
+            if self._expect_banner:
+                banner = self._take_banner()
+                if banner is NEED_DATA:
+                    return NEED_DATA
+                if banner is not None:
+                    return banner  # type: ignore[return-value]
+                continue
+            if _FOLLOWS_PREFIX.match(buf, start):
+                item = self._take_follows()
+            else:
+                item = self._take_block()
+            if item is NEED_DATA:
+                return NEED_DATA
+            if item is not None:
+                return item
+
+    # -- internals ----------------------------------------------------------------
+    def _fail(self, text: str) -> RemoteProtocolError:
+        self._broken = RemoteProtocolError(text)
+        return self._broken
+
+    def _check_size(self) -> None:
+        if len(self._buf) - self._start > self._max:
+            raise self._fail(
+                f"AMI message larger than {self._max} bytes without a blank line; "
+                "the peer is not speaking AMI or the stream is corrupt"
+            )
+
+    def _take_banner(self) -> Banner | None | _NeedData:
+        """Consume the first line as the banner if it has no colon (``Asterisk Call Manager/x``)."""
+        buf = self._buf
+        nl = buf.find(b"\n", self._start)
+        if nl < 0:
+            self._check_size()
+            return NEED_DATA
+        line = bytes(buf[self._start : nl]).decode("utf-8", "replace").strip()
+        self._expect_banner = False
+        if not line:
+            self._start = self._scan = nl + 1
+            self._expect_banner = True  # stray blank line before the banner
+            return None
+        if ":" in line:
+            return None  # no banner; this is already a message
+        self._start = self._scan = nl + 1
+        return Banner(line)
+
+    def _take_block(self) -> Message | None | _NeedData:
+        buf = self._buf
+        start = self._start
+        # A blank line right at the start (debris after a value with a stray LF).
+        if buf[start] == 0x0A:
+            self._start = self._scan = start + 1
+            return None
+        if buf.startswith(b"\r\n", start):
+            self._start = self._scan = start + 2
+            return None
+        match = _BLANK_LINE.search(buf, max(self._scan, start))
+        if match is None:
+            # Resume two bytes back: the \n of a split \n\r\n may already be here.
+            self._scan = max(start, len(buf) - 2)
+            self._check_size()
+            return NEED_DATA
+        end = match.end()
+        block = bytes(buf[start : match.start()])
+        self._start = self._scan = end
+        return parse_block(block)
+
+    def _take_follows(self) -> Message | _NeedData:
+        buf = self._buf
+        start = self._start
+        marker = buf.find(_END_COMMAND, max(self._scan, start))
+        if marker < 0:
+            self._scan = max(start, len(buf) - len(_END_COMMAND))
+            self._check_size()
+            return NEED_DATA
+        match = _BLANK_LINE.search(buf, marker)
+        if match is None:
+            self._scan = marker
+            self._check_size()
+            return NEED_DATA
+        block = bytes(buf[start : match.start()])
+        self._start = self._scan = match.end()
+        return _parse_follows(block)

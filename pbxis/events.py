@@ -1,0 +1,91 @@
+"""The digested per-agent event model of the contract (``../shared/api-contract.md``).
+
+The tracker produces :class:`AgentEvent` objects; the hub numbers them (``id``) as it
+appends them to an agent's log; transports render :meth:`AgentEvent.to_json`.
+Keeping ``id`` out of the event itself is what lets one event be computed once and
+replayed to any number of clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+__all__ = [
+    "AgentEvent",
+    "EVENT_TYPES",
+    "MEMBER_STATUSES",
+    "EXTENSION_STATUSES",
+    "ORIGINATE_FAILURE_REASONS",
+]
+
+QUEUE_MEMBER_STATUS: Final = "queueMemberStatus"
+QUEUE_COUNT: Final = "queueCount"
+EXTENSION_STATUS: Final = "extensionStatus"
+PHONE_NUMBER: Final = "phoneNumber"
+AGENT_COMPLETE: Final = "agentComplete"
+ORIGINATE_FAILED: Final = "originateFailed"
+PBX_STATUS: Final = "pbxStatus"
+CLOSED: Final = "closed"
+RESET: Final = "reset"
+
+EVENT_TYPES: Final = (
+    QUEUE_MEMBER_STATUS,
+    QUEUE_COUNT,
+    EXTENSION_STATUS,
+    PHONE_NUMBER,
+    AGENT_COMPLETE,
+    ORIGINATE_FAILED,
+    PBX_STATUS,
+    CLOSED,
+    RESET,
+)
+
+# Device state codes 0..8 (Asterisk's enum ast_device_state) as the contract spells them.
+MEMBER_STATUSES: Final = (
+    "unknown",
+    "not_inuse",
+    "inuse",
+    "busy",
+    "invalid",
+    "unavailable",
+    "ringing",
+    "ringinuse",
+    "onhold",
+)
+EXTENSION_STATUSES: Final = (
+    "unknown",
+    "not_inuse",
+    "inuse",
+    "busy",
+    "unavailable",
+    "ringing",
+    "ringinuse",
+    "onhold",
+)
+ORIGINATE_FAILURE_REASONS: Final = ("busy", "no_answer", "congestion", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentEvent:
+    """One event for one agent. ``time`` is Unix epoch milliseconds.
+
+    ``data`` holds the type-specific fields of the contract (``queue``, ``status``...).
+    """
+
+    agent: str
+    type: str
+    time: int
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self, event_id: int) -> dict[str, Any]:
+        """The contract's JSON object: ``id``, ``type``, ``agent``, ``time`` and the fields."""
+        out: dict[str, Any] = {
+            "id": event_id,
+            "type": self.type,
+            "agent": self.agent,
+            "time": self.time,
+        }
+        out.update(self.data)
+        return out
