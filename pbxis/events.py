@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 __all__ = [
-    "AgentEvent",
     "EVENT_TYPES",
-    "MEMBER_STATUSES",
     "EXTENSION_STATUSES",
+    "MEMBER_STATUSES",
     "ORIGINATE_FAILURE_REASONS",
+    "AgentEvent",
 ]
 
 QUEUE_MEMBER_STATUS: Final = "queueMemberStatus"

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from twisted.web.iweb import IRequest
 
-__all__ = ["origin_allowed", "apply_cors", "ALLOWED_METHODS", "ALLOWED_HEADERS"]
+__all__ = ["ALLOWED_HEADERS", "ALLOWED_METHODS", "apply_cors", "origin_allowed"]
 
 ALLOWED_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
 ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID"

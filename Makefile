@@ -1,0 +1,43 @@
+# The two commands a newcomer needs (README.rst):
+#   make demo   install everything into .venv and run the daemon (the demo on the simulator
+#               when no Asterisk is configured; CONFIG=pbxis.toml for a real one)
+#   make test   install everything (Chromium included) and run the whole test suite
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+CONFIG ?=
+PYTEST_ARGS ?=
+
+.PHONY: demo test install install-test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: setup.cfg setup.py pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e . --config-settings editable_mode=compat
+	touch $@
+
+$(VENV)/.installed-test: setup.cfg setup.py pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test,bench]' --config-settings editable_mode=compat
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+	sh scripts/ensure-chromium
+
+demo: install
+	$(BIN)/twistd --pidfile= -n pbxis $(if $(CONFIG),--config $(CONFIG))
+
+test: install-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install-test
+	$(BIN)/ruff check pbxis twisted tests bench
+
+bench: install-test
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

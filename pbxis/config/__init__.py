@@ -1,0 +1,411 @@
+"""The TOML configuration, validated before anything listens or connects.
+
+Every mistake is reported as one line that names the key and says what is expected
+(``[ami].port: expected an integer from 1 to 65535, got "five"``), because the person
+reading it is an operator at a console, not a Python developer. Unknown keys are
+errors too: a misspelt ``grace_perod`` silently ignored is a production incident.
+
+The schema is data (:data:`SCHEMA`), so the validator, the sample file and the
+README's table of keys cannot drift apart: ``tests/test_config.py`` checks that the
+sample names every key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SAMPLE_PATH",
+    "AMIConfig",
+    "AgentsConfig",
+    "Config",
+    "ConfigError",
+    "HTTPConfig",
+    "SimulatorConfig",
+    "load_config",
+    "parse_config",
+]
+
+SAMPLE_PATH = Path(__file__).with_name("sample.toml")
+
+
+class ConfigError(Exception):
+    """A configuration mistake; ``str()`` is the one line to show the operator."""
+
+
+@dataclass(frozen=True)
+class AMIConfig:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    endpoint: str = ""
+    username: str = "pbxis"
+    secret: str = field(default="", repr=False)
+    auth: str = "md5"
+    events: str = "on"
+    action_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    keepalive_interval: float = 20.0
+    keepalive_timeout: float = 10.0
+    reconnect_min_delay: float = 0.5
+    reconnect_max_delay: float = 30.0
+
+    @property
+    def client_endpoint(self) -> str:
+        """A Twisted client endpoint string (``endpoint`` wins over host/port)."""
+        if self.endpoint:
+            return self.endpoint
+        host = self.host.replace(":", r"\:")
+        return f"tcp:host={host}:port={self.port}:timeout={int(self.connect_timeout) or 1}"
+
+
+@dataclass(frozen=True)
+class HTTPConfig:
+    listen: str = "tcp:8080:interface=127.0.0.1"
+    public_url: str = ""
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    allowed_origins: tuple[str, ...] = ()
+    metrics_public: bool = True
+
+    @property
+    def base_url(self) -> str:
+        """``public_url`` or, when unset, a URL derived from a plain ``tcp:PORT`` listen string."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        port = _listen_port(self.listen)
+        host = _listen_interface(self.listen) or "127.0.0.1"
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        return f"http://{host}:{port}"
+
+
+@dataclass(frozen=True)
+class AgentsConfig:
+    interface: str = "SIP/{agent}"
+    hint_context: str = "agents"
+    originate_context: str = "agents"
+    originate_timeout: float = 30.0
+    caller_id: str = ""
+    grace_period: float = 60.0
+    max_log: int = 10_000
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    enabled: bool = False
+    listen: str = "tcp:0:interface=127.0.0.1"
+    agents: tuple[str, ...] = ("1001", "1002", "1003")
+    queues: tuple[str, ...] = ("sales", "support")
+    calls_per_minute: float = 6.0
+    talk_time: tuple[float, float] = (20.0, 60.0)
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    ami: AMIConfig = AMIConfig()
+    http: HTTPConfig = HTTPConfig()
+    agents: AgentsConfig = AgentsConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
+    source: str = "<defaults>"
+
+    @property
+    def demo(self) -> bool:
+        """True when pbxis runs against its embedded simulated Asterisk."""
+        return self.simulator.enabled
+
+
+# -- the schema ---------------------------------------------------------------------
+
+Check = Callable[[str, Any], Any]
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
+_QUEUE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+def _string(*, allow_empty: bool = True, choices: Sequence[str] = ()) -> Check:
+    def check(key: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {_show(value)}")
+        if choices and value not in choices:
+            raise ConfigError(f"{key}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
+        if not allow_empty and not value:
+            raise ConfigError(f"{key}: must not be empty")
+        if "\r" in value or "\n" in value:
+            raise ConfigError(f"{key}: must not contain a line break")
+        return value
+
+    return check
+
+
+def _number(*, low: float, high: float, integer: bool = False) -> Check:
+    def check(key: str, value: Any) -> float | int:
+        ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok:
+            kind = "an integer" if integer else "a number"
+            raise ConfigError(f"{key}: expected {kind} from {_fmt(low)} to {_fmt(high)}, got {_show(value)}")
+        if not low <= value <= high:
+            kind = "an integer" if integer else "a number"
+            raise ConfigError(f"{key}: expected {kind} from {_fmt(low)} to {_fmt(high)}, got {_fmt(value)}")
+        return value if integer else float(value)
+
+    return check
+
+
+def _boolean(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected true or false, got {_show(value)}")
+    return value
+
+
+def _string_list(pattern: re.Pattern[str] | None = None, what: str = "") -> Check:
+    def check(key: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a list of strings, got {_show(value)}")
+        for v in value:
+            if pattern is not None and not pattern.match(v):
+                raise ConfigError(f"{key}: {v!r} is not {what}")
+        return tuple(value)
+
+    return check
+
+
+def _talk_time(key: str, value: Any) -> tuple[float, float]:
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        or not 0 < value[0] <= value[1] <= 3600
+    ):
+        raise ConfigError(
+            f"{key}: expected [min, max] seconds with 0 < min <= max <= 3600, got {_show(value)}"
+        )
+    return (float(value[0]), float(value[1]))
+
+
+def _template(key: str, value: Any) -> str:
+    value = _string(allow_empty=False)(key, value)
+    if "{agent}" not in value:
+        raise ConfigError(f'{key}: must contain {{agent}}, e.g. "SIP/{{agent}}" or "PJSIP/{{agent}}"')
+    try:
+        value.format(agent="1001", name="x")
+    except (KeyError, IndexError, ValueError) as e:
+        raise ConfigError(f"{key}: only {{agent}} may appear in braces ({e})") from None
+    return value
+
+
+def _caller_id(key: str, value: Any) -> str:
+    value = _string()(key, value)
+    try:
+        value.format(agent="1001", name="Alice")
+    except (KeyError, IndexError, ValueError) as e:
+        raise ConfigError(f"{key}: only {{agent}} and {{name}} may appear in braces ({e})") from None
+    return value
+
+
+def _optional_seed(key: str, value: Any) -> int:
+    return int(_number(low=0, high=2**63 - 1, integer=True)(key, value))
+
+
+SCHEMA: dict[str, dict[str, Check]] = {
+    "ami": {
+        "host": _string(allow_empty=False),
+        "port": _number(low=1, high=65535, integer=True),
+        "endpoint": _string(),
+        "username": _string(allow_empty=False),
+        "secret": _string(),
+        "secret_file": _string(),
+        "secret_env": _string(),
+        "auth": _string(choices=("md5", "plain")),
+        "events": _string(allow_empty=False),
+        "action_timeout": _number(low=0.1, high=600),
+        "connect_timeout": _number(low=0.1, high=600),
+        "keepalive_interval": _number(low=1, high=3600),
+        "keepalive_timeout": _number(low=0.5, high=600),
+        "reconnect_min_delay": _number(low=0.01, high=600),
+        "reconnect_max_delay": _number(low=0.01, high=3600),
+    },
+    "http": {
+        "listen": _string(allow_empty=False),
+        "public_url": _string(),
+        "api_keys": _string_list(),
+        "api_keys_file": _string(),
+        "allowed_origins": _string_list(),
+        "metrics_public": _boolean,
+    },
+    "agents": {
+        "interface": _template,
+        "hint_context": _string(allow_empty=False),
+        "originate_context": _string(allow_empty=False),
+        "originate_timeout": _number(low=1, high=600),
+        "caller_id": _caller_id,
+        "grace_period": _number(low=1, high=86400),
+        "max_log": _number(low=100, high=1_000_000, integer=True),
+    },
+    "simulator": {
+        "enabled": _boolean,
+        "listen": _string(allow_empty=False),
+        "agents": _string_list(_NAME, "an agent name (1-32 of A-Z a-z 0-9 _ . -)"),
+        "queues": _string_list(_QUEUE, "a queue name (1-64 of A-Z a-z 0-9 _ . -)"),
+        "calls_per_minute": _number(low=0, high=6000),
+        "talk_time": _talk_time,
+        "seed": _optional_seed,
+    },
+}
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, (dict,)):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _listen_port(listen: str) -> str:
+    parts = re.split(r"(?<!\\):", listen)
+    if parts and parts[0] in ("tcp", "tcp6", "ssl", "tls") and len(parts) > 1:
+        for part in parts[1:]:
+            if part.startswith("port="):
+                return part[5:]
+            if "=" not in part:
+                return part
+    return "8080"
+
+
+def _listen_interface(listen: str) -> str:
+    for part in re.split(r"(?<!\\):", listen):
+        if part.startswith("interface="):
+            return part[len("interface=") :].replace("\\", "")
+    return ""
+
+
+# -- loading -------------------------------------------------------------------------
+
+
+def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a TOML file; ``None`` gives the demo (simulator) defaults."""
+    if path is None:
+        return parse_config({}, source="<defaults>", environ=environ)
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such file; pass --config with the path of your pbxis.toml") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read it ({e.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: TOML syntax error: {e}") from None
+    return parse_config(data, source=str(p), environ=environ, base=p.parent)
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    *,
+    source: str = "<config>",
+    environ: Mapping[str, str] | None = None,
+    base: Path | None = None,
+) -> Config:
+    """Validate a parsed TOML document and build a :class:`Config`."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, dict[str, Any]] = {}
+    for section, body in data.items():
+        if section not in SCHEMA:
+            raise ConfigError(
+                f"[{section}]: unknown section; expected one of {', '.join(f'[{s}]' for s in SCHEMA)}"
+            )
+        if not isinstance(body, dict):
+            raise ConfigError(f"{section}: expected a table [{section}], got {_show(body)}")
+        checks = SCHEMA[section]
+        out: dict[str, Any] = {}
+        for key, value in body.items():
+            name = f"[{section}].{key}"
+            if key not in checks:
+                near = _nearest(key, checks)
+                hint = f"; did you mean {near!r}?" if near else ""
+                raise ConfigError(f"{name}: unknown key{hint} (known: {', '.join(checks)})")
+            out[key] = checks[key](name, value)
+        values[section] = out
+
+    ami = dict(values.get("ami", {}))
+    ami["secret"] = _resolve_secret(ami, environ, base)
+    ami.pop("secret_file", None)
+    ami.pop("secret_env", None)
+    if ami.get("reconnect_min_delay", 0.5) > ami.get("reconnect_max_delay", 30.0):
+        raise ConfigError("[ami].reconnect_min_delay: must not exceed [ami].reconnect_max_delay")
+
+    http = dict(values.get("http", {}))
+    keys = list(http.get("api_keys", ()))
+    keys_file = http.pop("api_keys_file", "")
+    if keys_file:
+        keys.extend(_read_keys_file(keys_file, base))
+    for k in keys:
+        if len(k) < 16:
+            raise ConfigError("[http].api_keys: every API key must be at least 16 characters long")
+    http["api_keys"] = tuple(keys)
+
+    sim = dict(values.get("simulator", {}))
+    if "enabled" not in sim:
+        # No Asterisk configured at all: run the demo on the embedded simulator.
+        sim["enabled"] = "ami" not in data
+    return Config(
+        ami=AMIConfig(**ami),
+        http=HTTPConfig(**http),
+        agents=AgentsConfig(**values.get("agents", {})),
+        simulator=SimulatorConfig(**sim),
+        source=source,
+    )
+
+
+def _resolve_secret(ami: dict[str, Any], environ: Mapping[str, str], base: Path | None) -> str:
+    given = [k for k in ("secret", "secret_file", "secret_env") if ami.get(k)]
+    if len(given) > 1:
+        raise ConfigError(f"[ami].{given[1]}: set only one of secret, secret_file, secret_env")
+    if "secret_env" in given:
+        name = ami["secret_env"]
+        if name not in environ:
+            raise ConfigError(f"[ami].secret_env: environment variable {name} is not set")
+        return environ[name]
+    if "secret_file" in given:
+        path = Path(ami["secret_file"])
+        if base is not None and not path.is_absolute():
+            path = base / path
+        try:
+            return path.read_text("utf-8").strip()
+        except OSError as e:
+            raise ConfigError(f"[ami].secret_file: cannot read {path} ({e.strerror})") from None
+    return str(ami.get("secret", ""))
+
+
+def _read_keys_file(name: str, base: Path | None) -> list[str]:
+    path = Path(name)
+    if base is not None and not path.is_absolute():
+        path = base / path
+    try:
+        text = path.read_text("utf-8")
+    except OSError as e:
+        raise ConfigError(f"[http].api_keys_file: cannot read {path} ({e.strerror})") from None
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _nearest(key: str, known: Mapping[str, Any]) -> str | None:
+    import difflib
+
+    match = difflib.get_close_matches(key, list(known), n=1, cutoff=0.7)
+    return match[0] if match else None
