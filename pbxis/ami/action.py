@@ -11,7 +11,7 @@ from __future__ import annotations
 from .message import HeaderInput, Message, normalise_headers
 from .parser import LocalProtocolError
 
-__all__ = ["format_action", "check_header", "MAX_LINE_BYTES", "MAX_LINES"]
+__all__ = ["MAX_LINES", "MAX_LINE_BYTES", "check_header", "format_action"]
 
 MAX_LINE_BYTES = 1024
 """Asterisk discards longer lines of an action (``Failed to parse message: line too long``)."""
@@ -27,10 +27,8 @@ def check_header(key: str, value: str) -> None:
         raise LocalProtocolError(f"invalid AMI header name {key!r}")
     for ch in _FORBIDDEN:
         if ch in key or ch in value:
-            raise LocalProtocolError(
-                f"AMI header {key!r} holds a CR or LF; refused (header injection)"
-            )
-    if "\x00" in value:
+            raise LocalProtocolError(f"AMI header {key!r} holds a CR or LF; refused (header injection)")
+    if "\x00" in key or "\x00" in value:
         raise LocalProtocolError(f"AMI header {key!r} holds a NUL byte; refused")
     if len(key) + 2 + len(value.encode("utf-8")) + 2 > MAX_LINE_BYTES:
         raise LocalProtocolError(

@@ -11,12 +11,11 @@ the server-side filter are looked at; many in a benchmark are not).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Union
 
 HeaderPairs = Iterable[tuple[str, str]]
-HeaderInput = Union[Mapping[str, object], HeaderPairs]
+HeaderInput = Mapping[str, object] | HeaderPairs
 
-__all__ = ["Message", "Banner", "HeaderInput", "normalise_headers"]
+__all__ = ["Banner", "HeaderInput", "Message", "normalise_headers"]
 
 
 class Banner:
@@ -81,7 +80,7 @@ class Message:
     itself does with the headers it reads.
     """
 
-    __slots__ = ("headers", "_index")
+    __slots__ = ("_index", "headers")
 
     def __init__(self, headers: HeaderInput = ()) -> None:
         self.headers: tuple[tuple[str, str], ...] = tuple(normalise_headers(headers))

@@ -26,17 +26,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Final, Union
+from typing import Final
 
 from .message import Banner, Message
 
 __all__ = [
-    "AMIParser",
     "NEED_DATA",
+    "AMIParser",
     "AMIProtocolError",
-    "RemoteProtocolError",
     "LocalProtocolError",
     "ParsedItem",
+    "RemoteProtocolError",
 ]
 
 
@@ -50,7 +50,7 @@ class _NeedData:
 NEED_DATA: Final = _NeedData()
 """Returned by :meth:`AMIParser.next_event` when no complete message is buffered."""
 
-ParsedItem = Union[Message, Banner]
+ParsedItem = Message | Banner
 
 
 class AMIProtocolError(Exception):
@@ -189,7 +189,7 @@ class AMIParser:
                 "the peer is not speaking AMI or the stream is corrupt"
             )
 
-    def _take_banner(self) -> Banner | None | _NeedData:
+    def _take_banner(self) -> Banner | _NeedData | None:
         """Consume the first line as the banner if it has no colon (``Asterisk Call Manager/x``)."""
         buf = self._buf
         nl = buf.find(b"\n", self._start)
@@ -207,7 +207,7 @@ class AMIParser:
         self._start = self._scan = nl + 1
         return Banner(line)
 
-    def _take_block(self) -> Message | None | _NeedData:
+    def _take_block(self) -> Message | _NeedData | None:
         buf = self._buf
         start = self._start
         # A blank line right at the start (debris after a value with a stray LF).
