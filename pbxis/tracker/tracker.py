@@ -1,0 +1,288 @@
+"""The call-center tracker: AMI events in, per-agent events out. Pure: no I/O, no clock.
+
+Every change an agent can see goes through one comparison: the agent's view after an
+event against the view it last saw (``AgentRecord.seen``). That gives "no duplicates"
+(Asterisk repeats QueueMemberStatus per queue and QueueMemberPause without change) and
+makes a rebuild after an outage emit exactly the differences.
+
+While a rebuild runs, the agents in its scope are *pinned*: live events still update
+their state (in wire order, interleaved with the answers being applied) but nothing is
+emitted for them until :meth:`Tracker.finish_rebuild`, which emits ``pbxStatus`` true,
+the differences, then the one-off events held meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..ami.message import Message
+from ..events import PBX_STATUS, PHONE_NUMBER, QUEUE_MEMBER_STATUS, AgentEvent
+from .channels import AgentDirectory
+from .codes import member_status
+from .digest import Instant, State
+from .model import AgentRecord, QueueState, View, agent_view
+from .rebuild import ActionResultLike, PlannedAction, apply_result, plan_actions, plan_followup
+
+__all__ = ["Tracker"]
+
+
+@dataclass
+class _Rebuild:
+    scope: frozenset[str]
+    full: bool
+    held: list[AgentEvent] = field(default_factory=list)
+
+
+class Tracker:
+    """Per-agent call-center state digested from one AMI event stream."""
+
+    def __init__(self, *, interface_template: str = "SIP/{agent}", hint_context: str = "agents") -> None:
+        self._directory = AgentDirectory(interface_template)
+        self._state = State(self._directory, hint_context)
+        self._rebuild: _Rebuild | None = None
+        self._known_hints: int | None = None
+        self.connected = False
+
+    # -- registration ------------------------------------------------------------------
+    def register(self, agent: str, queues: Sequence[str], now_ms: int) -> list[AgentEvent]:
+        """Track ``agent`` in ``queues``. A new agent starts from what it will be shown
+        as a snapshot (nothing to emit); a re-registration emits the new queues' state."""
+        wanted = tuple(dict.fromkeys(queues))
+        for queue in wanted:
+            self._state.queues.setdefault(queue, QueueState())
+        record = self._state.agents.get(agent)
+        if record is None:
+            record = AgentRecord(agent, wanted, pbx_down=not self.connected)
+            self._state.agents[agent] = record
+            self._directory.add(agent)
+            record.seen = self._view(record)
+            return []
+        for queue in set(record.queues) - set(wanted):
+            self._state.queues[queue].members.pop(agent, None)
+            record.seen.pop((QUEUE_MEMBER_STATUS, queue), None)
+            record.seen.pop(("queueCount", queue), None)
+        record.queues = wanted
+        self._prune_queues()
+        return self._emit_changes([agent], now_ms)
+
+    def unregister(self, agent: str) -> None:
+        record = self._state.agents.pop(agent, None)
+        if record is None:
+            return
+        self._directory.remove(agent)
+        for queue in record.queues:
+            self._state.queues[queue].members.pop(agent, None)
+        self._prune_queues()
+
+    def _prune_queues(self) -> None:
+        wanted = {q for r in self._state.agents.values() for q in r.queues}
+        for queue in list(self._state.queues):
+            if queue not in wanted:
+                del self._state.queues[queue]
+
+    def interface_of(self, agent: str) -> str:
+        """The queue-member interface of ``agent`` (``SIP/1001``)."""
+        return self._directory.interface_of(agent)
+
+    @property
+    def agents(self) -> list[str]:
+        return list(self._state.agents)
+
+    # -- live events -------------------------------------------------------------------
+    def handle(self, message: Message, now_ms: int) -> list[AgentEvent]:
+        """Digest one AMI event; the events agents should see, in order."""
+        changed, instants = self._state.apply(message)
+        events = self._emit_changes([a for a in self._state.agents if a in changed], now_ms)
+        events.extend(self._instants(instants, now_ms))
+        return events
+
+    def note_originate(self, action_id: str, agent: str, number: str) -> None:
+        """Remember a click-to-call so its ringing and failures reach the agent."""
+        self._state.originates.remember(action_id, (agent, number))
+
+    def link_down(self, now_ms: int) -> list[AgentEvent]:
+        """The AMI link is gone: ``pbxStatus`` false to every agent that saw it up."""
+        events = self.abort_rebuild()
+        self.connected = False
+        for record in self._state.agents.values():
+            if not record.pbx_down:
+                record.pbx_down = True
+                events.append(AgentEvent(record.agent, PBX_STATUS, now_ms, {"connected": False}))
+        return events
+
+    # -- what an agent sees ------------------------------------------------------------
+    def snapshot(self, agent: str, now_ms: int) -> list[AgentEvent]:
+        """What ``agent`` has been shown so far, as ordinary events (for a new client)."""
+        record = self._state.agents.get(agent)
+        if record is None:
+            return []
+        events = [
+            AgentEvent(agent, key[0], now_ms, dict(data))
+            for key, data in record.seen.items()
+            if data is not None
+        ]
+        if record.pbx_down:
+            events.append(AgentEvent(agent, PBX_STATUS, now_ms, {"connected": False}))
+        return events
+
+    def agent_state(self, agent: str) -> dict[str, Any] | None:
+        """``GET /agents/{agent}``: the state the agent has been shown, as one document."""
+        record = self._state.agents.get(agent)
+        if record is None:
+            return None
+        seen = record.seen
+        queues: dict[str, Any] = {}
+        for name in record.queues:
+            shown = seen.get((QUEUE_MEMBER_STATUS, name)) or {}
+            member = self._state.queues[name].members.get(agent)
+            queues[name] = {
+                "membership": member.membership if member and shown.get("loggedIn") else None,
+                "loggedIn": shown.get("loggedIn", False),
+                "status": shown.get("status", "unknown"),
+                "paused": shown.get("paused", False),
+                "reason": shown.get("pausedReason", ""),
+                "count": (seen.get(("queueCount", name)) or {}).get("count", 0),
+            }
+        return {
+            "agent": agent,
+            "extension": (seen.get(("extensionStatus",)) or {}).get("status", "unknown"),
+            "queues": queues,
+            "call": seen.get((PHONE_NUMBER,)),
+            "pbxConnected": not record.pbx_down,
+        }
+
+    def queues_state(self) -> dict[str, Any]:
+        """``GET /queues``: every tracked queue, callers waiting, registered members."""
+        out: dict[str, Any] = {}
+        for name, queue in sorted(self._state.queues.items()):
+            out[name] = {
+                "queue": name,
+                "count": queue.count,
+                "members": [
+                    {
+                        "agent": agent,
+                        "interface": self.interface_of(agent),
+                        "membership": member.membership,
+                        "status": member_status(member.status),
+                        "paused": member.paused,
+                        "pausedReason": member.reason,
+                        "inCall": member.in_call,
+                    }
+                    for agent, member in sorted(queue.members.items())
+                ],
+            }
+        return {"queues": out, "connected": self.connected}
+
+    # -- rebuild -----------------------------------------------------------------------
+    @property
+    def rebuilding(self) -> bool:
+        return self._rebuild is not None
+
+    def plan_rebuild(self, agents: Sequence[str] | None = None) -> list[PlannedAction]:
+        """The actions that reload ``agents`` (default: all registered) and their queues."""
+        chosen = self._scope(agents)
+        return plan_actions(self._state, [a for a in self._state.agents if a in chosen], self._known_hints)
+
+    def begin_rebuild(self, agents: Sequence[str] | None = None) -> None:
+        """Pin the agents in scope; ``agents=None`` is the full rebuild after a login."""
+        if self._rebuild is not None:
+            raise RuntimeError("a rebuild is already running")
+        scope = self._scope(agents)
+        self._rebuild = _Rebuild(scope, full=agents is None)
+        for agent in scope:
+            for call in self._state.agents[agent].calls.values():
+                call.stale = True
+
+    def apply_result(self, planned: PlannedAction, result: ActionResultLike) -> None:
+        """Apply the answer to one planned action (call it when the answer arrives)."""
+        if self._rebuild is None:
+            raise RuntimeError("apply_result outside a rebuild")
+        hints = apply_result(self._state, self._rebuild.scope, planned, result)
+        if hints is not None:
+            self._known_hints = hints
+
+    def plan_followup(self) -> list[PlannedAction]:
+        """After the first round: ``CoreShowChannels`` if some agent may be on a call."""
+        if self._rebuild is None:
+            return []
+        return plan_followup(self._state, self._rebuild.scope)
+
+    def finish_rebuild(self, now_ms: int) -> list[AgentEvent]:
+        """End the rebuild: ``pbxStatus`` true, then only what changed, then held events."""
+        rebuild, self._rebuild = self._rebuild, None
+        if rebuild is None:
+            return []
+        if rebuild.full:
+            self.connected = True
+        events: list[AgentEvent] = []
+        for agent in self._state.agents:
+            if agent not in rebuild.scope:
+                continue
+            record = self._state.agents[agent]
+            for key in [k for k, c in record.calls.items() if c.stale]:
+                del record.calls[key]
+            if record.pbx_down and self.connected:
+                record.pbx_down = False
+                events.append(AgentEvent(agent, PBX_STATUS, now_ms, {"connected": True}))
+            events.extend(self._diff(record, now_ms))
+        events.extend(e for e in rebuild.held if e.agent in self._state.agents)
+        return events
+
+    def abort_rebuild(self) -> list[AgentEvent]:
+        """Give up a rebuild (link lost): the one-off events held meanwhile, to publish."""
+        rebuild, self._rebuild = self._rebuild, None
+        if rebuild is None:
+            return []
+        for agent in rebuild.scope:
+            record = self._state.agents.get(agent)
+            for call in record.calls.values() if record else ():
+                call.stale = False
+        return rebuild.held
+
+    def _scope(self, agents: Sequence[str] | None) -> frozenset[str]:
+        if agents is None:
+            return frozenset(self._state.agents)
+        return frozenset(a for a in agents if a in self._state.agents)
+
+    # -- emission ----------------------------------------------------------------------
+    def _pinned(self, agent: str) -> bool:
+        return self._rebuild is not None and agent in self._rebuild.scope
+
+    def _view(self, record: AgentRecord) -> View:
+        return agent_view(record, self._state.queues)
+
+    def _emit_changes(self, agents: Sequence[str], now_ms: int) -> list[AgentEvent]:
+        events: list[AgentEvent] = []
+        for agent in agents:
+            if not self._pinned(agent):
+                events.extend(self._diff(self._state.agents[agent], now_ms))
+        return events
+
+    def _diff(self, record: AgentRecord, now_ms: int) -> list[AgentEvent]:
+        view = self._view(record)
+        events: list[AgentEvent] = []
+        for key, data in view.items():
+            old = record.seen.get(key)
+            if data == old:
+                continue
+            if data is None:  # the call ended: same call, no number
+                assert old is not None
+                data = {**old, "number": None, "name": None}
+                events.append(AgentEvent(record.agent, key[0], now_ms, data))
+                continue
+            events.append(AgentEvent(record.agent, key[0], now_ms, dict(data)))
+        record.seen = view
+        return events
+
+    def _instants(self, instants: list[Instant], now_ms: int) -> list[AgentEvent]:
+        out: list[AgentEvent] = []
+        for instant in instants:
+            event = AgentEvent(instant.agent, instant.type, now_ms, instant.data)
+            if self._pinned(instant.agent):
+                assert self._rebuild is not None
+                self._rebuild.held.append(event)
+            else:
+                out.append(event)
+        return out

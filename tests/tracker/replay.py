@@ -1,0 +1,56 @@
+"""Feeding capture files to a tracker: shared by the tracker tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pbxis.ami.message import Message
+from pbxis.ami.parser import AMIParser
+from pbxis.events import AgentEvent
+from pbxis.tracker import Tracker
+
+CAPTURES = Path("/work/shared/ami/captures")
+AGENTS = ("1001", "1002", "1003")
+QUEUES = ("sales", "support")
+
+
+def messages(name: str) -> list[Message]:
+    parser = AMIParser()
+    parser.receive_data((CAPTURES / name).read_bytes())
+    return [m for m in parser.messages() if isinstance(m, Message)]
+
+
+def lab_tracker(*extra_agents: str) -> Tracker:
+    tracker = Tracker(interface_template="SIP/{agent}", hint_context="agents")
+    for agent in (*AGENTS, *extra_agents):
+        assert tracker.register(agent, QUEUES, 0) == []
+    return tracker
+
+
+def replay(tracker: Tracker, msgs: list[Message]) -> list[AgentEvent]:
+    out: list[AgentEvent] = []
+    for index, message in enumerate(msgs):
+        out.extend(tracker.handle(message, index))
+    return out
+
+
+def compact(events: list[AgentEvent], agent: str | None = None) -> list[tuple]:
+    """(agent, type, interesting fields) for comparison with hand-written expectations."""
+    out = []
+    for e in events:
+        if agent is not None and e.agent != agent:
+            continue
+        d = e.data
+        if e.type == "queueMemberStatus":
+            out.append(
+                (e.agent, e.type, d["queue"], d["loggedIn"], d["status"], d["paused"], d["pausedReason"])
+            )
+        elif e.type == "queueCount":
+            out.append((e.agent, e.type, d["queue"], d["count"]))
+        elif e.type == "extensionStatus":
+            out.append((e.agent, e.type, d["status"]))
+        elif e.type == "phoneNumber":
+            out.append((e.agent, e.type, d["number"], d["direction"], d["uniqueId"], d["queue"]))
+        else:
+            out.append((e.agent, e.type, dict(d)))
+    return out
