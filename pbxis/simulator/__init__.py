@@ -1,0 +1,65 @@
+"""A simulated Asterisk 20 call center speaking AMI over TCP, for tests and the demo.
+
+It reproduces the lab the captures in ``shared/ami/captures`` were recorded with
+(chan_sip phones 1001-1003 with hints in context ``agents``, 1009 always busy, queues
+``sales`` (ringall, static member SIP/1003) and ``support`` (rrmemory), MixMonitor
+recording), and answers actions and emits events field for field and in the order
+Asterisk 20 does. Usage::
+
+    from pbxis.simulator import Simulator, SimulatorConfig
+
+    config = SimulatorConfig.lab()   # or SimulatorConfig.demo(agents=[...], queues=[...])
+    sim = Simulator(config, clock=reactor_or_task_Clock, seed=0,
+                    username="pbxis", secret="pbxis-secret")
+    port = reactor.listenTCP(0, sim.factory, interface="127.0.0.1")
+
+    # driving calls (deterministic; time advances with the clock)
+    uid = sim.customer_call("sales", number="385911234567", name="Customer",
+                            talk_time=3.0, max_wait=60.0)       # -> caller Uniqueid
+    sim.set_phone("1001", "answer")   # "answer" (after ring_delay), "busy", "no_answer", "unavailable"
+    sim.set_number("0911234567", "busy")                        # the far end of click-to-call
+    sim.hold("1001"); sim.unhold("1001"); sim.hangup_agent("1001")
+    sim.queue_add("sales", "SIP/1002", name="Agent 1002", paused=False)
+    sim.queue_remove("sales", "SIP/1002"); sim.queue_pause("SIP/1002", True, reason="Lunch")
+
+    # faults
+    sim.drop_connections(mid_message=False)
+    sim.restart(clean=True, keep_dynamic_members=True)
+    sim.stall(True); sim.stall(False)
+    sim.send_garbage(b"...")
+
+    # demo load
+    sim.login_agents(); sim.start_load(rate_per_minute=6, talk_time=(20, 60)); sim.stop_load()
+
+    sim.sessions   # connected AMISession objects: .filters, .mask, .received (actions)
+    sim.history    # every event published, before per-session filtering
+
+Modules, one job each:
+
+* wire: ``session`` (the Twisted protocol and factory);
+* actions: ``actions`` (routing, Login/Filter/Events...), ``queue_actions``,
+  ``channel_actions``, ``originate``, ``replies`` (response and list layout),
+  ``filters`` (event masks and the Filter action, pure);
+* model: ``pbx`` (state, identifiers, device state), ``model``, ``headers`` (how
+  channels and members print), ``codes`` (Asterisk's numeric vocabularies);
+* call flows: ``flow`` (shared bits), ``customer``, ``click2call``, ``center``
+  (app_queue distribution);
+* ``simulator`` (the façade and the faults), ``load`` (demo traffic), ``config``,
+  ``__main__`` (``python -m pbxis.simulator`` / ``pbxis-simulator``).
+"""
+
+from .config import MemberConfig, PhoneConfig, QueueConfig, SimulatorConfig
+from .pbx import MemberError
+from .session import AMIServerFactory, AMISession
+from .simulator import Simulator
+
+__all__ = [
+    "AMIServerFactory",
+    "AMISession",
+    "MemberConfig",
+    "MemberError",
+    "PhoneConfig",
+    "QueueConfig",
+    "Simulator",
+    "SimulatorConfig",
+]
