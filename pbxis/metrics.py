@@ -1,0 +1,129 @@
+"""Prometheus metrics read from the layers' plain stats at scrape time.
+
+The layers keep ordinary counters (``ami.stats``, ``hub.stats()``, the streams'
+``stats()``, ``sync.last_rebuild``) and know nothing of Prometheus; this collector
+turns them into metric families when ``/metrics`` is scraped. Only action latency
+needs observing as it happens, through the AMI client's action listener into a
+:class:`~prometheus_client.Histogram`. Each app gets its own
+:class:`~prometheus_client.CollectorRegistry`, so tests never share global state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["PbxisCollector", "build_registry"]
+
+ACTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class _AMI(Protocol):
+    stats: Any
+    connected: bool
+
+    def add_action_listener(self, listener: Callable[[str, float, str], None]) -> None: ...
+
+
+class _StatsSource(Protocol):
+    def stats(self) -> Mapping[str, Any]: ...
+
+
+class PbxisCollector(Collector):
+    """Reads the stats objects on every scrape; holds no counts of its own.
+
+    Expected shapes (missing keys read as zero, so a layer can grow its stats freely):
+
+    * ``ami.stats``: ``connects``, ``logins``, ``reconnects``, ``events_in``
+      (event name -> count); ``ami.connected``;
+    * ``hub.stats()``: ``{"agents": int, "clients": {transport: int}, ...}``;
+    * ``streams.stats()``: ``{"events_out": {transport: int}, "clients": {transport: int}}``;
+    * ``sync.last_rebuild``: ``None`` or an object with ``duration`` (seconds),
+      ``actions`` and ``messages``.
+    """
+
+    def __init__(self, *, ami: _AMI, hub: _StatsSource, streams: _StatsSource | None, sync: Any) -> None:
+        self._ami = ami
+        self._hub = hub
+        self._streams = streams
+        self._sync = sync
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._ami.stats
+        for name, attr, doc in (
+            ("pbxis_ami_connects", "connects", "TCP connections made to Asterisk."),
+            ("pbxis_ami_logins", "logins", "Successful AMI logins."),
+            ("pbxis_ami_reconnects", "reconnects", "Connections made after losing a link."),
+        ):
+            yield CounterMetricFamily(name, doc, value=getattr(stats, attr, 0))
+
+        events_in = CounterMetricFamily(
+            "pbxis_ami_events", "AMI events received, by event name.", labels=["type"]
+        )
+        for event, count in sorted(dict(getattr(stats, "events_in", {})).items()):
+            events_in.add_metric([event], count)
+        yield events_in
+
+        yield GaugeMetricFamily(
+            "pbxis_ami_up", "1 while the AMI link is up and logged in.", value=int(self._ami.connected)
+        )
+
+        hub = self._hub.stats()
+        yield GaugeMetricFamily("pbxis_agents", "Registered agents.", value=hub.get("agents", 0))
+
+        streams = self._streams.stats() if self._streams is not None else {}
+        clients = GaugeMetricFamily(
+            "pbxis_clients", "Connected stream clients, by transport.", labels=["transport"]
+        )
+        # The streams report every transport, zeros included; the hub only those in use.
+        by_transport = streams.get("clients") or hub.get("clients", {})
+        for transport, count in sorted(by_transport.items()):
+            clients.add_metric([transport], count)
+        yield clients
+        events_out = CounterMetricFamily(
+            "pbxis_events_out", "Events delivered to clients, by transport.", labels=["transport"]
+        )
+        for transport, count in sorted(streams.get("events_out", {}).items()):
+            events_out.add_metric([transport], count)
+        yield events_out
+
+        rebuild = getattr(self._sync, "last_rebuild", None)
+        if rebuild is not None:
+            yield GaugeMetricFamily(
+                "pbxis_rebuild_duration_seconds",
+                "How long the last state rebuild after an AMI login took.",
+                value=rebuild.duration,
+            )
+            yield GaugeMetricFamily(
+                "pbxis_rebuild_actions", "AMI actions sent by the last rebuild.", value=rebuild.actions
+            )
+            yield GaugeMetricFamily(
+                "pbxis_rebuild_messages",
+                "AMI messages received for the last rebuild.",
+                value=rebuild.messages,
+            )
+
+
+def build_registry(
+    *, ami: _AMI, hub: _StatsSource, streams: _StatsSource | None, sync: Any
+) -> CollectorRegistry:
+    """A private registry with the collector and the action-latency histogram wired in."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PbxisCollector(ami=ami, hub=hub, streams=streams, sync=sync))
+    latency = Histogram(
+        "pbxis_ami_action_seconds",
+        "Time from sending an AMI action to its answer, by action and outcome.",
+        ["action", "outcome"],
+        buckets=ACTION_BUCKETS,
+        registry=registry,
+    )
+
+    def observe(name: str, seconds: float, outcome: str) -> None:
+        latency.labels(name, outcome).observe(seconds)
+
+    ami.add_action_listener(observe)
+    return registry

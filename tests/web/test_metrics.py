@@ -1,0 +1,136 @@
+"""/metrics and /health: read from the layers' plain stats, one private registry per app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest_twisted
+from prometheus_client.parser import text_string_to_metric_families
+from test_api_fakes import Fakes, Server, make_app
+from twisted.internet.task import Clock
+
+from pbxis.metrics import build_registry
+
+
+def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def test_collector_reads_stats_at_scrape_time() -> None:
+    fakes = Fakes()
+    registry = build_registry(ami=fakes.ami, hub=fakes.hub, streams=fakes.streams, sync=fakes.sync)
+    value = registry.get_sample_value
+    assert value("pbxis_agents") == 0
+    fakes.hub.register("1001", ["sales"])
+    fakes.ami.stats.events_in.update({"QueueMemberStatus": 3, "Hangup": 1})
+    fakes.ami.stats.reconnects = 2
+    assert value("pbxis_agents") == 1
+    assert value("pbxis_ami_events_total", {"type": "QueueMemberStatus"}) == 3
+    assert value("pbxis_ami_events_total", {"type": "Hangup"}) == 1
+    assert value("pbxis_ami_reconnects_total") == 2
+    assert value("pbxis_ami_up") == 1
+    assert value("pbxis_clients", {"transport": "sse"}) == 2
+    assert value("pbxis_events_out_total", {"transport": "websocket"}) == 3
+    assert value("pbxis_rebuild_duration_seconds") == 0.25
+    assert value("pbxis_rebuild_actions") == 3
+    assert value("pbxis_rebuild_messages") == 42
+    fakes.ami.connected = False
+    assert value("pbxis_ami_up") == 0
+
+
+def test_action_latency_histogram_and_private_registries() -> None:
+    fakes = Fakes()
+    first = build_registry(ami=fakes.ami, hub=fakes.hub, streams=None, sync=fakes.sync)
+    other = Fakes()
+    second = build_registry(ami=other.ami, hub=other.hub, streams=None, sync=other.sync)
+    for listener in fakes.ami.listeners:
+        listener("QueueAdd", 0.03, "ok")
+        listener("QueueAdd", 2.0, "timeout")
+    labels = {"action": "QueueAdd", "outcome": "ok"}
+    assert first.get_sample_value("pbxis_ami_action_seconds_count", labels) == 1
+    assert first.get_sample_value("pbxis_ami_action_seconds_bucket", {**labels, "le": "0.05"}) == 1
+    assert first.get_sample_value("pbxis_ami_action_seconds_bucket", {**labels, "le": "0.025"}) == 0
+    timeout = {"action": "QueueAdd", "outcome": "timeout"}
+    assert first.get_sample_value("pbxis_ami_action_seconds_sum", timeout) == 2.0
+    assert second.get_sample_value("pbxis_ami_action_seconds_count", labels) is None
+
+
+def test_no_rebuild_yet_means_no_rebuild_metrics() -> None:
+    fakes = Fakes()
+    fakes.sync.last_rebuild = None
+    registry = build_registry(ami=fakes.ami, hub=fakes.hub, streams=None, sync=fakes.sync)
+    assert registry.get_sample_value("pbxis_rebuild_duration_seconds") is None
+    assert registry.get_sample_value("pbxis_agents") == 0
+
+
+class Env:
+    def __init__(self) -> None:
+        self.fakes = Fakes()
+        self.clock = Clock()
+        self.servers: list[Server] = []
+
+    async def serve(self, **overrides: Any) -> Server:
+        server = await Server(make_app(self.fakes, clock=self.clock, **overrides)).start()
+        self.servers.append(server)
+        return server
+
+
+@pytest_twisted.async_yield_fixture
+async def env() -> AsyncIterator[Env]:
+    e = Env()
+    try:
+        yield e
+    finally:
+        for server in e.servers:
+            await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_metrics_over_http(env: Env) -> None:
+    server = await env.serve()
+    status, _, _ = await server.call("PUT", "/agents/1001", {"queues": ["sales"]})
+    assert status == 200
+    status, _, _ = await server.call("POST", "/agents/1001/queues/sales/login")
+    assert status == 200
+    status, body, headers = await server.call("GET", "/metrics", key=None)
+    assert status == 200
+    assert headers.getRawHeaders(b"content-type")[0].startswith(b"text/plain")
+    got = samples(body)
+    assert got[("pbxis_agents", ())] == 1
+    assert got[("pbxis_ami_action_seconds_count", (("action", "QueueAdd"), ("outcome", "ok")))] == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_health_up(env: Env) -> None:
+    server = await env.serve()
+    env.clock.advance(1000.0)
+    env.fakes.ami.stats.last_event_time = 997.5
+    status, body, headers = await server.call("GET", "/health", key=None)
+    assert status == 200
+    assert body == {
+        "status": "ok",
+        "ami": {"connected": True, "state": "connected", "lastEventAge": 2.5, "reconnects": 0},
+        "synced": True,
+        "agents": 0,
+        "clients": {"sse": 2, "websocket": 1},
+    }
+    assert headers.getRawHeaders(b"retry-after") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_health_down_is_503_with_retry_after(env: Env) -> None:
+    server = await env.serve()
+    env.fakes.ami.connected = False
+    env.fakes.ami.stats.state = "connecting"
+    env.fakes.sync.ready = False
+    status, body, headers = await server.call("GET", "/health", key=None)
+    assert status == 503
+    assert body["status"] == "unavailable"
+    assert body["ami"] == {"connected": False, "state": "connecting", "lastEventAge": None, "reconnects": 0}
+    assert body["synced"] is False
+    assert headers.getRawHeaders(b"retry-after") == [b"5"]

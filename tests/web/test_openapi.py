@@ -1,0 +1,122 @@
+"""/openapi.json is a valid OpenAPI 3 document and agrees with the app's routes both ways."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_twisted
+from openapi_spec_validator import validate
+from test_api_fakes import Fakes, Server, make_app, settings
+from twisted.internet.task import Clock
+
+from pbxis.web.app import build_app
+from pbxis.web.client import add_client_routes
+from pbxis.web.openapi import openapi_document
+
+METHODS = {"get", "put", "post", "delete", "patch"}
+STREAM_OPERATIONS = {
+    ("/stream/{token}/sse", "get"),
+    ("/stream/{token}/poll", "get"),
+    ("/stream/{token}/ws", "get"),
+}
+
+
+def documented(document: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (path, method) for path, item in document["paths"].items() for method in item if method in METHODS
+    }
+
+
+def routed(app: Any) -> set[tuple[str, str]]:
+    """(OpenAPI path, method) for every rule; HEAD and OPTIONS are implied, not operations."""
+    out = set()
+    for rule in app.url_map.iter_rules():
+        path = re.sub(r"<(?:[a-z]+:)?([A-Za-z_]+)>", r"{\1}", rule.rule)
+        for method in rule.methods or ():
+            if method not in ("HEAD", "OPTIONS"):
+                out.add((path, method.lower()))
+    return out
+
+
+def test_document_is_valid_openapi() -> None:
+    document = openapi_document("https://pbx.example.com/cc/")
+    validate(document)
+    assert document["servers"] == [{"url": "https://pbx.example.com/cc"}]
+
+
+def test_every_contract_route_is_documented() -> None:
+    paths = documented(openapi_document("http://x"))
+    contract = {
+        ("/agents/{agent}", "put"),
+        ("/agents/{agent}", "delete"),
+        ("/agents/{agent}", "get"),
+        ("/agents/{agent}/originate", "post"),
+        *{
+            (f"/agents/{{agent}}/queues/{{queue}}/{a}", "post")
+            for a in ("login", "logoff", "pause", "unpause")
+        },
+        ("/queues", "get"),
+        *STREAM_OPERATIONS,
+        ("/client/{tech}/{agent}", "get"),
+        ("/health", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+    }
+    assert contract <= paths
+
+
+def test_routes_and_document_agree_without_streams() -> None:
+    """Our routes and the client's against the document; streams are checked below."""
+    fakes = Fakes()
+    app = build_app(
+        settings=settings(),
+        hub=fakes.hub,
+        tracker=fakes.tracker,
+        ami=fakes.ami,
+        sync=fakes.sync,
+        streams_installer=lambda app: fakes.streams,
+        client_installer=add_client_routes,
+    )
+    doc = documented(openapi_document("http://x"))
+    routes = routed(app)
+    assert routes - doc == set(), "routes missing from the OpenAPI document"
+    assert doc - routes == STREAM_OPERATIONS, "documented operations without a route"
+
+
+def test_routes_and_document_agree_with_real_streams() -> None:
+    streams = pytest.importorskip("pbxis.web.streams")
+    if not hasattr(streams, "add_stream_routes"):
+        pytest.skip("pbxis.web.streams has no add_stream_routes yet")
+    fakes = Fakes()
+    app = build_app(
+        settings=settings(),
+        hub=fakes.hub,
+        tracker=fakes.tracker,
+        ami=fakes.ami,
+        sync=fakes.sync,
+        streams_installer=lambda app: streams.add_stream_routes(
+            app, hub=fakes.hub, allowed_origins=["*"], clock=Clock()
+        ),
+        client_installer=add_client_routes,
+    )
+    assert routed(app) == documented(openapi_document("http://x"))
+
+
+@pytest_twisted.async_yield_fixture
+async def server() -> AsyncIterator[Server]:
+    s = await Server(make_app(Fakes())).start()
+    try:
+        yield s
+    finally:
+        await s.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_served_document(server: Server) -> None:
+    status, body, headers = await server.call("GET", "/openapi.json", key=None)
+    assert status == 200
+    assert headers.getRawHeaders(b"content-type") == [b"application/json"]
+    assert body == openapi_document("https://pbx.example.com/cc")
