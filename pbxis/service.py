@@ -63,7 +63,7 @@ class _SimulatorService(Service):
 
         sim = config.simulator
         self.simulator = Simulator(
-            SimulatorConfig.demo(agents=list(sim.agents), queues=list(sim.queues)),
+            SimulatorConfig.demo(agents=list(sim.agents), queues=list(sim.queues), logged_in=sim.logged_in),
             clock=reactor,
             seed=sim.seed,
             username=config.ami.username,

@@ -101,6 +101,7 @@ class SimulatorConfig:
     listen: str = "tcp:0:interface=127.0.0.1"
     agents: tuple[str, ...] = ("1001", "1002", "1003")
     queues: tuple[str, ...] = ("sales", "support")
+    logged_in: bool = True
     calls_per_minute: float = 6.0
     talk_time: tuple[float, float] = (20.0, 60.0)
     seed: int | None = None
@@ -251,6 +252,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "listen": _string(allow_empty=False),
         "agents": _string_list(_NAME, "an agent name (1-32 of A-Z a-z 0-9 _ . -)"),
         "queues": _string_list(_QUEUE, "a queue name (1-64 of A-Z a-z 0-9 _ . -)"),
+        "logged_in": _boolean,
         "calls_per_minute": _number(low=0, high=6000),
         "talk_time": _talk_time,
         "seed": _optional_seed,

@@ -1,0 +1,106 @@
+"""What the three transports share: token look-up, parameter parsing, counters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.iweb import IRequest
+
+from pbxis.hub import Hub, LogEntry, Registration, RegistrationEnded, Subscription
+from pbxis.web.errors import ApiError
+
+__all__ = [
+    "LONG_POLL",
+    "SSE",
+    "WEBSOCKET",
+    "Stream",
+    "StreamConfig",
+    "find_registration",
+    "parse_since",
+    "query_arg",
+]
+
+# Transport names, as in the contract's ``streams`` object; the hub counts clients by them.
+SSE = "sse"
+LONG_POLL = "longPoll"
+WEBSOCKET = "websocket"
+
+
+class Stream(Protocol):
+    """An open client stream that shutdown must be able to end."""
+
+    def shutdown(self) -> None: ...
+
+
+@dataclass(eq=False)
+class StreamConfig:
+    """The settings and the bookkeeping every transport reads and updates."""
+
+    hub: Hub
+    allowed_origins: Sequence[str]
+    clock: IReactorTime
+    heartbeat: float
+    max_buffer_bytes: int
+    ws_ping_interval: float
+    events_out: dict[str, int] = field(default_factory=dict)
+    open_streams: set[Stream] = field(default_factory=set)
+
+    def count_out(self, transport: str, n: int) -> None:
+        self.events_out[transport] = self.events_out.get(transport, 0) + n
+
+    def subscribe(
+        self,
+        registration: Registration,
+        since: int | None,
+        transport: str,
+        deliver: Callable[[list[LogEntry]], None],
+        end: Callable[[str], None],
+    ) -> Subscription:
+        """The hub's subscribe, with a registration that ended meanwhile as a 404."""
+        try:
+            return self.hub.subscribe(
+                registration,
+                since,
+                transport,
+                deliver,
+                end,
+                max_backlog_bytes=self.max_buffer_bytes,
+            )
+        except RegistrationEnded:
+            raise _not_found() from None
+
+
+def _not_found() -> ApiError:
+    return ApiError(
+        404,
+        "unknown_stream",
+        "No stream for this token: the registration ended or never existed. "
+        "Register the agent again (PUT /agents/{agent}) for a new token.",
+    )
+
+
+def find_registration(hub: Hub, token: str) -> Registration:
+    registration = hub.by_token(token)
+    if registration is None:
+        raise _not_found()
+    return registration
+
+
+def query_arg(request: IRequest, name: str) -> str | None:
+    values = request.args.get(name.encode("ascii"))  # type: ignore[attr-defined]
+    if not values:
+        return None
+    return values[0].decode("utf-8", "replace")
+
+
+def parse_since(raw: str | None, what: str = "since") -> int | None:
+    """``None`` for absent; the last id a client saw; 400 for anything else."""
+    if raw is None or raw.strip() == "":
+        return None
+    raw = raw.strip()
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise ApiError(400, "bad_since", f"{what} must be the id of the last event you saw (0 for none).")
+    return int(raw)

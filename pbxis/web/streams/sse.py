@@ -1,0 +1,119 @@
+"""Server-Sent Events: ``GET /stream/{token}/sse``.
+
+One frame per event (``id:``, ``event:``, ``data:``), so the browser's ``EventSource``
+remembers the last id and sends it back as ``Last-Event-ID`` when it reconnects; that
+header wins over ``?since=`` (the URL still holds the ``since`` of the first visit). A
+``retry:`` hint opens the stream and a comment line goes out every ``heartbeat`` seconds
+so proxies keep the connection and clients notice a dead one.
+
+The hub subscription is the request's streaming producer: when the client stops reading
+and the socket buffer fills, Twisted pauses it and undelivered events wait in the hub's
+shared log. A client that stays stuck past ``max_buffer_bytes`` is disconnected; it can
+resume with its last id.
+
+The stream ends (the response completes) on ``unregistered``/``expired`` right after the
+``closed`` event, and on server shutdown; ``EventSource`` then reconnects and gets a 404,
+which makes it give up.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+
+from pbxis.hub import LogEntry, Registration, Subscription
+
+from ._common import SSE, StreamConfig
+
+__all__ = ["RETRY_MS", "SSEStream", "sse_frames"]
+
+RETRY_MS = 2000
+
+log = Logger()
+
+
+def sse_frames(batch: list[LogEntry]) -> bytes:
+    """The SSE frames of a batch; event JSON never contains a newline."""
+    return "".join(f"id: {entry.id}\nevent: {entry.type}\ndata: {entry.text}\n\n" for entry in batch).encode(
+        "utf-8"
+    )
+
+
+class SSEStream:
+    """One ``text/event-stream`` response fed by one hub subscription."""
+
+    def __init__(
+        self,
+        config: StreamConfig,
+        request: IRequest,
+        registration: Registration,
+        since: int | None,
+    ) -> None:
+        self._config = config
+        self._request = request
+        self._registration = registration
+        self._since = since
+        self._done: Deferred[None] = Deferred(canceller=self._client_gone)
+        self._heartbeat = LoopingCall(self._beat)
+        self._heartbeat.clock = config.clock
+        self._sub: Subscription | None = None
+
+    def start(self) -> Deferred[None]:
+        """Subscribe and start streaming; fires when the server ends the stream."""
+        sub = self._config.subscribe(self._registration, self._since, SSE, self._deliver, self._hub_ended)
+        self._sub = sub
+        request = self._request
+        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-cache, no-store")
+        request.setHeader(b"x-accel-buffering", b"no")
+        request.setHeader(b"connection", b"keep-alive")
+        request.write(b"retry: %d\n\n" % RETRY_MS)
+        request.registerProducer(sub, True)
+        self._config.open_streams.add(self)
+        self._heartbeat.start(self._config.heartbeat, now=False)
+        sub.resumeProducing()
+        return self._done
+
+    def shutdown(self) -> None:
+        if self._sub is not None:
+            self._sub.stopProducing()
+        self._finish()
+
+    def _deliver(self, batch: list[LogEntry]) -> None:
+        self._request.write(sse_frames(batch))
+        self._config.count_out(SSE, len(batch))
+
+    def _beat(self) -> None:
+        if self._sub is not None and not self._sub.paused:
+            self._request.write(b": keep-alive\n\n")
+
+    def _hub_ended(self, reason: str) -> None:
+        if reason == "overflow":
+            log.warn(
+                "SSE client of {agent} stopped reading; disconnecting it",
+                agent=self._registration.agent,
+            )
+            self._cleanup()
+            self._request.transport.abortConnection()  # type: ignore[attr-defined]
+        else:
+            self._finish()
+
+    def _finish(self) -> None:
+        if not self._done.called:
+            self._cleanup()
+            self._done.callback(None)
+
+    def _client_gone(self, _: Deferred[None]) -> None:
+        if self._sub is not None:
+            self._sub.stopProducing()
+        self._cleanup(connected=False)
+
+    def _cleanup(self, connected: bool = True) -> None:
+        if self._heartbeat.running:
+            self._heartbeat.stop()
+        if self in self._config.open_streams:
+            self._config.open_streams.discard(self)
+            if connected:
+                self._request.unregisterProducer()

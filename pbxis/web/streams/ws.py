@@ -1,0 +1,170 @@
+"""WebSocket: ``GET /stream/{token}/ws?since=N``, served by Autobahn on the HTTP port.
+
+The Klein route hands the upgrade request to one shared Autobahn ``WebSocketResource``;
+each connection is a :class:`StreamProtocol`. One JSON event per text message; ``since``
+resumes exactly as for long-poll. Autobahn pings every ``ws_ping_interval`` seconds and
+drops a peer that does not answer.
+
+Problems are reported with close codes after the handshake, because a browser cannot
+read the HTTP status of a refused upgrade:
+
+====  =====================================================================
+code  meaning
+====  =====================================================================
+1001  server shutdown (going away); reconnect later with ``since``
+4400  ``since`` is not an event id
+4403  the page's Origin is neither in ``allowed_origins`` nor pbxis's own
+4404  unknown token (never issued, or its registration already ended)
+4410  the registration ended while connected (``closed`` event sent first;
+      reason ``unregistered`` or ``expired``)
+====  =====================================================================
+
+A client that stops reading is paused through Twisted's producer API (the hub
+subscription is the socket's producer); past ``max_buffer_bytes`` the connection is
+dropped without a close frame (the client sees 1006) and can resume with ``since``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionRequest
+from twisted.logger import Logger
+
+from pbxis.hub import LogEntry, Registration, RegistrationEnded, Subscription
+from pbxis.web.cors import origin_allowed, same_origin
+from pbxis.web.errors import ApiError
+
+from ._common import WEBSOCKET, StreamConfig, parse_since
+
+__all__ = [
+    "CLOSE_BAD_SINCE",
+    "CLOSE_ENDED",
+    "CLOSE_FORBIDDEN_ORIGIN",
+    "CLOSE_SHUTDOWN",
+    "CLOSE_UNKNOWN_TOKEN",
+    "StreamProtocol",
+    "make_ws_resource",
+]
+
+CLOSE_SHUTDOWN = 1001
+CLOSE_BAD_SINCE = 4400
+CLOSE_FORBIDDEN_ORIGIN = 4403
+CLOSE_UNKNOWN_TOKEN = 4404
+CLOSE_ENDED = 4410
+
+log = Logger()
+
+
+class StreamProtocol(WebSocketServerProtocol):
+    """One WebSocket client of one agent's stream."""
+
+    factory: _StreamFactory
+
+    _refusal: tuple[int, str] | None = None
+    _registration: Registration | None = None
+    _since: int | None = None
+    _sub: Subscription | None = None
+
+    def onConnect(self, request: ConnectionRequest) -> None:
+        """Decide now, tell the client after the handshake (see the module docstring)."""
+        config = self.factory.config
+        origin = request.headers.get("origin")
+        own_page = same_origin(origin, request.headers.get("host"))
+        if not own_page and not origin_allowed(origin, config.allowed_origins):
+            self._refusal = (CLOSE_FORBIDDEN_ORIGIN, "origin not allowed")
+            return
+        segments = request.path.rstrip("/").split("/")
+        token = unquote(segments[-2]) if len(segments) >= 2 else ""
+        self._registration = config.hub.by_token(token)
+        if self._registration is None:
+            self._refusal = (CLOSE_UNKNOWN_TOKEN, "unknown stream token")
+            return
+        try:
+            self._since = parse_since(request.params.get("since", [None])[0])
+        except ApiError as e:
+            self._refusal = (CLOSE_BAD_SINCE, e.message)
+
+    def onOpen(self) -> None:
+        if self._refusal is not None:
+            self.sendClose(*self._refusal)
+            return
+        assert self._registration is not None
+        config = self.factory.config
+        try:
+            sub = config.hub.subscribe(
+                self._registration,
+                self._since,
+                WEBSOCKET,
+                self._deliver,
+                self._hub_ended,
+                max_backlog_bytes=config.max_buffer_bytes,
+            )
+        except RegistrationEnded:
+            self.sendClose(CLOSE_UNKNOWN_TOKEN, "unknown stream token")
+            return
+        self._sub = sub
+        # The HTTP channel that parsed the upgrade registered itself as this socket's
+        # producer; it no longer owns the socket, our subscription does.
+        self.transport.unregisterProducer()
+        self.transport.registerProducer(sub, True)
+        config.open_streams.add(self)
+        sub.resumeProducing()
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self._sub is not None:
+            self._sub.stopProducing()
+        self.factory.config.open_streams.discard(self)
+
+    def shutdown(self) -> None:
+        if self._sub is not None:
+            self._sub.stopProducing()
+        self._close_frame(CLOSE_SHUTDOWN, "server shutdown")
+
+    def _deliver(self, batch: list[LogEntry]) -> None:
+        if self.state != self.STATE_OPEN:
+            return
+        for entry in batch:
+            self.sendMessage(entry.text.encode("utf-8"))
+        self.factory.config.count_out(WEBSOCKET, len(batch))
+
+    def _hub_ended(self, reason: str) -> None:
+        self.factory.config.open_streams.discard(self)
+        if reason == "overflow":
+            assert self._registration is not None
+            log.warn(
+                "WebSocket client of {agent} stopped reading; disconnecting it",
+                agent=self._registration.agent,
+            )
+            self.dropConnection(abort=True)
+        elif reason == "shutdown":
+            self._close_frame(CLOSE_SHUTDOWN, "server shutdown")
+        else:
+            self.sendClose(CLOSE_ENDED, reason)
+
+    def _close_frame(self, code: int, reason: str) -> None:
+        # sendClose() refuses 1001 (reserved for the protocol layer); a server going
+        # away is exactly what RFC 6455 defines it for, so send the frame directly.
+        if self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code, reason.encode("utf-8"))
+
+
+class _StreamFactory(WebSocketServerFactory):
+    protocol = StreamProtocol
+
+    def __init__(self, config: StreamConfig, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+
+
+def make_ws_resource(config: StreamConfig) -> WebSocketResource:
+    """The one resource every ``/stream/{token}/ws`` upgrade is handed to."""
+    factory = _StreamFactory(config)
+    factory.setProtocolOptions(
+        autoPingInterval=config.ws_ping_interval,
+        autoPingTimeout=max(config.ws_ping_interval / 2, 1.0),
+    )
+    return WebSocketResource(factory)
