@@ -9,16 +9,17 @@ import pytest_twisted
 from pbxis.testing import API_KEY, Stack
 
 
-async def poll(stack: Stack, token: str, since: int = 0, timeout: float = 0) -> dict[str, Any]:
-    status, body = await stack.api(
-        "GET", f"/stream/{token}/poll?since={since}&timeout={timeout}", token=token
-    )
+async def poll(stack: Stack, token: str, since: int | None = None, timeout: float = 0) -> dict[str, Any]:
+    resume = "" if since is None else f"since={since}&"
+    status, body = await stack.api("GET", f"/stream/{token}/poll?{resume}timeout={timeout}", token=token)
     assert status == 200, body
     return body
 
 
-async def collect(stack: Stack, token: str, since: int, until: Any, timeout: float = 8.0) -> list[dict]:
-    """Long-poll from ``since`` until ``until(events)`` holds; returns every event read."""
+async def collect(
+    stack: Stack, token: str, since: int | None, until: Any, timeout: float = 8.0
+) -> list[dict]:
+    """Long-poll from ``since`` (``None``: as a new client) until ``until(events)`` holds."""
     seen: list[dict] = []
     deadline = stack.service.reactor.seconds() + timeout
     while not until(seen):
@@ -42,7 +43,7 @@ async def test_register_and_snapshot(stack: Stack) -> None:
     assert len(reg["token"]) >= 22
     assert reg["streams"]["sse"].startswith("http://") and reg["streams"]["sse"].endswith("/sse")
     assert reg["streams"]["websocket"].startswith("ws://")
-    body = await collect(stack, reg["token"], 0, lambda ev: len(of(ev, "queueCount")) >= 2)
+    body = await collect(stack, reg["token"], None, lambda ev: len(of(ev, "queueCount")) >= 2)
     assert of(body, "extensionStatus")
     assert {e["queue"] for e in of(body, "queueMemberStatus")} == {"sales", "support"}
     # Registering again keeps the token.
@@ -55,7 +56,7 @@ async def test_agent_day_through_the_api(stack: Stack) -> None:
     """Login, pause with a reason, unpause, a queue call, click-to-call, logoff: each shows in the stream."""
     _, reg = await stack.api("PUT", "/agents/1002", {"queues": ["support"], "name": "Bob"})
     token = reg["token"]
-    first = await collect(stack, token, 0, lambda ev: of(ev, "queueCount"))
+    first = await collect(stack, token, None, lambda ev: of(ev, "queueCount"))
     since = first[-1]["id"]
 
     status, body = await stack.api("POST", "/agents/1002/queues/support/login", {"memberName": "Bob"})
@@ -100,10 +101,11 @@ async def test_agent_day_through_the_api(stack: Stack) -> None:
 async def test_originate_to_busy_phone_fails_on_the_stream(stack: Stack) -> None:
     _, reg = await stack.api("PUT", "/agents/1003", {"queues": ["sales"]})
     token = reg["token"]
+    first = await collect(stack, token, None, lambda ev: of(ev, "queueCount"))
     stack.simulator.set_phone("1003", "busy")
     status, body = await stack.api("POST", "/agents/1003/originate", {"number": "0911234567"}, token=token)
     assert status == 202
-    events = await collect(stack, token, 0, lambda ev: of(ev, "originateFailed"))
+    events = await collect(stack, token, first[-1]["id"], lambda ev: of(ev, "originateFailed"))
     failed = of(events, "originateFailed")[0]
     assert failed == {**failed, "actionId": body["actionId"], "number": "0911234567", "reason": "busy"}
 
@@ -141,7 +143,7 @@ async def test_health_and_link_loss(stack: Stack) -> None:
     assert status == 200, body
     _, reg = await stack.api("PUT", "/agents/1001", {"queues": ["sales"]})
     token = reg["token"]
-    first = await collect(stack, token, 0, lambda ev: of(ev, "queueCount"))
+    first = await collect(stack, token, None, lambda ev: of(ev, "queueCount"))
     stack.simulator.drop_connections()
     events = await collect(
         stack, token, first[-1]["id"], lambda ev: of(ev, "pbxStatus", connected=True), timeout=10

@@ -8,10 +8,11 @@ answers. ``"*"`` in the list allows any origin (the demo); an empty list allows 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from twisted.web.iweb import IRequest
 
-__all__ = ["ALLOWED_HEADERS", "ALLOWED_METHODS", "apply_cors", "origin_allowed"]
+__all__ = ["ALLOWED_HEADERS", "ALLOWED_METHODS", "apply_cors", "origin_allowed", "same_origin"]
 
 ALLOWED_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
 ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID"
@@ -22,6 +23,17 @@ def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
     if origin is None:
         return True
     return "*" in allowed or origin in allowed
+
+
+def same_origin(origin: str | None, host: str | None) -> bool:
+    """True when ``origin`` names the host the request was sent to (its ``Host`` header).
+
+    Browsers send ``Origin`` on every WebSocket handshake, even from pbxis's own page;
+    that page must work without an ``allowed_origins`` entry.
+    """
+    if not origin or not host:
+        return False
+    return urlsplit(origin).netloc.lower() == host.strip().lower()
 
 
 def apply_cors(request: IRequest, allowed: Sequence[str], *, preflight: bool = False) -> bool:
