@@ -141,7 +141,7 @@ class PbxisService(MultiService):
 
         http = config.http
         settings = WebSettings(
-            public_base_url=http.base_url,
+            public_base_url=http.public_url.rstrip("/"),
             api_keys=http.api_keys,
             allowed_origins=http.allowed_origins,
             metrics_public=http.metrics_public,
@@ -209,6 +209,10 @@ class _DeferredEndpoint:
         self._reactor = reactor
         self._port: IListeningPort | None = None
         ready.addCallback(self._listening)
+
+    def __repr__(self) -> str:
+        where = self._port.getHost() if self._port is not None else None
+        return f"<embedded simulator at {where.host}:{where.port}>" if where else "<embedded simulator>"
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
         self._port = port

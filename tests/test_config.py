@@ -98,17 +98,6 @@ def test_api_keys_file(tmp_path: Path) -> None:
     assert config.http.api_keys == ("key-cccccccccccccccc", "key-aaaaaaaaaaaaaaaa", "key-bbbbbbbbbbbbbbbb")
 
 
-def test_base_url_from_listen() -> None:
-    assert (
-        parse_config({"http": {"listen": "tcp:9090:interface=0.0.0.0"}}).http.base_url
-        == "http://127.0.0.1:9090"
-    )
-    assert (
-        parse_config({"http": {"public_url": "https://pbx.example.com/"}}).http.base_url
-        == "https://pbx.example.com"
-    )
-
-
 def test_twistd_refuses_a_bad_config_in_one_line(tmp_path: Path) -> None:
     path = write(tmp_path, "[ami]\nport = 'five'\n")
     proc = subprocess.run(

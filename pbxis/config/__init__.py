@@ -72,17 +72,6 @@ class HTTPConfig:
     allowed_origins: tuple[str, ...] = ()
     metrics_public: bool = True
 
-    @property
-    def base_url(self) -> str:
-        """``public_url`` or, when unset, a URL derived from a plain ``tcp:PORT`` listen string."""
-        if self.public_url:
-            return self.public_url.rstrip("/")
-        port = _listen_port(self.listen)
-        host = _listen_interface(self.listen) or "127.0.0.1"
-        if host in ("0.0.0.0", "::"):
-            host = "127.0.0.1"
-        return f"http://{host}:{port}"
-
 
 @dataclass(frozen=True)
 class AgentsConfig:
@@ -274,24 +263,6 @@ def _show(value: Any) -> str:
 
 def _fmt(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def _listen_port(listen: str) -> str:
-    parts = re.split(r"(?<!\\):", listen)
-    if parts and parts[0] in ("tcp", "tcp6", "ssl", "tls") and len(parts) > 1:
-        for part in parts[1:]:
-            if part.startswith("port="):
-                return part[5:]
-            if "=" not in part:
-                return part
-    return "8080"
-
-
-def _listen_interface(listen: str) -> str:
-    for part in re.split(r"(?<!\\):", listen):
-        if part.startswith("interface="):
-            return part[len("interface=") :].replace("\\", "")
-    return ""
 
 
 # -- loading -------------------------------------------------------------------------

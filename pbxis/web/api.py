@@ -8,6 +8,7 @@ are :class:`~pbxis.web.errors.ApiError`; the app's error handler renders them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -98,6 +99,24 @@ def json_response(request: IRequest, document: Any, status: int = 200) -> bytes:
     return json.dumps(document).encode("utf-8")
 
 
+_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+
+
+def request_base_url(request: IRequest) -> str:
+    """The URL the client reached us at, for when no ``[http].public_url`` is configured.
+
+    The Host header is the client's own word, so only a plain host[:port] is used; anything
+    else falls back to the address the request arrived on.
+    """
+    scheme = "https" if request.isSecure() else "http"
+    raw = request.getHeader(b"host")
+    host = raw.decode("latin-1") if isinstance(raw, bytes) else (raw or "")
+    if not _HOST.match(host):
+        addr = request.getHost()
+        host = f"{addr.host}:{addr.port}"
+    return f"{scheme}://{host}"
+
+
 def _stream_urls(public_base_url: str, token: str) -> dict[str, str]:
     base = public_base_url.rstrip("/")
     path = f"/stream/{quote(token, safe='')}"
@@ -154,7 +173,7 @@ def add_api_routes(
                 "queues": list(registration.queues),
                 "name": registration.name,
                 "token": registration.token,
-                "streams": _stream_urls(public_base_url, registration.token),
+                "streams": _stream_urls(public_base_url or request_base_url(request), registration.token),
                 "gracePeriod": grace_period,
             },
         )

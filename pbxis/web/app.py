@@ -109,7 +109,7 @@ def build_app(
     if client_installer is not None:
         client_installer(app)
     registry = build_registry(ami=ami, hub=hub, streams=streams, sync=sync)
-    document = json.dumps(openapi_document(settings.public_base_url)).encode("utf-8")
+    document = json.dumps(openapi_document(settings.public_base_url or "/")).encode("utf-8")
 
     @app.route("/health", methods=["GET"])
     def health(request: IRequest) -> bytes:
