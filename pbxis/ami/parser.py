@@ -71,6 +71,10 @@ _FOLLOWS_PREFIX = re.compile(rb"\s*Response:[ \t]*Follows\b", re.IGNORECASE)
 # One header line: key, colon, value. Lines without a colon are not headers and are
 # skipped (the valid part of a damaged message still parses).
 _HEADER_LINE = re.compile(r"^([^:\n]+):[ \t]*(.*?)[ \t\r]*$", re.MULTILINE)
+# The same result, a third faster (bench/bench_parse.py): the value is a greedy run that
+# ends on a non-blank, so no lazy match is retried at every character. It reads a lone CR
+# (not followed by LF) differently, so a block holding one takes _HEADER_LINE.
+_HEADER_LINE_FAST = re.compile(r"^([^:\r\n]+):[ \t]*((?:[^\r\n]*[^ \t\r\n])?)", re.MULTILINE)
 _FOLLOWS_HEADER_KEYS = frozenset({"response", "privilege", "actionid", "message"})
 
 DEFAULT_MAX_MESSAGE_SIZE: Final = 4 * 1024 * 1024
@@ -79,7 +83,8 @@ DEFAULT_MAX_MESSAGE_SIZE: Final = 4 * 1024 * 1024
 def parse_block(block: bytes) -> Message | None:
     """Parse one framed message (without its blank line); ``None`` if it holds no header."""
     text = block.decode("utf-8", "replace")
-    pairs = _HEADER_LINE.findall(text)
+    lone_cr = text.count("\r") != text.count("\r\n")
+    pairs = (_HEADER_LINE if lone_cr else _HEADER_LINE_FAST).findall(text)
     if not pairs:
         return None
     return Message._trusted(tuple(pairs))

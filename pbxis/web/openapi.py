@@ -502,7 +502,7 @@ def openapi_document(public_base_url: str) -> dict[str, Any]:
             "version": __version__,
             "description": "An Asterisk call center on the web: agent commands and live agent event streams.",
         },
-        "servers": [{"url": public_base_url.rstrip("/")}],
+        "servers": [{"url": public_base_url.rstrip("/") or "/"}],
         "security": [{"bearerAuth": []}],
         "tags": [
             {"name": "agents", "description": "Registration (CRM API key)."},

@@ -1,0 +1,84 @@
+"""Bench 2: parse + digest, AMI events/s through AMIParser and Tracker with many agents.
+
+The traffic is what the server-side filter lets through, for N registered agents
+(``corpus.fleet``: the captured calls replayed by crews of three agents in shared queues).
+The tracker starts as after a login: agents registered, an empty rebuild finished, so
+every event is digested and emitted as in production.
+
+Figures per agent count: events/s through parser and tracker together (the target), the
+tracker alone on already parsed messages (to split the cost), and digested events out
+per AMI event in.
+"""
+
+from __future__ import annotations
+
+from common import best_of, figure, machine, note, parser
+from corpus import Fleet, chunks, filter_name, fleet, messages
+
+from pbxis.ami.message import Message
+from pbxis.ami.parser import AMIParser
+from pbxis.tracker import Tracker
+
+NOW_MS = 1_764_000_000_000
+
+
+def ready_tracker(traffic: Fleet) -> Tracker:
+    """A tracker with every agent registered and the link up (an empty rebuild done)."""
+    tracker = Tracker(interface_template="SIP/{agent}", hint_context="agents")
+    for agent, queues in traffic.agents.items():
+        tracker.register(agent, queues, NOW_MS)
+    tracker.begin_rebuild()
+    tracker.finish_rebuild(NOW_MS)
+    return tracker
+
+
+def parse_and_digest(tracker: Tracker, pieces: list[bytes]) -> tuple[int, int]:
+    parser = AMIParser()
+    handle = tracker.handle
+    seen = produced = 0
+    now = NOW_MS
+    for chunk in pieces:
+        parser.receive_data(chunk)
+        now += 1
+        for item in parser.messages():
+            if isinstance(item, Message) and item.is_event:
+                seen += 1
+                produced += len(handle(item, now))
+    return seen, produced
+
+
+def digest_only(tracker: Tracker, parsed: list[Message]) -> int:
+    handle = tracker.handle
+    return sum(len(handle(m, NOW_MS)) for m in parsed)
+
+
+def bench(n_agents: int, n_events: int, repeat: int) -> None:
+    traffic = fleet(n_agents, n_events)
+    pieces = chunks(traffic.stream, 65536)
+    parsed = [m for m in messages(pieces) if m.is_event]
+    note(f"{n_agents} agents: {traffic.events} events, {len(traffic.stream) / 1e6:.1f} MB")
+    # Each timed run needs a fresh tracker (handling mutates it); building it is not timed.
+    trackers = [ready_tracker(traffic) for _ in range(repeat)]
+    elapsed, (seen, produced) = best_of(repeat, lambda: parse_and_digest(trackers.pop(), pieces))
+    figure(f"digest.{n_agents}-agents.parse+digest", seen / elapsed, "events/s")
+    trackers = [ready_tracker(traffic) for _ in range(repeat)]
+    alone, _ = best_of(repeat, lambda: digest_only(trackers.pop(), parsed))
+    figure(f"digest.{n_agents}-agents.digest-only", len(parsed) / alone, "events/s")
+    figure(f"digest.{n_agents}-agents.out-per-in", produced / max(1, seen), "events")
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--events", type=int, default=30_000, help="AMI events per agent count")
+    p.add_argument("--agents", type=int, action="append", help="registered agents (repeatable)")
+    args = p.parse_args()
+    n_events = 2_000 if args.quick else args.events
+    repeat = args.repeat or (1 if args.quick else 3)
+    note(machine())
+    note(f"server-side filter: {filter_name()}")
+    for n_agents in args.agents or [100, 1000]:
+        bench(n_agents, n_events, repeat)
+
+
+if __name__ == "__main__":
+    main()
