@@ -1,6 +1,6 @@
 """How much AMI traffic the server-side filter saves, measured on the shared captures.
 
-Usage: ``python bench/filter_savings.py [/work/shared/ami/captures]``
+Usage: ``python bench/filter_savings.py [CAPTURES_DIR]`` (default: ``../shared/ami/captures``)
 
 Applies the filter logic (``pbxis.tracker.filters.passes``, cross-checked against the
 legacy regexes) to every asynchronous event of each scenario capture; responses and
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pbxis.ami.message import Message
 from pbxis.ami.parser import AMIParser
+from pbxis.testing import captures_dir
 from pbxis.tracker.filters import legacy_passes, passes
 
 SCENARIOS = ("inbound_call", "queue_waiting", "originate_out", "originate_fail", "state_dump")
@@ -43,7 +44,7 @@ def measure(path: Path) -> tuple[int, int, int, int]:
 
 
 def main(argv: list[str]) -> int:
-    root = Path(argv[1] if len(argv) > 1 else "/work/shared/ami/captures")
+    root = Path(argv[1]) if len(argv) > 1 else captures_dir()
     print(f"{'capture':<20}{'events':>8}{'kept':>6}{'bytes':>9}{'kept':>8}{'saved':>8}")
     for name in SCENARIOS:
         events, size, kept, kept_size = measure(root / f"{name}.ami")

@@ -15,12 +15,12 @@ from .parser import (
 )
 
 __all__ = [
+    "NEED_DATA",
     "AMIParser",
     "AMIProtocolError",
     "Banner",
     "LocalProtocolError",
     "Message",
-    "NEED_DATA",
     "RemoteProtocolError",
     "format_action",
 ]

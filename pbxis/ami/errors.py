@@ -7,10 +7,10 @@ from .message import Message
 __all__ = [
     "AMIError",
     "ActionFailed",
-    "NotConnected",
-    "ConnectionLost",
     "ActionTimeout",
     "AuthenticationFailed",
+    "ConnectionLost",
+    "NotConnected",
 ]
 
 

@@ -96,9 +96,8 @@ class Message:
 
     # -- look-ups ---------------------------------------------------------------
     def _build_index(self) -> dict[str, str]:
-        index: dict[str, str] = {}
-        for key, value in self.headers:
-            index.setdefault(key.lower(), value)
+        # Built from the end so that the first occurrence of a repeated key wins.
+        index = {key.lower(): value for key, value in reversed(self.headers)}
         self._index = index
         return index
 
@@ -135,6 +134,9 @@ class Message:
     @property
     def event(self) -> str | None:
         """The ``Event`` name. OriginateResponse carries ``Response:`` too; it is an event."""
+        headers = self.headers
+        if headers and headers[0][0] == "Event":  # how Asterisk writes every event
+            return headers[0][1]
         return self.get("Event")
 
     @property
@@ -143,7 +145,7 @@ class Message:
 
         An event that also has a ``Response`` header (OriginateResponse) is not a response.
         """
-        if self.get("Event") is not None:
+        if self.event is not None:
             return None
         return self.get("Response")
 
@@ -158,7 +160,7 @@ class Message:
 
     @property
     def is_event(self) -> bool:
-        return self.get("Event") is not None
+        return self.event is not None
 
     @property
     def is_response(self) -> bool:

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from pbxis.ami.message import Banner, Message
 from pbxis.ami.parser import NEED_DATA, AMIParser, RemoteProtocolError
+from pbxis.testing import captures_dir
 
-CAPTURES = Path("/work/shared/ami/captures")
+CAPTURES = captures_dir()
 SUMMARY_LINE = re.compile(r"^(\S+\.ami): (\d+) events, (\d+) responses: (.*)$")
 
 
@@ -312,3 +313,22 @@ def test_valid_part_before_garbage_is_parsed(valid: list[Message], garbage: byte
         pass
     assert out[0] == Banner("Asterisk Call Manager/9.0.0")
     assert out[1 : 1 + len(valid)] == valid
+
+
+@pytest.mark.parametrize("path", sorted(CAPTURES.glob("*.ami")), ids=lambda p: p.name)
+def test_fast_path_agrees_with_the_general_pattern(path: Path) -> None:
+    """Asterisk's own framing takes the fast path; it must read exactly what the regex reads."""
+    from pbxis.ami import parser as module
+
+    parser = AMIParser()
+    parser.receive_data(path.read_bytes())
+    for item in parser.messages():
+        if isinstance(item, Banner):
+            continue
+        for key, value in item.headers:
+            assert "\r" not in key + value and "\n" not in key + value, (key, value)
+        block = item.to_bytes()[:-3]  # up to the CR of the last line, as the framer cuts it
+        text = block.decode("utf-8")
+        assert module._HEADER_LINE.findall(text.rstrip("\r")) == [
+            (k, v.strip(" \t")) for k, v in item.headers
+        ]

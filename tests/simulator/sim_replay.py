@@ -26,8 +26,9 @@ from twisted.internet.testing import StringTransport
 from pbxis.ami.message import Message
 from pbxis.ami.parser import AMIParser
 from pbxis.simulator import Simulator, SimulatorConfig
+from pbxis.testing import captures_dir
 
-CAPTURES = Path("/work/shared/ami/captures")
+CAPTURES = captures_dir()
 STEP = 0.05
 MAX_WAIT = 120.0
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pbxis.ami.message import Message
 from pbxis.ami.parser import AMIParser
 from pbxis.events import AgentEvent
+from pbxis.testing import captures_dir
 from pbxis.tracker import Tracker
 
-CAPTURES = Path("/work/shared/ami/captures")
+CAPTURES = captures_dir()
 AGENTS = ("1001", "1002", "1003")
 QUEUES = ("sales", "support")
 
