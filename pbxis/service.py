@@ -19,7 +19,6 @@ from twisted.internet import defer
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.logger import Logger
-from twisted.web.server import Site
 
 from .ami.client import AMIClientFactory
 from .config import Config
@@ -28,6 +27,7 @@ from .sync import StateSync
 from .tracker import Tracker
 from .web.app import WebSettings, build_app
 from .web.client import add_client_routes
+from .web.site import build_site
 from .web.streams import add_stream_routes
 
 __all__ = ["PbxisService", "make_service"]
@@ -164,9 +164,7 @@ class PbxisService(MultiService):
             clock=reactor,
             now_ms=now_ms,
         )
-        self.site = Site(self.app.resource())
-        self.site.displayTracebacks = False
-        self.site.noisy = False
+        self.site = build_site(self.app, http.allowed_origins)
         self.web = StreamServerEndpointService(serverFromString(reactor, http.listen), self.site)
         self.web._raiseSynchronously = True
         self.web.setServiceParent(self)

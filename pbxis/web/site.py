@@ -1,0 +1,93 @@
+"""The HTTP ``Site`` around the Klein app: what no route can do for itself.
+
+Two things happen before a route runs or after it finished, so they live here:
+
+* Klein refuses a URL that is not UTF-8 once percent-decoded (``/agents/%FF``) with a
+  plain-text 400 and a logged traceback; a client's typo is neither an error of ours
+  nor outside the contract, so :class:`_Utf8Guard` answers it with the contract's JSON
+  error before Klein sees it.
+* Twisted's access log writes every request line, and stream URLs carry the stream
+  token (``/stream/<token>/sse``; the agent page is opened with ``?token=``). The
+  formatter blanks both out: a token in a log file is a credential in a log file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from klein import Klein
+from twisted.python.components import proxyForInterface
+from twisted.web.http import combinedLogFormatter
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Site
+
+from .cors import apply_cors
+from .errors import ApiError
+
+__all__ = ["access_log_formatter", "build_site", "redact_url"]
+
+_STREAM_TOKEN = re.compile(rb"(/stream/)[^/?#]+")
+_TOKEN_PARAM = re.compile(rb"([?&]token=)[^&#]*", re.IGNORECASE)
+
+
+def redact_url(url: bytes) -> bytes:
+    """``url`` with the stream token of ``/stream/<token>/...`` and any ``token=`` blanked."""
+    return _TOKEN_PARAM.sub(rb"\1<token>", _STREAM_TOKEN.sub(rb"\1<token>", url))
+
+
+class _RedactedRequest(proxyForInterface(IRequest, "_request")):  # type: ignore[misc]
+    """The request as the access log may see it: no token in the URL or the Referer."""
+
+    # Read by the formatter but not declared by IRequest, so not proxied by default.
+    clientproto = property(lambda self: self._request.clientproto)
+    sentLength = property(lambda self: self._request.sentLength)
+    code = property(lambda self: self._request.code)
+
+    @property
+    def uri(self) -> bytes:
+        return redact_url(self._request.uri)
+
+    def getHeader(self, key: bytes) -> bytes | None:
+        value = self._request.getHeader(key)
+        if value is not None and key.lower() == b"referer":
+            return redact_url(value)
+        return value
+
+
+def access_log_formatter(timestamp: str, request: IRequest) -> str:
+    """Twisted's combined log format, with stream tokens redacted (``IAccessLogFormatter``)."""
+    return combinedLogFormatter(timestamp, _RedactedRequest(request))
+
+
+class _Utf8Guard(Resource):
+    """Answers a URL Klein cannot decode with the contract's JSON 400, then defers to Klein."""
+
+    isLeaf = True
+
+    def __init__(self, inner: IResource, allowed_origins: Sequence[str]) -> None:
+        super().__init__()
+        self._inner = inner
+        self._origins = allowed_origins
+
+    def render(self, request: IRequest) -> bytes | int:
+        segments = [*request.prepath, *request.postpath]  # type: ignore[attr-defined]
+        try:
+            b"/".join(segments).decode("utf-8")
+            request.getRequestHostname().decode("utf-8")
+        except UnicodeDecodeError:
+            error = ApiError(400, "invalid_url", "the URL (and Host) must be UTF-8 once percent-decoded")
+            apply_cors(request, self._origins)
+            request.setResponseCode(error.status)
+            request.setHeader(b"content-type", b"application/json")
+            return error.body()
+        return self._inner.render(request)
+
+
+def build_site(app: Klein, allowed_origins: Sequence[str]) -> Site:
+    """The ``Site`` serving ``app``: JSON for undecodable URLs, a token-free access log."""
+    site = Site(_Utf8Guard(app.resource(), allowed_origins), logFormatter=access_log_formatter)
+    site.displayTracebacks = False
+    site.noisy = False
+    return site
