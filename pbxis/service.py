@@ -9,6 +9,7 @@ get the documented "server shutdown" ending), then the AMI link is logged off.
 from __future__ import annotations
 
 import functools
+import gc
 import time
 from collections.abc import Callable
 from typing import Any
@@ -187,6 +188,10 @@ class PbxisService(MultiService):
         if not self.config.http.api_keys:
             log.warn("no [http].api_keys configured: the command API is open to anyone who can reach it")
         super().startService()
+        # Everything built so far (modules, the app, the simulator's model) lives as long
+        # as the daemon: move it out of the collector's reach, so a full collection walks
+        # only what connections and calls create (measured: 200+ ms pauses without it).
+        gc.freeze()
 
     @property
     def http_port(self) -> int:

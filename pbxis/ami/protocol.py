@@ -183,6 +183,9 @@ class AMIProtocol(Protocol):
 
     # -- Twisted ------------------------------------------------------------------
     def connectionMade(self) -> None:
+        # Actions are small and latency-bound (an originate click); never let Nagle hold one.
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
         # A peer that never sends the banner is not Asterisk; do not wait for ever.
         self._banner_timer = self._clock.callLater(self._action_timeout, self._no_banner)
 

@@ -55,6 +55,9 @@ class AMISession(Protocol):
 
     # -- Twisted callbacks -----------------------------------------------------------------------
     def connectionMade(self) -> None:
+        # Asterisk writes each event as it happens; Nagle would hold small ones back.
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
         self.sim.sessions.append(self)
         if self.sim.stalled:
             self.stall(True)

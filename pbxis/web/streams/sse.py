@@ -25,7 +25,7 @@ from twisted.web.iweb import IRequest
 
 from pbxis.hub import LogEntry, Registration, Subscription
 
-from ._common import SSE, StreamConfig
+from ._common import SSE, StreamConfig, no_delay
 
 __all__ = ["RETRY_MS", "SSEStream", "sse_frames"]
 
@@ -70,6 +70,7 @@ class SSEStream:
         request.setHeader(b"x-accel-buffering", b"no")
         request.setHeader(b"connection", b"keep-alive")
         request.write(b"retry: %d\n\n" % RETRY_MS)
+        no_delay(request)
         request.registerProducer(sub, True)
         self._config.open_streams.add(self)
         self._heartbeat.start(self._config.heartbeat, now=False)
@@ -115,5 +116,6 @@ class SSEStream:
             self._heartbeat.stop()
         if self in self._config.open_streams:
             self._config.open_streams.discard(self)
-            if connected:
+            # The channel is gone when the client hung up first (Klein cancelled us).
+            if connected and getattr(self._request, "channel", None) is not None:
                 self._request.unregisterProducer()
