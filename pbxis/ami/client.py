@@ -9,7 +9,7 @@ Most code needs only the factory::
 """
 
 from .factory import ActionListener, AMIClientFactory, AMIStats, backoff_delay
-from .protocol import MAX_ACTION_ID_LENGTH, ActionResult, AMIProtocol, LinkHandler, md5_key
+from .protocol import MAX_ACTION_ID_LENGTH, ActionResult, AMIProtocol, LinkHandler, LinkSettings, md5_key
 
 __all__ = [
     "MAX_ACTION_ID_LENGTH",
@@ -19,6 +19,7 @@ __all__ = [
     "ActionListener",
     "ActionResult",
     "LinkHandler",
+    "LinkSettings",
     "backoff_delay",
     "md5_key",
 ]

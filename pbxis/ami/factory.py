@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 
 from .errors import AuthenticationFailed, NotConnected
 from .message import HeaderInput, Message
-from .protocol import ActionResult, AMIProtocol, AuthMethod, Outcome
+from .protocol import ActionResult, AMIProtocol, AuthMethod, LinkSettings, Outcome
 
 __all__ = ["AMIClientFactory", "AMIStats", "ActionListener", "backoff_delay"]
 
@@ -100,12 +100,15 @@ class AMIClientFactory(Factory):
 
             clock = reactor  # type: ignore[assignment]
         self.username = username
-        self._secret = secret
-        self._auth: AuthMethod = auth
-        self._events = events
-        self._action_timeout = action_timeout
-        self._keepalive_interval = keepalive_interval
-        self._keepalive_timeout = keepalive_timeout
+        self.settings = LinkSettings(
+            username,
+            secret,
+            auth=auth,
+            events=events,
+            action_timeout=action_timeout,
+            keepalive_interval=keepalive_interval,
+            keepalive_timeout=keepalive_timeout,
+        )
         self._min_delay = min_delay
         self._max_delay = max_delay
         self._clock: IReactorTime = clock  # type: ignore[assignment]
@@ -194,17 +197,7 @@ class AMIClientFactory(Factory):
 
     # -- IProtocolFactory ---------------------------------------------------------
     def buildProtocol(self, addr: IAddress) -> AMIProtocol:
-        protocol = AMIProtocol(
-            self.username,
-            self._secret,
-            auth=self._auth,
-            events=self._events,
-            action_timeout=self._action_timeout,
-            keepalive_interval=self._keepalive_interval,
-            keepalive_timeout=self._keepalive_timeout,
-            clock=self._clock,
-            handler=self,
-        )
+        protocol = AMIProtocol(self.settings, clock=self._clock, handler=self)
         protocol.factory = self
         return protocol
 

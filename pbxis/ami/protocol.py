@@ -128,6 +128,19 @@ def _opens_list(message: Message) -> bool:
     return (message.get("EventList") or "").lower() == "start"
 
 
+@dataclass(frozen=True)
+class LinkSettings:
+    """How one AMI link logs in and keeps itself alive; the factory hands it to each link."""
+
+    username: str
+    secret: str = field(repr=False)
+    auth: AuthMethod = "md5"
+    events: str | None = "on"
+    action_timeout: float = 10.0
+    keepalive_interval: float | None = 20.0
+    keepalive_timeout: float = 10.0
+
+
 class AMIProtocol(Protocol):
     """One logged-in (or logging-in) AMI session.
 
@@ -137,14 +150,8 @@ class AMIProtocol(Protocol):
 
     def __init__(
         self,
-        username: str,
-        secret: str,
+        settings: LinkSettings,
         *,
-        auth: AuthMethod = "md5",
-        events: str | None = "on",
-        action_timeout: float = 10.0,
-        keepalive_interval: float | None = 20.0,
-        keepalive_timeout: float = 10.0,
         clock: IReactorTime | None = None,
         handler: LinkHandler | None = None,
     ) -> None:
@@ -152,13 +159,8 @@ class AMIProtocol(Protocol):
             from twisted.internet import reactor
 
             clock = reactor  # type: ignore[assignment]
-        self.username = username
-        self._secret = secret
-        self._auth: AuthMethod = auth
-        self._events = events
-        self._action_timeout = action_timeout
-        self._keepalive_interval = keepalive_interval
-        self._keepalive_timeout = keepalive_timeout
+        self.settings = settings
+        self.username = settings.username
         self._clock: IReactorTime = clock  # type: ignore[assignment]
         self._handler: LinkHandler = handler if handler is not None else _NullHandler()
         self._parser = AMIParser(expect_banner=True)
@@ -187,7 +189,7 @@ class AMIProtocol(Protocol):
         if hasattr(self.transport, "setTcpNoDelay"):
             self.transport.setTcpNoDelay(True)
         # A peer that never sends the banner is not Asterisk; do not wait for ever.
-        self._banner_timer = self._clock.callLater(self._action_timeout, self._no_banner)
+        self._banner_timer = self._clock.callLater(self.settings.action_timeout, self._no_banner)
 
     def dataReceived(self, data: bytes) -> None:
         if self._dropping or self.state == "closed":
@@ -256,7 +258,7 @@ class AMIProtocol(Protocol):
             return defer.fail()
         d: Deferred[ActionResult] = Deferred(lambda _: self._cancel(action_id))
         pending = _Pending(name, d, self._clock.seconds())
-        delay = self._action_timeout if timeout is None else timeout
+        delay = self.settings.action_timeout if timeout is None else timeout
         pending.timer = self._clock.callLater(delay, self._timed_out, action_id, delay)
         self._pending[action_id] = pending
         assert self.transport is not None
@@ -296,7 +298,7 @@ class AMIProtocol(Protocol):
             "AMI banner {line!r}; logging in as {username} ({auth})",
             line=banner.line,
             username=self.username,
-            auth=self._auth,
+            auth=self.settings.auth,
         )
         Deferred.fromCoroutine(self._login()).addCallbacks(self._login_ok, self._login_failed)
 
@@ -304,16 +306,16 @@ class AMIProtocol(Protocol):
         """Challenge (for MD5) then Login; any ``Response: Error`` is a refused login."""
         headers: dict[str, str | None]
         try:
-            if self._auth == "md5":
+            if self.settings.auth == "md5":
                 answer = await self._send("Challenge", {"AuthType": "MD5"})
                 challenge = answer.response.get("Challenge")
                 if not challenge:
                     raise AuthenticationFailed("Challenge answered without a challenge")
-                key = md5_key(challenge, self._secret)
+                key = md5_key(challenge, self.settings.secret)
                 headers = {"AuthType": "MD5", "Username": self.username, "Key": key}
             else:
-                headers = {"Username": self.username, "Secret": self._secret}
-            headers["Events"] = self._events
+                headers = {"Username": self.username, "Secret": self.settings.secret}
+            headers["Events"] = self.settings.events
             await self._send("Login", headers)
         except ActionFailed as e:
             raise AuthenticationFailed(e.message) from None
@@ -323,10 +325,10 @@ class AMIProtocol(Protocol):
             return
         self.state = "ready"
         log.info("AMI login accepted for {username}", username=self.username)
-        if self._keepalive_interval:
+        if self.settings.keepalive_interval:
             self._keepalive = LoopingCall(self._ping)
             self._keepalive.clock = self._clock
-            self._keepalive.start(self._keepalive_interval, now=False)
+            self._keepalive.start(self.settings.keepalive_interval, now=False)
         self._handler.link_logged_in(self)
 
     def _login_failed(self, reason: Failure) -> None:
@@ -431,14 +433,14 @@ class AMIProtocol(Protocol):
 
     # -- keepalive and closing ----------------------------------------------------
     def _ping(self) -> None:
-        d = self.send_action("Ping", timeout=self._keepalive_timeout)
+        d = self.send_action("Ping", timeout=self.settings.keepalive_timeout)
         d.addErrback(self._ping_failed)
 
     def _ping_failed(self, reason: Failure) -> None:
         if reason.check(ActionTimeout):
             log.error(
                 "AMI Ping unanswered for {timeout}s; dropping the link",
-                timeout=self._keepalive_timeout,
+                timeout=self.settings.keepalive_timeout,
             )
             self._abort()
         # ConnectionLost / NotConnected: the link is already going; ActionFailed: alive.
@@ -450,7 +452,7 @@ class AMIProtocol(Protocol):
 
     def _no_banner(self) -> None:
         self._banner_timer = None
-        log.error("No AMI banner within {timeout}s; dropping the link", timeout=self._action_timeout)
+        log.error("No AMI banner within {timeout}s; dropping the link", timeout=self.settings.action_timeout)
         self._abort()
 
     def _abort(self, *, graceful: bool = False) -> None:
