@@ -74,8 +74,8 @@ class CallCenter:
                 pick = next(i for i in rotated if i in names)
                 free = [x for x in free if x[0].interface == pick]
                 q.rr_last = pick
-            for m, phone in free:
-                call.ring(m, phone)
+            for i, (m, phone) in enumerate(free):
+                call.ring(m, phone, more=i < len(free) - 1)
 
     # -- agent actions -------------------------------------------------------------------
     def agent_channel(self, agent: str) -> Channel | None:

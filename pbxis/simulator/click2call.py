@@ -112,8 +112,9 @@ class AgentCall:
         self.timers.cancel()
         pbx, ch = self.pbx, self.ch
         ch.state = codes.UP
-        pbx.refresh_device(ch.device)
+        pbx.refresh_device(ch.device, announce=False)
         pbx.channel_event("Newstate", ch)
+        pbx.republish_device(ch.device)
         self.origin.response(pbx, codes.REASON_ANSWERED, ch)
         dial_event(pbx, "DialEnd", None, ch, ("DialStatus", "ANSWER"))
         if self.origin.application:
@@ -182,14 +183,15 @@ class AgentCall:
         pbx.set_device(pbx.config.trunk, codes.INUSE)
         peer.state = codes.UP
         pbx.channel_event("Newstate", peer)
+        peer.exten = ""
         dial_event(pbx, "DialEnd", ch, peer, ("DialStatus", "ANSWER"))
         bridge = self.bridge = pbx.new_bridge()
         pbx.bridge_event("BridgeCreate", bridge)
-        peer.exten = ""
         for c in (peer, ch):
             bridge.channels.append(c)
             c.bridge = bridge.uniqueid
             pbx.bridge_event("BridgeEnter", bridge, c)
+        bridge.technology = "native_rtp"  # two SIP phones: media goes direct once both are in
         self.timers.later(self.talk_time, self.end, False)
 
     def end(self, agent_first: bool) -> None:

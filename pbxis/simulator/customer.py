@@ -115,8 +115,15 @@ class CustomerCall:
     def ringing(self) -> bool:
         return bool(self.legs)
 
-    def ring(self, m: Member, phone: PhoneConfig) -> None:
+    def ring(self, m: Member, phone: PhoneConfig, *, more: bool = False) -> None:
+        """Call one member; ``more``: app_queue goes straight on to ring another one.
+
+        The device state thread usually publishes the phone's RINGING before app_queue
+        gets to AgentCalled/DialBegin, except while app_queue hurries on to the next
+        member of a ringall (the order the captures show).
+        """
         pbx, q, two = self.pbx, self.queue, self.two
+        busy = pbx.behaviour.get(phone.exten) == "busy"
         ch = pbx.new_channel(
             m.interface,
             linkedid=self.one.uniqueid,
@@ -129,6 +136,8 @@ class CustomerCall:
         )
         self.center.own(self, ch)
         pbx.channel_event("Newchannel", ch)
+        if not (busy or more):
+            pbx.refresh_device(ch.device)
         ch.exten = q.name
         ch.conn_num, ch.conn_name = self.number, self.name
         member = (("Queue", q.name), ("Interface", m.interface), ("MemberName", m.name))
@@ -136,15 +145,18 @@ class CustomerCall:
         # The dial snapshot predates app_queue's connected-line update (see captures).
         before = replace(ch, exten="", conn_num="<unknown>", conn_name="<unknown>")
         dial_event(pbx, "DialBegin", two, before, ("DialString", m.interface))
+        if q.strategy != "ringall":  # one callee: app_queue passes its line on at once
+            self._connect_caller(ch)
         leg = _Leg(m, ch, pbx.now())
-        if pbx.behaviour.get(phone.exten) == "busy":
+        if busy:
             dial_event(pbx, "DialEnd", two, ch, ("DialStatus", "BUSY"))
             pbx.hangup(ch, codes.USER_BUSY)
             self._no_answer_event(leg)
             self.timers.later(q.retry, self.center.dispatch, q)
             return
         self.legs.append(leg)
-        pbx.refresh_device(ch.device)
+        if more:
+            pbx.refresh_device(ch.device)
         ch.state = codes.RINGING_STATE
         pbx.channel_event("Newstate", ch)
         pbx.channel_event("NewConnectedLine", ch)
@@ -152,6 +164,14 @@ class CustomerCall:
         if pbx.behaviour.get(phone.exten) == "answer":
             leg.timers.append(self.timers.later(pbx.ring_delay.get(phone.exten, 1.0), self.agent_answer, leg))
         leg.timers.append(self.timers.later(q.timeout, self._ring_timeout, leg))
+
+    def _connect_caller(self, ch: Channel) -> None:
+        """The caller's connected line becomes the agent's phone."""
+        phone = self.pbx.phone(ch.device)
+        two = self.two
+        two.conn_num = phone.exten if phone else ch.cid_num
+        two.conn_name = phone.name if phone else ch.cid_name
+        self.pbx.channel_event("NewConnectedLine", two)
 
     def _no_answer_event(self, leg: _Leg) -> None:
         ring_ms = int((self.pbx.now() - leg.started) * 1000)
@@ -215,10 +235,8 @@ class CustomerCall:
         cancelled = list(self.legs)
         for other in cancelled:
             self._cancel_leg(other)
-        phone = pbx.phone(ch.device)
-        two.conn_num = phone.exten if phone else ch.cid_num
-        two.conn_name = phone.name if phone else ch.cid_name
-        pbx.channel_event("NewConnectedLine", two)
+        if q.strategy == "ringall":  # held back while several phones rang
+            self._connect_caller(ch)
         for other in cancelled:  # app_queue and the dial API both report the cancel
             dial_event(pbx, "DialEnd", two, other.channel, ("DialStatus", "CANCEL"))
             pbx.hangup(other.channel, codes.ANSWERED_ELSEWHERE)
@@ -305,25 +323,32 @@ class CustomerCall:
             ("Reason", reason),
         )
         if reason == "caller":
+            # The agent's leg goes down with the bridge; the queue's ;2 half hangs up
+            # last, once app_queue has updated its members (the captures' order).
             self._leave(bridge, two)
             one.priority = 5
             pbx.hangup(one, codes.NORMAL_CLEARING)
-            pbx.hangup(two, codes.NORMAL_CLEARING)
             self._leave(bridge, ch)
-            pbx.local_device(one)
-            pbx.local_device(two)
+            pbx.hangup(ch, codes.NORMAL_CLEARING)
             pbx.bridges.pop(bridge.uniqueid, None)
             pbx.bridge_event("BridgeDestroy", bridge)
-        else:
-            self._leave(bridge, ch)
-            pbx.drop(ch)
-            self._leave(bridge, two)
-            pbx.bridges.pop(bridge.uniqueid, None)
-            pbx.bridge_event("BridgeDestroy", bridge)
+            pbx.complete_member_call(m.interface)
+            q.record_completed(self.hold_time, talk)
+            pbx.refresh_device(ch.device)
+            pbx.local_device(one, codes.NOT_INUSE)
             pbx.hangup(two, codes.NORMAL_CLEARING)
-            pbx.hangup(one, codes.NORMAL_CLEARING)
-            pbx.local_device(one)
-            pbx.local_device(two)
+            pbx.local_device(two, codes.NOT_INUSE)
+            self.center.finished(self)
+            return
+        self._leave(bridge, ch)
+        pbx.drop(ch)
+        self._leave(bridge, two)
+        pbx.bridges.pop(bridge.uniqueid, None)
+        pbx.bridge_event("BridgeDestroy", bridge)
+        pbx.hangup(two, codes.NORMAL_CLEARING)
+        pbx.hangup(one, codes.NORMAL_CLEARING)
+        pbx.local_device(one)
+        pbx.local_device(two)
         pbx.drop(ch)
         pbx.complete_member_call(m.interface)
         q.record_completed(self.hold_time, talk)

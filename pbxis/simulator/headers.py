@@ -38,7 +38,7 @@ def bridge_header(bridge: Bridge) -> Pairs:
     return [
         ("BridgeUniqueid", bridge.uniqueid),
         ("BridgeType", "basic"),
-        ("BridgeTechnology", "simple_bridge"),
+        ("BridgeTechnology", bridge.technology),
         ("BridgeCreator", "<unknown>"),
         ("BridgeName", "<unknown>"),
         ("BridgeNumChannels", str(len(bridge.channels))),

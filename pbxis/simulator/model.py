@@ -50,6 +50,7 @@ class Channel:
 @dataclass
 class Bridge:
     uniqueid: str
+    technology: str = "simple_bridge"
     channels: list[Channel] = field(default_factory=list)
 
 

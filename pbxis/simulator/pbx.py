@@ -219,10 +219,11 @@ class PBX:
             ],
         )
 
-    def refresh_device(self, device: str, *, hint: bool = True) -> None:
+    def refresh_device(self, device: str, *, hint: bool = True, announce: bool = True) -> None:
         """Recompute a phone's state; on change emit ExtensionStatus, QMS, DSC.
 
-        ``hint=False`` leaves the ExtensionStatus for a later :meth:`update_hint`.
+        ``hint=False`` leaves the ExtensionStatus for a later :meth:`update_hint`,
+        ``announce=False`` the DeviceStateChange for a later :meth:`republish_device`.
         """
         state = self._phone_state(device)
         if self.devices.get(device) == state:
@@ -230,12 +231,17 @@ class PBX:
         self.devices[device] = state
         if hint:
             self.update_hint(device, state)
+        # The manager and app_queue subscribe to device state separately and race; the
+        # captures show app_queue's QueueMemberStatus first only when a call is answered.
+        if announce and state != codes.INUSE:
+            self._publish_device(device, state)
         for q in self.queues.values():
             for m in q.members.values():
                 if m.state_interface == device:
                     self.emit("QueueMemberStatus", member_fields(m, state))
                     self.update_avail(q)
-        self._publish_device(device, state)
+        if announce and state == codes.INUSE:
+            self._publish_device(device, state)
 
     def republish_device(self, device: str) -> None:
         """chan_sip publishes RINGING again once the phone reports 180 (see captures)."""

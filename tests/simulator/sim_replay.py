@@ -9,14 +9,16 @@ sent at least as many call-center events as the capture shows before that action
 response — the way the lab driver waited for the PBX.
 
 Scoring: every response and list item must have the same keys in the same order and
-the same stable values; call-center events are aligned by type (longest common
-subsequence) and a pair counts as a match when keys and stable values are equal.
+the same stable values. Call-center events: the order score is the longest common
+subsequence of (type, stable key/value signature) over the capture's event count; the
+key score compares, per event type, the set of key lists. ``python
+tests/simulator/sim_replay.py [scenario ...]`` prints the table, or the aligned diffs.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -217,12 +219,22 @@ def _filter_traffic(sim: Simulator, clock: Clock) -> None:
 
 @dataclass
 class Result:
+    """One scenario's score.
+
+    ``order``: the longest common subsequence of call-center events, each taken as
+    its type plus its stable key/value signature, over the capture's event count.
+    ``keys``: the share of event types whose key lists (in order) are the same set
+    in the capture and on the simulator.
+    """
+
     scenario: str
     responses: int = 0
     response_ok: int = 0
     expected_events: int = 0
     actual_events: int = 0
     matched: int = 0
+    event_types: int = 0
+    keys_ok: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -231,14 +243,19 @@ class Result:
 
     @property
     def event_rate(self) -> float:
-        total = max(self.expected_events, self.actual_events)
-        return self.matched / total if total else 1.0
+        if not self.expected_events:
+            return 1.0 if not self.actual_events else 0.0
+        return self.matched / self.expected_events
+
+    @property
+    def key_rate(self) -> float:
+        return self.keys_ok / self.event_types if self.event_types else 1.0
 
     def __str__(self) -> str:
         return (
             f"{self.scenario:40s} responses {self.response_ok}/{self.responses}"
-            f"  events {self.matched}/{self.expected_events} expected,"
-            f" {self.actual_events} sent ({self.event_rate:.0%})"
+            f"  order {self.matched}/{self.expected_events} ({self.event_rate:.0%}),"
+            f" {self.actual_events} sent  keys {self.keys_ok}/{self.event_types}"
         )
 
 
@@ -278,7 +295,8 @@ def replay(scenario: str) -> tuple[list[Message], list[Message]]:
     return expected, actual
 
 
-def _lcs(a: list[str], b: list[str]) -> list[tuple[int, int]]:
+def _lcs(a: Sequence[Hashable], b: Sequence[Hashable]) -> list[tuple[int, int]]:
+    """Index pairs of one longest common subsequence of ``a`` and ``b``."""
     n, m = len(a), len(b)
     table = [[0] * (m + 1) for _ in range(n + 1)]
     for i in range(n - 1, -1, -1):
@@ -294,6 +312,53 @@ def _lcs(a: list[str], b: list[str]) -> list[tuple[int, int]]:
         else:
             j += 1
     return pairs
+
+
+def signature(m: Message) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """What must be equal for two events to count as the same: type, keys, stable values."""
+    return m.event or "", shape(m)
+
+
+def call_center_events(messages: list[Message]) -> list[Message]:
+    return [m for m in messages if is_call_center(m) and m.get("Privilege")]
+
+
+def key_sets(messages: list[Message]) -> dict[str, set[tuple[str, ...]]]:
+    """Per event type, the distinct key lists its messages carried."""
+    out: dict[str, set[tuple[str, ...]]] = {}
+    for m in messages:
+        out.setdefault(m.event or "", set()).add(tuple(k for k, _ in m.headers))
+    return out
+
+
+def diff(expected: list[Message], actual: list[Message]) -> list[str]:
+    """The two event streams aligned on their common subsequence, one line per event.
+
+    ``=`` both, ``-`` only in the capture, ``+`` only on the simulator; for unmatched
+    events the stable fields that tell them apart from their type's neighbours.
+    """
+    exp, act = call_center_events(expected), call_center_events(actual)
+    pairs = _lcs([signature(m) for m in exp], [signature(m) for m in act])
+    lines: list[str] = []
+    i = j = 0
+    for pi, pj in [*pairs, (len(exp), len(act))]:
+        lines += [f"- {_brief(m)}" for m in exp[i:pi]]
+        lines += [f"+ {_brief(m)}" for m in act[j:pj]]
+        if pi < len(exp):
+            lines.append(f"= {_brief(exp[pi])}")
+        i, j = pi + 1, pj + 1
+    return lines
+
+
+_BRIEF = frozenset(
+    """Channel DestChannel ChannelState Device State Exten Status Queue Interface Paused
+    DialStatus Cause Position Count Reason Response""".split()
+)
+
+
+def _brief(m: Message) -> str:
+    fields = " ".join(f"{k}={stable(k, v)}" for k, v in m.headers if k in _BRIEF)
+    return f"{m.event:20s} {fields}"
 
 
 def _by_action(messages: list[Message]) -> dict[str, list[Message]]:
@@ -336,15 +401,31 @@ def score(scenario: str, expected: list[Message], actual: list[Message]) -> Resu
                 result.response_ok += 1
             else:
                 result.problems.append(f"{aid}: want {shape(m)}\n   got {mine and shape(mine)}")
-    exp = [m for m in expected if is_call_center(m) and m.get("Privilege")]
-    act = [m for m in actual if is_call_center(m) and m.get("Privilege")]
+    exp, act = call_center_events(expected), call_center_events(actual)
     result.expected_events, result.actual_events = len(exp), len(act)
-    for i, j in _lcs([m.event or "" for m in exp], [m.event or "" for m in act]):
-        if shape(exp[i]) == shape(act[j]):
-            result.matched += 1
+    result.matched = len(_lcs([signature(m) for m in exp], [signature(m) for m in act]))
+    if result.matched < len(exp):
+        result.problems += [f"event {line}" for line in diff(expected, actual) if line[0] != "="]
+    want_keys, got_keys = key_sets(exp), key_sets(act)
+    result.event_types = len(want_keys)
+    for name, keys in want_keys.items():
+        if got_keys.get(name) == keys:
+            result.keys_ok += 1
         else:
-            result.problems.append(f"event {exp[i].event}: want {shape(exp[i])}\n   got {shape(act[j])}")
+            result.problems.append(
+                f"event keys {name}: want {sorted(keys)}\n   got {sorted(got_keys.get(name, ()))}"
+            )
     return result
 
 
 SCENARIOS = sorted(SETUPS)
+
+
+if __name__ == "__main__":  # python tests/simulator/sim_replay.py [scenario...]: aligned diffs
+    import sys
+
+    for name in sys.argv[1:] or SCENARIOS:
+        want, got = replay(name)
+        print(score(name, want, got))
+        if len(sys.argv) > 1:
+            print("\n".join(diff(want, got)))

@@ -1,11 +1,32 @@
 """The simulator against the real Asterisk 20 captures, scenario by scenario.
 
 Each scenario of ``shared/ami/captures`` is replayed (see ``sim_replay``) and scored:
-every response and list item must match in shape, keys and texts; the call-center
-events must come in nearly the same relative order with the same keys and stable
-values. Asterisk itself does not order events of different topics (channel, queue,
-device state) deterministically, so the event score has a floor, not 100%.
-Run with ``-s`` to see the per-scenario table; each test also records its rates.
+
+* every response and list item must match in shape, keys and stable values;
+* every call-center event type must carry the same key lists as in the capture;
+* order: the longest common subsequence of (event type, stable key/value signature)
+  over the capture's event count. Run ``python tests/simulator/sim_replay.py <name>``
+  for the aligned diff, or pytest with ``-s`` for the table.
+
+Why some floors stay below 95%: the call-center events of one call come from several
+Asterisk threads (channel, app_queue, the device-state thread and its three stasis
+subscribers: manager, hints, app_queue), and the captures show the same flow
+interleaved differently from one run to the next. The same ringall call to SIP/1003 and
+SIP/1001 in ``inbound_call`` and in the filter run (``filter_check.ami``) agree on only
+53 of 73 events (73%) with each other, and ``originate_fail`` shows the busy SIP/1009
+twice with ExtensionStatus/DeviceStateChange and Hangup/device state in opposite
+orders. The simulator emits one deterministic order, chosen per step by what most
+captures show (``pbx.refresh_device``, ``customer.CustomerCall.ring``/``end``), so:
+
+* the four filter scenarios with call traffic (68-79%) all replay that one slow run, in
+  which the device-state thread lagged whole steps behind the channel events;
+* ``inbound_call`` (88%) differs from the majority in the hang-up and in where the
+  released SIP/1003's device state lands after the answer;
+* ``queue_waiting`` and ``state_dump`` (89-90%) differ in where the first RINGING burst
+  lands around AgentCalled (each takes the other's side);
+* ``originate_fail`` (84%): the two SIP/1009 attempts contradict each other.
+
+The floors are what the simulator reaches today: raise them, never lower them.
 """
 
 from __future__ import annotations
@@ -13,8 +34,17 @@ from __future__ import annotations
 import pytest
 from sim_replay import SCENARIOS, replay, score
 
-# The floor each scenario must keep; raise it when the simulator gets closer.
-EVENT_FLOOR = 0.65
+# The share of each capture's call-center events the simulator reproduces in order.
+ORDER_FLOOR = {
+    "filter_adv_exclude": 0.79,
+    "filter_bad": 0.79,
+    "filter_events_agent": 0.94,
+    "filter_events_system_call": 0.76,
+    "inbound_call": 0.87,
+    "originate_fail": 0.84,
+    "queue_waiting": 0.89,
+    "state_dump": 0.88,
+}
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -24,11 +54,15 @@ def test_scenario_matches_capture(scenario, record_property):
     print(result)
     record_property("response_rate", round(result.response_rate, 3))
     record_property("event_rate", round(result.event_rate, 3))
+    record_property("key_rate", round(result.key_rate, 3))
     responses = [p for p in result.problems if not p.startswith("event")]
     assert result.responses > 0
     assert result.response_rate == 1.0, "\n".join(responses[:5])
-    assert result.event_rate >= EVENT_FLOOR, "\n".join(result.problems[:10])
-    assert abs(result.actual_events - result.expected_events) <= max(2, result.expected_events // 10)
+    keys = [p for p in result.problems if p.startswith("event keys")]
+    assert result.key_rate == 1.0, "\n".join(keys[:5])
+    floor = ORDER_FLOOR.get(scenario, 1.0)
+    assert result.event_rate >= floor, "\n".join(result.problems[:20])
+    assert abs(result.actual_events - result.expected_events) <= max(2, result.expected_events // 20)
 
 
 def test_scoring_notices_a_difference():
@@ -40,3 +74,16 @@ def test_scoring_notices_a_difference():
     assert score("pause", expected, tampered).event_rate < score("pause", expected, actual).event_rate
     responses_only = [m for m in actual if not m.event or m.get("Privilege") is None]
     assert score("pause", expected, responses_only).event_rate == 0.0
+
+
+def test_scoring_notices_order_and_keys():
+    """Two events swapped lose one match; an extra key fails that type's key check."""
+    expected, actual = replay("login")
+    baseline = score("login", expected, actual)
+    events = [i for i, m in enumerate(actual) if m.event and m.get("Privilege")]
+    first, second = events[-2], events[-1]
+    swapped = list(actual)
+    swapped[first], swapped[second] = actual[second], actual[first]
+    assert score("login", expected, swapped).matched == baseline.matched - 1
+    extra = [m.replace(Extra="1") if i == second else m for i, m in enumerate(actual)]
+    assert score("login", expected, extra).key_rate < baseline.key_rate == 1.0
