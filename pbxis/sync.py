@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -38,6 +38,11 @@ from .tracker.filters import PROBE, advanced_filters, legacy_filters, manager_co
 __all__ = ["AMIClient", "RebuildStats", "StateSync"]
 
 Headers = Sequence[tuple[str, str]]
+
+REBUILD_WINDOW: Final = 64
+"""Rebuild actions in flight at once. A rebuild for thousands of agents is thousands of
+actions; sent all at once, a user's Originate would queue behind them at Asterisk and
+the last ones would time out waiting, not failing."""
 
 
 class AMIClient(Protocol):
@@ -204,8 +209,14 @@ class StateSync:
         self._kick()
 
     async def _run(self, plan: list[PlannedAction], login: int) -> int:
-        """Send ``plan`` pipelined; apply each answer as it arrives. Messages received."""
+        """Send ``plan`` pipelined (:data:`REBUILD_WINDOW` at a time); apply each answer
+        as it arrives. Messages received."""
         counts: list[int] = []
+        window = defer.DeferredSemaphore(REBUILD_WINDOW)
+
+        def send(planned: PlannedAction) -> Deferred[Any]:
+            self._check(login)  # the link this plan was for is gone: send nothing more
+            return self._ami.send_action(planned.name, list(planned.headers), timeout=self._action_timeout)
 
         def apply(result: Any, planned: PlannedAction) -> None:
             if login == self._login:
@@ -226,7 +237,7 @@ class StateSync:
 
         deferreds = []
         for planned in plan:
-            d = self._ami.send_action(planned.name, list(planned.headers), timeout=self._action_timeout)
+            d = window.run(send, planned)
             d.addCallbacks(apply, failed, callbackArgs=(planned,), errbackArgs=(planned,))
             deferreds.append(d)
         if deferreds:

@@ -1,9 +1,15 @@
 """Digesting live AMI events into tracker state.
 
 :class:`State` holds the model of :mod:`.model` and applies one AMI event at a time. It
-does not decide what to emit: :meth:`State.apply` answers which agents may have changed
-and which instantaneous events (``agentComplete``, ``originateFailed``) happened; the
-:class:`~pbxis.tracker.Tracker` compares views to emit only real changes.
+does not decide what to emit: :meth:`State.apply` answers which entry of which agents'
+views may have changed and which instantaneous events (``agentComplete``,
+``originateFailed``) happened; the :class:`~pbxis.tracker.Tracker` compares that entry
+with what each agent saw to emit only real changes.
+
+Cost. Most events that reach us concern channels and members that are no registered
+agent's: they cost the handler's dict lookup and one or two look-ups that find no
+agent. An event for registered agents costs the agents it names (a queue's watchers for
+a caller count), never a walk over every registered agent.
 
 Correlation rules (reference §3): queue member events name the member by ``Interface``
 (``Location`` in Asterisk 11 and in QueueStatus items); call events name the agent's
@@ -16,7 +22,7 @@ versus Hangup) may come in either order, so nothing here depends on that order.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -24,9 +30,19 @@ from ..ami.message import Message
 from ..events import AGENT_COMPLETE, ORIGINATE_FAILED
 from .channels import AgentDirectory, unescape
 from .codes import dial_failure_reason, originate_reason, to_int, truth
-from .model import AgentRecord, Call, Member, QueueState
+from .model import (
+    EXTENSION_KEY,
+    PHONE_KEY,
+    AgentRecord,
+    Call,
+    Member,
+    QueueState,
+    ViewKey,
+    count_key,
+    member_key,
+)
 
-__all__ = ["RECORDING_VARIABLE", "Instant", "State"]
+__all__ = ["NOTHING", "RECORDING_VARIABLE", "Instant", "Outcome", "State"]
 
 RECORDING_VARIABLE: Final = "MIXMONITOR_FILENAME"
 # Correlation tables that Asterisk never tells us to forget (a recording whose call had
@@ -41,6 +57,13 @@ class Instant:
     agent: str
     type: str
     data: dict[str, Any]
+
+
+Outcome = tuple[ViewKey, Collection[str], Sequence[Instant]]
+"""What one event did: the view entry it may have changed, the agents whose entry it
+is, and the instants. One entry suffices: every event concerns one topic."""
+
+NOTHING: Final[Outcome] = ((), (), ())
 
 
 class _Bounded(OrderedDict[str, Any]):
@@ -74,7 +97,11 @@ class State:
         self.recordings = _Bounded()  # caller Uniqueid -> path
         self.queue_callers = _Bounded()  # caller Uniqueid -> queue
         self.originates = _Bounded()  # ActionID -> (agent, number)
-        self._handlers: dict[str, Callable[[Message], tuple[set[str], list[Instant]]]] = {
+        # Agents whose state may have changed with no event naming them (a rebuild of
+        # other agents reloaded a shared queue's count, a rebuild was given up): their
+        # whole view is compared at their next change, not only the entry it touches.
+        self.unreported: set[str] = set()
+        self._handlers: dict[str, Callable[[Message], Outcome]] = {
             "queuememberstatus": self._member,
             "queuememberadded": self._member,
             "queuememberpause": self._member,
@@ -82,9 +109,9 @@ class State:
             "queuememberpenalty": self._member,
             "queuememberringinuse": self._member,
             "queuememberremoved": self._member_removed,
-            "queuecallerjoin": self._caller_count,
+            "queuecallerjoin": self._caller_joined,
+            "join": self._caller_joined,  # Asterisk 11
             "queuecallerleave": self._caller_count,
-            "join": self._caller_count,  # Asterisk 11
             "leave": self._caller_count,
             "extensionstatus": self._extension,
             "agentcalled": self._agent_called,
@@ -98,15 +125,20 @@ class State:
         }
 
     # -- entry point -------------------------------------------------------------------
-    def apply(self, message: Message) -> tuple[set[str], list[Instant]]:
+    def apply(self, message: Message) -> Outcome:
         """Apply one asynchronous event; list items (they carry an ActionID) are ignored."""
         name = (message.event or "").lower()
         handler = self._handlers.get(name)
         if handler is None:
-            return set(), []
-        if message.action_id is not None and name != "originateresponse":
-            return set(), []  # a list item of some action, not a live event
-        self._note_recording(message)
+            return NOTHING
+        originate = name == "originateresponse"
+        if not originate and message.action_id is not None:
+            return NOTHING  # a list item of some action, not a live event
+        # ChanVariable lines come with manager.conf channelvars only, so one look-up
+        # rules them out before any scan. Events built from a channel pointer spell them
+        # ``ChanVariable(<channel>)`` (reference §3.1); of ours only OriginateResponse is.
+        if originate or message.get("ChanVariable") is not None:
+            self._note_recording(message)
         return handler(message)
 
     # -- helpers -----------------------------------------------------------------------
@@ -143,61 +175,74 @@ class State:
         if path and uid:
             self.recordings.remember(uid, unescape(path))
 
-    def _start_call(self, agent: str, call: Call) -> set[str]:
-        record = self.agents[agent]
-        if call.key in record.calls:
-            existing = record.calls[call.key]
+    def _start_call(self, agent: str, call: Call) -> bool:
+        """Put ``call`` on ``agent``'s phone; ``False`` if it already was there."""
+        calls = self.agents[agent].calls
+        existing = calls.get(call.key)
+        if existing is not None:
             existing.stale = False
-            return set()
-        record.calls[call.key] = call
-        return {agent}
+            return False
+        calls[call.key] = call
+        return True
 
     # -- queue members -----------------------------------------------------------------
-    def _member(self, message: Message) -> tuple[set[str], list[Instant]]:
-        queue = self.tracked(message.get("Queue"))
+    def _member(self, message: Message) -> Outcome:
+        name = message.get("Queue")
+        queue = self.tracked(name)
+        if queue is None:
+            return NOTHING
         agent = self.agent_of_member(message)
-        if queue is None or agent is None or message.get("Queue") not in self.agents[agent].queues:
-            return set(), []
+        if agent is None or name not in self.agents[agent].queues:
+            return NOTHING
+        assert name is not None
         self.set_member(queue, agent, message)
-        return {agent}, []
+        return member_key(name), (agent,), ()
 
-    def _member_removed(self, message: Message) -> tuple[set[str], list[Instant]]:
-        queue = self.tracked(message.get("Queue"))
+    def _member_removed(self, message: Message) -> Outcome:
+        name = message.get("Queue")
+        queue = self.tracked(name)
+        if queue is None:
+            return NOTHING
         agent = self.agent_of_member(message)
-        if queue is None or agent is None:
-            return set(), []
+        if agent is None:
+            return NOTHING
+        assert name is not None
         queue.members.pop(agent, None)
-        return {agent}, []
+        return member_key(name), (agent,), ()
 
-    def _caller_count(self, message: Message) -> tuple[set[str], list[Instant]]:
+    def _caller_joined(self, message: Message) -> Outcome:
         name = message.get("Queue")
         uid = message.get("Uniqueid")
-        if uid and name and (message.event or "").lower() in {"queuecallerjoin", "join"}:
+        if uid and name:
             self.queue_callers.remember(uid, name)
+        return self._caller_count(message)
+
+    def _caller_count(self, message: Message) -> Outcome:
+        name = message.get("Queue")
         queue = self.tracked(name)
         if queue is None or "Count" not in message:
-            return set(), []
+            return NOTHING
+        assert name is not None
         queue.count = max(0, to_int(message.get("Count")))
-        return self.agents_in(name), []
-
-    def agents_in(self, queue: str) -> set[str]:
-        return {a for a, r in self.agents.items() if queue in r.queues}
+        return count_key(name), queue.watchers, ()
 
     # -- extension state ---------------------------------------------------------------
-    def _extension(self, message: Message) -> tuple[set[str], list[Instant]]:
+    def _extension(self, message: Message) -> Outcome:
         agent = message.get("Exten")
-        if agent not in self.agents or message.get("Context") != self.hint_context:
-            return set(), []
+        if agent is None or agent not in self.agents or message.get("Context") != self.hint_context:
+            return NOTHING
         self.agents[agent].extension = to_int(message.get("Status"), -1)
-        return {agent}, []
+        return EXTENSION_KEY, (agent,), ()
 
     # -- calls -------------------------------------------------------------------------
     def _queue_call(self, message: Message) -> tuple[str, Call] | None:
         """The call an Agent* event describes, attributed by Interface then DestChannel."""
         agent = self.agent_of_member(message) or self.agent_of_channel(message.get("DestChannel"))
+        if agent is None:
+            return None
         key = message.get("DestUniqueid")
         caller = message.get("Uniqueid")
-        if agent is None or not key or not caller:
+        if not key or not caller:
             return None
         call = Call(
             key=key,
@@ -209,18 +254,20 @@ class State:
         )
         return agent, call
 
-    def _agent_called(self, message: Message) -> tuple[set[str], list[Instant]]:
+    def _agent_called(self, message: Message) -> Outcome:
         found = self._queue_call(message)
-        return (self._start_call(*found), []) if found else (set(), [])
+        if found is None or not self._start_call(*found):
+            return NOTHING
+        return PHONE_KEY, (found[0],), ()
 
-    def _agent_connect(self, message: Message) -> tuple[set[str], list[Instant]]:
+    def _agent_connect(self, message: Message) -> Outcome:
         # Normally AgentCalled already started the call; after a rebuild it may not have.
         return self._agent_called(message)
 
-    def _agent_complete(self, message: Message) -> tuple[set[str], list[Instant]]:
+    def _agent_complete(self, message: Message) -> Outcome:
         found = self._queue_call(message)
         if found is None:
-            return set(), []
+            return NOTHING
         agent, call = found
         recording = self.recordings.pop(call.unique_id, None)
         data = {
@@ -231,17 +278,20 @@ class State:
             "recording": recording,
             "reason": (message.get("Reason") or "caller").lower(),
         }
-        return set(), [Instant(agent, AGENT_COMPLETE, data)]
+        return (), (), (Instant(agent, AGENT_COMPLETE, data),)
 
-    def _dial_begin(self, message: Message) -> tuple[set[str], list[Instant]]:
-        changed: set[str] = set()
-        dest_agent = self.agent_of_channel(message.get("DestChannel"))
-        dest_key = message.get("DestUniqueid")
+    def _dial_begin(self, message: Message) -> Outcome:
+        changed: list[str] = []
         caller_channel = message.get("Channel")
         caller_key = message.get("Uniqueid")
-        if dest_agent and dest_key:
-            if caller_channel is None:
-                changed |= self._originate_rings(dest_agent, dest_key)
+        dest_agent = self.agent_of_channel(message.get("DestChannel"))
+        if dest_agent:
+            dest_key = message.get("DestUniqueid")
+            if not dest_key:
+                pass
+            elif caller_channel is None:
+                if self._originate_rings(dest_agent, dest_key):
+                    changed.append(dest_agent)
             elif caller_key:
                 call = Call(
                     key=dest_key,
@@ -251,7 +301,8 @@ class State:
                     unique_id=caller_key,
                     queue=self.queue_callers.get(caller_key),
                 )
-                changed |= self._start_call(dest_agent, call)
+                if self._start_call(dest_agent, call):
+                    changed.append(dest_agent)
         src_agent = self.agent_of_channel(caller_channel)
         if src_agent and caller_key:
             # The dialled number is where the agent's channel is in the dialplan; the
@@ -259,66 +310,70 @@ class State:
             dialled = _number(message.get("Exten")) or _number(message.get("DestCallerIDNum"))
             name = _name(message.get("DestCallerIDName")) if dest_agent else None
             call = Call(caller_key, dialled, name, "out", caller_key)
-            changed |= self._start_call(src_agent, call)
-        return changed, []
+            if self._start_call(src_agent, call) and src_agent not in changed:
+                changed.append(src_agent)
+        return (PHONE_KEY, changed, ()) if changed else NOTHING
 
-    def _originate_rings(self, agent: str, key: str) -> set[str]:
+    def _originate_rings(self, agent: str, key: str) -> bool:
         """An Originate rings the agent's phone: the number is the one we were asked to dial."""
         for action_id, (who, number) in self.originates.items():
             if who == agent and not self._bound(agent, action_id):
                 call = Call(key, number, None, "out", key, action_id=action_id)
                 return self._start_call(agent, call)
-        return set()
+        return False
 
     def _bound(self, agent: str, action_id: str) -> bool:
         return any(c.action_id == action_id for c in self.agents[agent].calls.values())
 
-    def _dial_end(self, message: Message) -> tuple[set[str], list[Instant]]:
+    def _dial_end(self, message: Message) -> Outcome:
         """The outgoing leg of a click-to-call failed after the agent answered."""
         reason = dial_failure_reason(message.get("DialStatus"))
+        if reason is None:
+            return NOTHING
         agent = self.agent_of_channel(message.get("Channel"))
         key = message.get("Uniqueid")
-        if reason is None or agent is None or key is None:
-            return set(), []
+        if agent is None or key is None:
+            return NOTHING
         call = self.agents[agent].calls.get(key)
         if call is None or call.action_id is None or call.failure_reported:
-            return set(), []
+            return NOTHING
         call.failure_reported = True
         data = {"actionId": call.action_id, "number": call.number, "reason": reason}
-        return set(), [Instant(agent, ORIGINATE_FAILED, data)]
+        return (), (), (Instant(agent, ORIGINATE_FAILED, data),)
 
-    def _hangup(self, message: Message) -> tuple[set[str], list[Instant]]:
+    def _hangup(self, message: Message) -> Outcome:
         key = message.get("Uniqueid")
         if not key:
-            return set(), []
+            return NOTHING
         self.queue_callers.pop(key, None)
         # Calls are keyed by the agent's own channel, so its Hangup names the agent.
         agent = self.agent_of_channel(message.get("Channel"))
         if agent and self.agents[agent].calls.pop(key, None) is not None:
-            return {agent}, []
-        return set(), []
+            return PHONE_KEY, (agent,), ()
+        return NOTHING
 
-    def _varset(self, message: Message) -> tuple[set[str], list[Instant]]:
+    def _varset(self, message: Message) -> Outcome:
         uid = message.get("Uniqueid")
         if message.get("Variable") == RECORDING_VARIABLE and uid:
             path = unescape(message.get("Value"))
             if path:
                 self.recordings.remember(uid, path)
-        return set(), []
+        return NOTHING
 
-    def _originate_response(self, message: Message) -> tuple[set[str], list[Instant]]:
+    def _originate_response(self, message: Message) -> Outcome:
         action_id = message.action_id
         if action_id is None or action_id not in self.originates:
-            return set(), []
+            return NOTHING
         agent, number = self.originates.pop(action_id)
         if agent not in self.agents:
-            return set(), []
+            return NOTHING
         if (message.get("Response") or "").lower() == "success":
             key = message.get("Uniqueid")
             if key and key != "<unknown>" and not self._bound(agent, action_id):
                 call = Call(key, number, None, "out", key, action_id=action_id)
-                return self._start_call(agent, call), []
-            return set(), []
+                if self._start_call(agent, call):
+                    return PHONE_KEY, (agent,), ()
+            return NOTHING
         reason = originate_reason(to_int(message.get("Reason"), 0))
         data = {"actionId": action_id, "number": number, "reason": reason}
-        return set(), [Instant(agent, ORIGINATE_FAILED, data)]
+        return (), (), (Instant(agent, ORIGINATE_FAILED, data),)

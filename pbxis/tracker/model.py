@@ -4,17 +4,36 @@ State is kept raw (Asterisk's codes); :func:`agent_view` turns it into exactly w
 agent sees, keyed by what can change independently. Emitting "only what changed" is
 then a comparison of two views, and a rebuild after an outage is the same comparison
 against the view the agent last saw.
+
+A live event changes one entry of a few agents' views, so :func:`view_entry` computes
+a single entry: the cost of an event is then that of the entries it touched, not of
+the agents' whole views.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from ..events import EXTENSION_STATUS, PHONE_NUMBER, QUEUE_COUNT, QUEUE_MEMBER_STATUS
 from .codes import extension_status, member_status
 
-__all__ = ["AgentRecord", "Call", "Member", "QueueState", "View", "ViewKey", "agent_view"]
+__all__ = [
+    "EXTENSION_KEY",
+    "PHONE_KEY",
+    "AgentRecord",
+    "Call",
+    "Member",
+    "QueueState",
+    "View",
+    "ViewKey",
+    "agent_view",
+    "count_entry",
+    "count_key",
+    "member_key",
+    "view_entry",
+]
 
 
 @dataclass(slots=True)
@@ -30,8 +49,16 @@ class Member:
 
 @dataclass(slots=True)
 class QueueState:
+    """A tracked queue: callers waiting, and the registered agents who watch it.
+
+    ``watchers`` (registered agents with this queue, logged in or not) is the index
+    that makes a caller joining cost the queue's agents, not every registered agent;
+    the queue is tracked while it has watchers.
+    """
+
     count: int = 0
-    members: dict[str, Member] = field(default_factory=dict)  # by agent
+    members: dict[str, Member] = field(default_factory=dict)  # logged in, by agent
+    watchers: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -65,8 +92,12 @@ class Call:
 
 @dataclass(slots=True)
 class AgentRecord:
+    """A registered agent. ``order`` is its rank in registration order: events that
+    change several agents at once are emitted in that order."""
+
     agent: str
     queues: tuple[str, ...]
+    order: int = 0
     extension: int | None = None
     calls: dict[str, Call] = field(default_factory=dict)
     seen: dict[ViewKey, dict[str, Any] | None] = field(default_factory=dict)
@@ -83,23 +114,73 @@ class AgentRecord:
 ViewKey = tuple[str, ...]
 View = dict[ViewKey, "dict[str, Any] | None"]
 
+EXTENSION_KEY: Final[ViewKey] = (EXTENSION_STATUS,)
+PHONE_KEY: Final[ViewKey] = (PHONE_NUMBER,)
+
+
+def member_key(queue: str) -> ViewKey:
+    return (QUEUE_MEMBER_STATUS, queue)
+
+
+def count_key(queue: str) -> ViewKey:
+    return (QUEUE_COUNT, queue)
+
 
 def agent_view(record: AgentRecord, queues: dict[str, QueueState]) -> View:
     """Everything an agent sees, in the order a snapshot lists it."""
-    view: View = {(EXTENSION_STATUS,): {"status": extension_status(record.extension)}}
+    view: View = {EXTENSION_KEY: _extension(record, EXTENSION_KEY, queues)}
     for name in record.queues:
-        queue = queues.get(name) or QueueState()
-        member = queue.members.get(record.agent)
-        view[(QUEUE_MEMBER_STATUS, name)] = {
-            "queue": name,
-            "loggedIn": member is not None,
-            "status": member_status(member.status) if member else "unknown",
-            "paused": member.paused if member else False,
-            "pausedReason": member.reason if member else "",
-        }
+        key = member_key(name)
+        view[key] = _member(record, key, queues)
     for name in record.queues:
-        queue = queues.get(name) or QueueState()
-        view[(QUEUE_COUNT, name)] = {"queue": name, "count": queue.count}
-    call = record.current_call
-    view[(PHONE_NUMBER,)] = call.data() if call else None
+        key = count_key(name)
+        view[key] = _count(record, key, queues)
+    view[PHONE_KEY] = _phone(record, PHONE_KEY, queues)
     return view
+
+
+def view_entry(record: AgentRecord, key: ViewKey, queues: dict[str, QueueState]) -> dict[str, Any] | None:
+    """``agent_view(record, queues)[key]`` without building the rest of the view."""
+    return _ENTRIES[key[0]](record, key, queues)
+
+
+def _extension(record: AgentRecord, key: ViewKey, queues: dict[str, QueueState]) -> dict[str, Any]:
+    return {"status": extension_status(record.extension)}
+
+
+def _member(record: AgentRecord, key: ViewKey, queues: dict[str, QueueState]) -> dict[str, Any]:
+    name = key[1]
+    queue = queues.get(name)
+    member = queue.members.get(record.agent) if queue else None
+    if member is None:
+        return {"queue": name, "loggedIn": False, "status": "unknown", "paused": False, "pausedReason": ""}
+    return {
+        "queue": name,
+        "loggedIn": True,
+        "status": member_status(member.status),
+        "paused": member.paused,
+        "pausedReason": member.reason,
+    }
+
+
+def _count(record: AgentRecord, key: ViewKey, queues: dict[str, QueueState]) -> dict[str, Any]:
+    return count_entry(key[1], queues)
+
+
+def count_entry(name: str, queues: dict[str, QueueState]) -> dict[str, Any]:
+    """The ``queueCount`` entry: the same for every agent watching queue ``name``."""
+    queue = queues.get(name)
+    return {"queue": name, "count": queue.count if queue else 0}
+
+
+def _phone(record: AgentRecord, key: ViewKey, queues: dict[str, QueueState]) -> dict[str, Any] | None:
+    call = record.current_call
+    return call.data() if call else None
+
+
+_ENTRIES: Final[dict[str, Callable[[AgentRecord, ViewKey, dict[str, QueueState]], dict[str, Any] | None]]] = {
+    EXTENSION_STATUS: _extension,
+    QUEUE_MEMBER_STATUS: _member,
+    QUEUE_COUNT: _count,
+    PHONE_NUMBER: _phone,
+}

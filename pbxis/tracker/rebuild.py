@@ -6,8 +6,8 @@ Plan. Traffic must grow with what pbxis watches, not with the PBX:
   :data:`MEMBER_FILTER_MAX` registered agents sit in it (one ``QueueParams`` + their
   ``QueueMember`` lines), else for the whole queue (one action instead of many). Never
   without ``Queue``: that prints every queue of the PBX.
-* ``ExtensionState`` per agent; ``ExtensionStateList`` only once we know the PBX has
-  no more hints than we have agents (or for very many agents before we know).
+* ``ExtensionState`` per agent; ``ExtensionStateList`` (every hint of the PBX) only
+  once an earlier answer told us the PBX has no more hints than we have agents.
 * ``CoreShowChannels`` (every channel of the PBX) only as a follow-up, when an agent's
   extension or membership says a call may be in progress.
 
@@ -30,7 +30,6 @@ from .digest import State
 from .model import Call
 
 __all__ = [
-    "EXTENSION_LIST_MIN",
     "MEMBER_FILTER_MAX",
     "ActionResultLike",
     "PlannedAction",
@@ -40,7 +39,6 @@ __all__ = [
 ]
 
 MEMBER_FILTER_MAX: Final = 2
-EXTENSION_LIST_MIN: Final = 64
 _BUSY_EXTENSION_BITS: Final = 1 | 2 | 8 | 16  # in use, busy, ringing, on hold
 _BUSY_DEVICE_STATES: Final = frozenset({0, 2, 3, 6, 7, 8})  # unknown counts: we cannot tell
 
@@ -86,9 +84,8 @@ def plan_actions(state: State, agents: Sequence[str], known_hints: int | None) -
 
 
 def _list_is_cheaper(agents: int, known_hints: int | None) -> bool:
-    if known_hints is None:
-        return agents >= EXTENSION_LIST_MIN
-    return known_hints <= agents
+    # Unknown, the PBX may hold thousands of hints (every phone, not only agents').
+    return known_hints is not None and known_hints <= agents
 
 
 def plan_followup(state: State, agents: Iterable[str]) -> list[PlannedAction]:
@@ -102,7 +99,8 @@ def plan_followup(state: State, agents: Iterable[str]) -> list[PlannedAction]:
                 return [PlannedAction("CoreShowChannels")]
             continue
         # No usable hint: fall back on queue membership, then on what we knew before.
-        members = [q.members[agent] for q in state.queues.values() if agent in q.members]
+        found = (state.queues[name].members.get(agent) for name in record.queues)
+        members = [m for m in found if m is not None]
         if any(m.in_call or m.status in _BUSY_DEVICE_STATES for m in members) or (
             not members and record.calls
         ):
@@ -139,20 +137,21 @@ def _apply_queue_status(
     if queue is None or name is None:
         return
     member_filter = planned.header("Member")
-    affected = {
-        agent
-        for agent in scope
-        if agent in state.agents
-        and name in state.agents[agent].queues
-        and (member_filter is None or state.directory.interface_of(agent) == member_filter)
-    }
+    if member_filter is None:
+        affected = queue.watchers & scope
+    else:
+        agent = state.directory.by_interface(member_filter)
+        affected = {agent} & queue.watchers & scope if agent else set()
     for agent in affected:
         queue.members.pop(agent, None)
     for item in items:
         if item.get("Queue") != name:
             continue
         if item.event == "QueueParams":
-            queue.count = max(0, to_int(item.get("Calls")))
+            count = max(0, to_int(item.get("Calls")))
+            if count != queue.count:
+                queue.count = count
+                state.unreported |= queue.watchers - scope
         elif item.event == "QueueMember":
             agent = state.directory.by_interface(item.get("Location") or item.get("Interface"))
             if agent in affected:

@@ -3,7 +3,9 @@
 Every change an agent can see goes through one comparison: the agent's view after an
 event against the view it last saw (``AgentRecord.seen``). That gives "no duplicates"
 (Asterisk repeats QueueMemberStatus per queue and QueueMemberPause without change) and
-makes a rebuild after an outage emit exactly the differences.
+makes a rebuild after an outage emit exactly the differences. A live event compares
+only the view entry it touched, for the agents it named; a rebuild or a
+re-registration compares whole views, of the agents concerned only.
 
 While a rebuild runs, the agents in its scope are *pinned*: live events still update
 their state (in wire order, interleaved with the answers being applied) but nothing is
@@ -13,16 +15,16 @@ the differences, then the one-off events held meanwhile.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from ..ami.message import Message
-from ..events import PBX_STATUS, PHONE_NUMBER, QUEUE_MEMBER_STATUS, AgentEvent
+from ..events import PBX_STATUS, PHONE_NUMBER, QUEUE_COUNT, QUEUE_MEMBER_STATUS, AgentEvent
 from .channels import AgentDirectory
 from .codes import member_status
 from .digest import Instant, State
-from .model import AgentRecord, QueueState, View, agent_view
+from .model import AgentRecord, QueueState, View, ViewKey, agent_view, count_entry, view_entry
 from .rebuild import ActionResultLike, PlannedAction, apply_result, plan_actions, plan_followup
 
 __all__ = ["Tracker"]
@@ -43,6 +45,7 @@ class Tracker:
         self._state = State(self._directory, hint_context)
         self._rebuild: _Rebuild | None = None
         self._known_hints: int | None = None
+        self._registrations = 0
         self.connected = False
 
     # -- registration ------------------------------------------------------------------
@@ -51,20 +54,20 @@ class Tracker:
         as a snapshot (nothing to emit); a re-registration emits the new queues' state."""
         wanted = tuple(dict.fromkeys(queues))
         for queue in wanted:
-            self._state.queues.setdefault(queue, QueueState())
+            self._state.queues.setdefault(queue, QueueState()).watchers.add(agent)
         record = self._state.agents.get(agent)
         if record is None:
-            record = AgentRecord(agent, wanted, pbx_down=not self.connected)
+            record = AgentRecord(agent, wanted, order=self._registrations, pbx_down=not self.connected)
+            self._registrations += 1
             self._state.agents[agent] = record
             self._directory.add(agent)
             record.seen = self._view(record)
             return []
         for queue in set(record.queues) - set(wanted):
-            self._state.queues[queue].members.pop(agent, None)
+            self._leave(agent, queue)
             record.seen.pop((QUEUE_MEMBER_STATUS, queue), None)
             record.seen.pop(("queueCount", queue), None)
         record.queues = wanted
-        self._prune_queues()
         return self._emit_changes([agent], now_ms)
 
     def unregister(self, agent: str) -> None:
@@ -72,15 +75,17 @@ class Tracker:
         if record is None:
             return
         self._directory.remove(agent)
+        self._state.unreported.discard(agent)
         for queue in record.queues:
-            self._state.queues[queue].members.pop(agent, None)
-        self._prune_queues()
+            self._leave(agent, queue)
 
-    def _prune_queues(self) -> None:
-        wanted = {q for r in self._state.agents.values() for q in r.queues}
-        for queue in list(self._state.queues):
-            if queue not in wanted:
-                del self._state.queues[queue]
+    def _leave(self, agent: str, name: str) -> None:
+        """``agent`` no longer watches queue ``name``; nobody watching, it is not tracked."""
+        queue = self._state.queues[name]
+        queue.members.pop(agent, None)
+        queue.watchers.discard(agent)
+        if not queue.watchers:
+            del self._state.queues[name]
 
     def interface_of(self, agent: str) -> str:
         """The queue-member interface of ``agent`` (``SIP/1001``)."""
@@ -93,9 +98,10 @@ class Tracker:
     # -- live events -------------------------------------------------------------------
     def handle(self, message: Message, now_ms: int) -> list[AgentEvent]:
         """Digest one AMI event; the events agents should see, in order."""
-        changed, instants = self._state.apply(message)
-        events = self._emit_changes([a for a in self._state.agents if a in changed], now_ms)
-        events.extend(self._instants(instants, now_ms))
+        key, agents, instants = self._state.apply(message)
+        events = self._emit_entry(key, agents, now_ms) if agents else []
+        if instants:
+            events.extend(self._instants(instants, now_ms))
         return events
 
     def note_originate(self, action_id: str, agent: str, number: str) -> None:
@@ -182,8 +188,9 @@ class Tracker:
 
     def plan_rebuild(self, agents: Sequence[str] | None = None) -> list[PlannedAction]:
         """The actions that reload ``agents`` (default: all registered) and their queues."""
-        chosen = self._scope(agents)
-        return plan_actions(self._state, [a for a in self._state.agents if a in chosen], self._known_hints)
+        if agents is None:
+            return plan_actions(self._state, list(self._state.agents), self._known_hints)
+        return plan_actions(self._state, self._in_order(self._scope(agents)), self._known_hints)
 
     def begin_rebuild(self, agents: Sequence[str] | None = None) -> None:
         """Pin the agents in scope; ``agents=None`` is the full rebuild after a login."""
@@ -217,9 +224,7 @@ class Tracker:
         if rebuild.full:
             self.connected = True
         events: list[AgentEvent] = []
-        for agent in self._state.agents:
-            if agent not in rebuild.scope:
-                continue
+        for agent in self._in_order(a for a in rebuild.scope if a in self._state.agents):
             record = self._state.agents[agent]
             for key in [k for k, c in record.calls.items() if c.stale]:
                 del record.calls[key]
@@ -237,14 +242,21 @@ class Tracker:
             return []
         for agent in rebuild.scope:
             record = self._state.agents.get(agent)
-            for call in record.calls.values() if record else ():
-                call.stale = False
+            if record is not None:
+                self._state.unreported.add(agent)  # its state moved on, unseen
+                for call in record.calls.values():
+                    call.stale = False
         return rebuild.held
 
     def _scope(self, agents: Sequence[str] | None) -> frozenset[str]:
         if agents is None:
             return frozenset(self._state.agents)
         return frozenset(a for a in agents if a in self._state.agents)
+
+    def _in_order(self, agents: Iterable[str]) -> list[str]:
+        """Registered ``agents`` in registration order: the order events always had."""
+        records = self._state.agents
+        return sorted(agents, key=lambda agent: records[agent].order)
 
     # -- emission ----------------------------------------------------------------------
     def _pinned(self, agent: str) -> bool:
@@ -260,19 +272,47 @@ class Tracker:
                 events.extend(self._diff(self._state.agents[agent], now_ms))
         return events
 
-    def _diff(self, record: AgentRecord, now_ms: int) -> list[AgentEvent]:
-        view = self._view(record)
+    def _emit_entry(self, key: ViewKey, agents: Collection[str], now_ms: int) -> list[AgentEvent]:
+        """A live event: the changes of one view entry, for the agents it concerns."""
+        records, queues = self._state.agents, self._state.queues
+        if len(agents) > 1:
+            agents = self._in_order(agents)
+        pinned = self._rebuild.scope if self._rebuild is not None else frozenset()
+        unreported = self._state.unreported
+        kind = key[0]
+        # A caller count goes to every watcher of the queue: computed once.
+        shared = count_entry(key[1], queues) if kind == QUEUE_COUNT else None
         events: list[AgentEvent] = []
-        for key, data in view.items():
-            old = record.seen.get(key)
-            if data == old:
+        for agent in agents:
+            if agent in pinned:
                 continue
-            if data is None:  # the call ended: same call, no number
-                assert old is not None
-                data = {**old, "number": None, "name": None}
-                events.append(AgentEvent(record.agent, key[0], now_ms, data))
+            record = records[agent]
+            if agent in unreported:
+                events.extend(self._diff(record, now_ms))
                 continue
-            events.append(AgentEvent(record.agent, key[0], now_ms, dict(data)))
+            seen = record.seen
+            old = seen.get(key, _UNSEEN)
+            if old is _UNSEEN:  # not an entry of this agent's view (a queue it does not watch)
+                continue
+            data = shared if shared is not None else view_entry(record, key, queues)
+            if data != old:
+                seen[key] = data
+                if data is None:
+                    events.append(_news(agent, kind, now_ms, data, old))
+                else:  # the common case, inline: this loop runs per agent of a queue
+                    events.append(AgentEvent(agent, kind, now_ms, dict(data)))
+        return events
+
+    def _diff(self, record: AgentRecord, now_ms: int) -> list[AgentEvent]:
+        """The changes of ``record``'s whole view (rebuild, re-registration)."""
+        self._state.unreported.discard(record.agent)
+        view = self._view(record)
+        seen = record.seen
+        events = [
+            _news(record.agent, key[0], now_ms, data, seen.get(key))
+            for key, data in view.items()
+            if data != seen.get(key)
+        ]
         record.seen = view
         return events
 
@@ -286,3 +326,13 @@ class Tracker:
             else:
                 out.append(event)
         return out
+
+
+_UNSEEN: Final = object()
+
+
+def _news(agent: str, type: str, now_ms: int, data: dict[str, Any] | None, old: Any) -> AgentEvent:
+    """The event telling ``agent`` that a view entry changed from ``old`` to ``data``."""
+    if data is None:  # the call ended: same call, no number
+        return AgentEvent(agent, type, now_ms, {**old, "number": None, "name": None})
+    return AgentEvent(agent, type, now_ms, dict(data))
