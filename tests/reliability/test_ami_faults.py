@@ -349,8 +349,9 @@ async def test_wrong_credentials_back_off_log_clearly_and_recover_after_restart(
             assert "Authentication failed" in failed[0]
             # Backing off: the attempts slow down to max_delay instead of hammering
             # (on top of the second Asterisk waits before it refuses a login).
+            # (The log prints delays to 2 decimals: 0.8 x 0.04 = 0.032 shows as 0.03.)
             delays = [float(x) for x in _delays(lines)]
-            assert delays[0] < 0.02 and delays[-1] >= 0.8 * service.config.ami.reconnect_max_delay
+            assert delays[0] < 0.02 and delays[-1] >= 0.7 * service.config.ami.reconnect_max_delay
             assert all("pbxis-secret" not in line for line in lines)
         finally:
             await stop_stack(stack)
