@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from common import figure, machine, note, parser, rss_kib
-from stack import Daemon, LoadClient, PauseDriver, start_daemon
+from stack import Daemon, LoadClient, Monitor, PauseDriver, collect_after_connecting, start_daemon
 from twisted.internet import defer, task
 
 
@@ -35,22 +35,27 @@ async def settle_rss(reactor: Any, pause: float) -> int:
 
 async def latency(
     reactor: Any, daemon: Daemon, client: LoadClient, agents: list[str], rate: float, seconds: float
-) -> dict[str, float]:
+) -> dict[str, Any]:
     driver = PauseDriver(daemon, rate, agents)
-    driver.start()
+    monitor = Monitor()
+    await driver.start()
     await task.deferLater(reactor, min(0.5, seconds / 2), lambda: None)
+    monitor.start()
     start = time.monotonic_ns()
     await task.deferLater(reactor, seconds, lambda: None)
     end = time.monotonic_ns()
-    driver.stop()
+    monitor.stop()
+    await driver.stop()
     await task.deferLater(reactor, min(0.3, seconds / 2), lambda: None)  # frames still in flight
-    return await client.report(start, end)
+    result: dict[str, Any] = dict(await client.report(start, end))
+    result["monitor"] = monitor.note()
+    return result
 
 
 async def run(reactor: Any, kinds: list[str], steps: list[int], args: Any) -> None:
     pause = 0.05 if args.quick else 0.5
     daemon = await start_daemon(reactor, max(steps))
-    client = LoadClient(reactor)
+    client = LoadClient(reactor, processes=args.load_processes)
     try:
         for kind in kinds:
             await ramp(reactor, daemon, client, kind, sorted(steps), args, pause)
@@ -83,12 +88,14 @@ async def ramp(
             [(kind, daemon.streams[a][key]) for a in daemon.agents[connected:step]]
         )
         client_kib += await settle_rss(reactor, pause) - before
+        note(f"{kind} {step} clients: {collect_after_connecting()}")
         connected = step
         result = await latency(reactor, daemon, client, daemon.agents[:step], args.rate, args.seconds)
         note(
             f"{kind} {step} clients: p99 {result['p99_ms']:.1f} ms, p50 {result['p50_ms']:.1f} ms, "
             f"{result['n']} frames, {opened} open, {failed} failed, {result['lost']} lost"
         )
+        note(f"{kind} {step} clients: {result['monitor']}")
         if failed or result["lost"] or not result["p99_ms"] < args.p99_ms:
             break
         best = step
@@ -105,6 +112,7 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=1000.0, help="AMI events per second at each step")
     p.add_argument("--seconds", type=float, default=3.0, help="measured seconds per step")
     p.add_argument("--p99-ms", type=float, default=50.0)
+    p.add_argument("--load-processes", type=int, default=2, help="load client processes")
     args = p.parse_args()
     if args.quick:
         # Tiny, and both transports in this process: the figures only prove the bench runs.

@@ -7,8 +7,9 @@ lines on stdin, answering each with one line on stdout:
   ``ws <url>``), at most ``--concurrency`` handshakes at a time (a burst of thousands
   of SYNs would overflow the listen backlog and measure TCP retransmits instead);
   answers ``connected <open> <failed>`` once every handshake ended.
-* ``report <start_ns> <end_ns>``: latency of the frames whose timestamp lies in the
-  window, as JSON (``n``, ``p50_ms``, ``p99_ms``, ``max_ms``, ``open``, ``lost``).
+* ``report <start_ns> <end_ns>``: latencies of the frames whose timestamp lies in the
+  window, as JSON (``latencies_us``, ``open``, ``lost``); the bench may run several of
+  these processes and merges their samples before taking percentiles.
 * ``close``: close every stream; answers ``closed``.
 * ``quit``: close everything; answers ``bye``.
 
@@ -51,24 +52,11 @@ class Stats:
             sent = int(m.group(1))
             self.samples.append((sent, now - sent))
 
-    def report(self, start: int, end: int) -> dict[str, float]:
-        chosen = sorted(lat for sent, lat in self.samples if start <= sent < end)
+    def report(self, start: int, end: int) -> dict[str, object]:
+        """Latencies (µs) of the frames sent in ``[start, end)``; the bench merges processes."""
+        chosen = [lat // 1000 for sent, lat in self.samples if start <= sent < end]
         self.samples = [s for s in self.samples if s[0] >= end]
-
-        def pct(fraction: float) -> float:
-            if not chosen:
-                return float("nan")
-            rank = max(1, -(-len(chosen) * fraction // 1))
-            return chosen[min(len(chosen), int(rank)) - 1] / 1e6
-
-        return {
-            "n": len(chosen),
-            "p50_ms": pct(0.50),
-            "p99_ms": pct(0.99),
-            "max_ms": chosen[-1] / 1e6 if chosen else float("nan"),
-            "open": self.open,
-            "lost": self.lost,
-        }
+        return {"latencies_us": chosen, "open": self.open, "lost": self.lost}
 
 
 STATS = Stats()

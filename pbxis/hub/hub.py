@@ -109,6 +109,22 @@ class Subscription:
     ``cursor`` is the id of the last entry handed to ``deliver``.
     """
 
+    # One per connected client: slots keep it small and cheap for the collector.
+    __slots__ = (
+        "_backlog",
+        "_deliver",
+        "_end",
+        "_hub",
+        "_max_backlog",
+        "_pumping",
+        "_state",
+        "active",
+        "cursor",
+        "paused",
+        "registration",
+        "transport",
+    )
+
     def __init__(
         self,
         hub: Hub,
@@ -158,13 +174,14 @@ class Subscription:
 
     # hub side
 
-    def _offer(self, entries: list[LogEntry]) -> None:
+    def _offer(self, size: int) -> None:
+        """``size`` bytes of JSON were appended to the log."""
         if not self.active:
             return
         if not self.paused:
             self._pump()
             return
-        self._backlog += sum(len(entry.text) for entry in entries)
+        self._backlog += size
         if self._max_backlog is not None and self._backlog > self._max_backlog:
             self._close("overflow")
 
@@ -182,9 +199,7 @@ class Subscription:
                 if not batch:
                     self._backlog = 0
                     break
-                now = self._hub.clock.seconds()
-                for entry in batch:
-                    entry.touched = now
+                elog.touch(self.cursor, batch[-1].id, self._hub.clock.seconds())
                 self.cursor = batch[-1].id
                 self._deliver(batch)
         finally:
@@ -333,19 +348,26 @@ class Hub:
     # internals
 
     def _append(self, state: _Agent, events: list[AgentEvent]) -> None:
-        entries = state.log.append(events, self.clock.seconds())
+        size = state.log.append(events, self.clock.seconds())
         for sub in list(state.subs):
-            sub._offer(entries)
+            sub._offer(size)
         self._trim(state)
 
     def _trim(self, state: _Agent) -> None:
+        """Runs after every append: O(clients of this agent), and usually O(1) in the log."""
         now = self.clock.seconds()
         elog = state.log
-        for cursor, until in list(state.absent.items()):
-            if until <= now or cursor < elog.first_id - 1:
-                del state.absent[cursor]
-        keep_after = min([sub.cursor for sub in state.subs] + list(state.absent), default=elog.last_id)
+        absent = state.absent
+        if absent:
+            for cursor, until in list(absent.items()):
+                if until <= now or cursor < elog.first_id - 1:
+                    del absent[cursor]
+        keep_after = min([sub.cursor for sub in state.subs], default=elog.last_id)
+        if absent:
+            keep_after = min(keep_after, min(absent))
         elog.trim(keep_after, now, self.grace_period)
+        if keep_after >= elog.first_id - 1:
+            return  # every reader can still be served: only the max_log cap ends readers
         for sub in list(state.subs):
             if not elog.can_replay(sub.cursor):
                 log.warn(

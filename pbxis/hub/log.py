@@ -2,12 +2,21 @@
 
 Plan. Ids are contiguous (1, 2, 3...), so the entry for id ``n`` sits at a fixed offset
 from the first retained id and a replay from any cursor is a slice, not a search. Entries
-live in a list with a moving start index; dropping the head only advances the index, and
-the dead prefix is compacted when it is more than half the list (O(1) amortized, like the
-AMI parser's receive buffer).
+live in lists with a moving start index; dropping the head only advances the index, and
+the dead prefix is compacted when it is more than half the lists (O(1) amortized, like
+the AMI parser's receive buffer).
 
 Each event is encoded to JSON once, when it is appended; every client of every transport
-is handed the same text.
+is handed the same text. A transport that wraps the text in its own framing (an SSE
+frame, a WebSocket frame) builds that once per entry too, through :meth:`LogEntry.frame`:
+with a thousand clients on an agent, an event costs one encoding and one framing, then a
+thousand socket writes of the same bytes.
+
+Storage is for the garbage collector's sake. A log holds up to a grace period of events;
+kept as objects, every event would survive into the oldest generation, and their number
+is what triggers a full collection, a pause that walks every object of every connected
+client. So the log keeps only strings, floats and bytes (objects the collector never
+tracks), and :class:`LogEntry` objects are short-lived views handed to transports.
 
 Retention (the policy itself is the hub's; this module only executes it): ``trim``
 drops head entries that every reader has and that nobody touched for ``grace`` seconds,
@@ -17,32 +26,40 @@ then enforces the hard ``max_len`` cap whatever readers still need.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 from pbxis.events import AgentEvent
 
 __all__ = ["EventLog", "LogEntry"]
 
 
-@dataclass(slots=True, eq=False)
 class LogEntry:
-    """A numbered event. ``text`` is its compact JSON; ``touched`` is the hub's clock
-    reading when it was appended or last handed to a client (retention uses it)."""
+    """A numbered event as handed to a transport: ``id``, ``type`` and ``text``, its
+    compact JSON. A view: the log keeps the data (see the module docstring)."""
 
-    id: int
-    event: AgentEvent
-    text: str
-    touched: float
+    __slots__ = ("_log", "id", "text", "type")
 
-    @property
-    def type(self) -> str:
-        return self.event.type
+    def __init__(self, log: EventLog, id: int, type: str, text: str) -> None:
+        self._log = log
+        self.id = id
+        self.type = type
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"<LogEntry {self.id} {self.type}>"
 
     @property
     def json(self) -> dict[str, Any]:
-        return self.event.to_json(self.id)
+        return cast(dict[str, Any], json.loads(self.text))
+
+    def frame(self, kind: str, render: Callable[[LogEntry], bytes]) -> bytes:
+        """``render(self)``, computed once per ``kind`` while the log keeps the entry.
+
+        ``kind`` names the framing (one per transport); ``render`` must depend on the
+        entry only, so that any client may be handed what another client's call built.
+        """
+        return self._log._frame(self, kind, render)
 
 
 class EventLog:
@@ -53,45 +70,79 @@ class EventLog:
             raise ValueError("max_len must be at least 1")
         self.max_len = max_len
         self.last_id = 0
-        self._entries: list[LogEntry] = []
+        # One item per entry in each list; the entry with id ``n`` is at ``n - _base``
+        # and the live ones start at index ``_start``.
+        self._base = 1
         self._start = 0
+        self._types: list[str] = []
+        self._texts: list[str] = []
+        #: the hub's clock reading when appended or last handed to a client (retention)
+        self._touched: list[float] = []
+        self._frames: list[dict[str, bytes] | None] = []
 
     def __len__(self) -> int:
-        return len(self._entries) - self._start
+        return len(self._texts) - self._start
 
     @property
     def first_id(self) -> int:
         """The oldest retained id; ``last_id + 1`` when the log is empty."""
-        return self.last_id - len(self) + 1
+        return self._base + self._start
 
     def can_replay(self, since: int) -> bool:
         """Whether a reader that saw ``since`` can get every later event from us."""
-        return self.first_id - 1 <= since <= self.last_id
+        return self._base + self._start - 1 <= since <= self.last_id
 
-    def append(self, events: Iterable[AgentEvent], now: float) -> list[LogEntry]:
-        added = []
+    def append(self, events: Iterable[AgentEvent], now: float) -> int:
+        """Number and encode ``events``; returns the bytes of JSON added."""
+        size = 0
         for event in events:
             self.last_id += 1
             text = json.dumps(event.to_json(self.last_id), separators=(",", ":"))
-            added.append(LogEntry(self.last_id, event, text, now))
-        self._entries.extend(added)
-        return added
+            self._types.append(event.type)
+            self._texts.append(text)
+            self._touched.append(now)
+            self._frames.append(None)
+            size += len(text)
+        return size
 
     def after(self, cursor: int, limit: int) -> list[LogEntry]:
         """Up to ``limit`` entries with ids above ``cursor`` (which must be replayable)."""
-        offset = self._start + max(cursor - self.first_id + 1, 0)
-        return self._entries[offset : offset + limit]
+        lo = max(cursor + 1 - self._base, self._start)
+        first = self._base + lo
+        types = self._types
+        return [
+            LogEntry(self, first + i, types[lo + i], text)
+            for i, text in enumerate(self._texts[lo : lo + limit])
+        ]
+
+    def touch(self, after: int, upto: int, now: float) -> None:
+        """Entries ``after + 1 .. upto`` were just handed to a client."""
+        lo, hi = max(after + 1 - self._base, self._start), upto + 1 - self._base
+        self._touched[lo:hi] = [now] * (hi - lo)
 
     def trim(self, keep_after: int, now: float, grace: float) -> None:
         """Drop the head up to ``keep_after`` where untouched for ``grace``, then cap."""
-        entries = self._entries
+        touched = self._touched
         start = self._start
-        while (
-            start < len(entries) and entries[start].id <= keep_after and entries[start].touched + grace <= now
-        ):
+        limit = min(keep_after + 1 - self._base, len(touched))  # index just past id keep_after
+        while start < limit and touched[start] + grace <= now:
             start += 1
-        start = max(start, len(entries) - self.max_len)
+        start = max(start, len(touched) - self.max_len)
         self._start = start
-        if start > len(entries) // 2:
-            del entries[:start]
+        if start > len(touched) // 2:
+            for column in (self._types, self._texts, touched, self._frames):
+                del column[:start]
+            self._base += start
             self._start = 0
+
+    def _frame(self, entry: LogEntry, kind: str, render: Callable[[LogEntry], bytes]) -> bytes:
+        index = entry.id - self._base
+        if not self._start <= index < len(self._frames):
+            return render(entry)  # trimmed since the view was made: nothing to share
+        frames = self._frames[index]
+        if frames is None:
+            frames = self._frames[index] = {}
+        built = frames.get(kind)
+        if built is None:
+            built = frames[kind] = render(entry)
+        return built

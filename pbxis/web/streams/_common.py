@@ -7,15 +7,20 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from pbxis.hub import Hub, LogEntry, Registration, RegistrationEnded, Subscription
 from pbxis.web.errors import ApiError
 
 __all__ = [
+    "HEARTBEAT_TICK",
     "LONG_POLL",
     "SSE",
     "WEBSOCKET",
+    "Beating",
+    "Heartbeat",
     "Stream",
     "StreamConfig",
     "find_registration",
@@ -35,6 +40,68 @@ class Stream(Protocol):
     def shutdown(self) -> None: ...
 
 
+class Beating(Protocol):
+    """A stream that proves from time to time that the connection still works."""
+
+    def beat(self) -> None: ...
+
+
+#: Seconds between two ticks of a heartbeat timer (when the interval allows).
+HEARTBEAT_TICK = 0.25
+
+log = Logger()
+
+
+class Heartbeat:
+    """Calls ``beat()`` on every registered stream every ``interval`` seconds, from one timer.
+
+    SSE streams beat with a comment line, WebSockets with a ping. A timer per stream
+    costs its objects per client; one timer beating every stream at once would write
+    to ten thousand sockets in one reactor turn (Autobahn's own auto-ping does nearly
+    that: pings of clients that connected together go out together, and their pongs
+    come back together), and whatever event arrived then would wait for all of them.
+    So streams are dealt in turn into ``interval / HEARTBEAT_TICK`` groups and each
+    tick beats one group: every stream beats every ``interval`` seconds (the first time
+    within ``interval`` of joining), and the writes are spread evenly over time.
+    """
+
+    __slots__ = ("_dealt", "_groups", "_interval", "_loop", "_next", "_streams")
+
+    def __init__(self, clock: IReactorTime, interval: float) -> None:
+        slices = max(1, round(interval / HEARTBEAT_TICK))
+        self._groups: list[set[Beating]] = [set() for _ in range(slices)]
+        self._streams: dict[Beating, int] = {}
+        self._next = 0
+        self._dealt = 0
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = clock
+        self._interval = interval / slices
+
+    def add(self, stream: Beating) -> None:
+        group = self._dealt % len(self._groups)
+        self._dealt += 1
+        self._groups[group].add(stream)
+        self._streams[stream] = group
+        if not self._loop.running:
+            self._loop.start(self._interval, now=False)
+
+    def remove(self, stream: Beating) -> None:
+        group = self._streams.pop(stream, None)
+        if group is not None:
+            self._groups[group].discard(stream)
+        if not self._streams and self._loop.running:
+            self._loop.stop()  # no timer left behind when nobody listens
+
+    def _tick(self) -> None:
+        group = self._groups[self._next]
+        self._next = (self._next + 1) % len(self._groups)
+        for stream in list(group):
+            try:
+                stream.beat()
+            except Exception:  # one broken stream must not stop everybody's heartbeat
+                log.failure("Heartbeat of {stream!r} failed", stream=stream)
+
+
 @dataclass(eq=False)
 class StreamConfig:
     """The settings and the bookkeeping every transport reads and updates."""
@@ -47,6 +114,12 @@ class StreamConfig:
     ws_ping_interval: float
     events_out: dict[str, int] = field(default_factory=dict)
     open_streams: set[Stream] = field(default_factory=set)
+    sse_heartbeat: Heartbeat = field(init=False)
+    ws_heartbeat: Heartbeat = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sse_heartbeat = Heartbeat(self.clock, self.heartbeat)
+        self.ws_heartbeat = Heartbeat(self.clock, self.ws_ping_interval)
 
     def count_out(self, transport: str, n: int) -> None:
         self.events_out[transport] = self.events_out.get(transport, 0) + n

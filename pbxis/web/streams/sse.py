@@ -6,6 +6,10 @@ header wins over ``?since=`` (the URL still holds the ``since`` of the first vis
 ``retry:`` hint opens the stream and a comment line goes out every ``heartbeat`` seconds
 so proxies keep the connection and clients notice a dead one.
 
+Cost per client is what bounds how many clients one process serves, so an event is
+framed once (:meth:`LogEntry.frame`) and every client is written the same bytes, and the
+heartbeats of all streams share one timer (:class:`~pbxis.web.streams._common.Heartbeat`).
+
 The hub subscription is the request's streaming producer: when the client stops reading
 and the socket buffer fills, Twisted pauses it and undelivered events wait in the hub's
 shared log. A client that stays stuck past ``max_buffer_bytes`` is disconnected; it can
@@ -19,7 +23,6 @@ which makes it give up.
 from __future__ import annotations
 
 from twisted.internet.defer import Deferred
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
@@ -27,22 +30,27 @@ from pbxis.hub import LogEntry, Registration, Subscription
 
 from ._common import SSE, StreamConfig, no_delay
 
-__all__ = ["RETRY_MS", "SSEStream", "sse_frames"]
+__all__ = ["RETRY_MS", "SSEStream", "sse_frame", "sse_frames"]
 
 RETRY_MS = 2000
 
 log = Logger()
 
 
+def sse_frame(entry: LogEntry) -> bytes:
+    """The SSE frame of one entry; event JSON never contains a newline."""
+    return f"id: {entry.id}\nevent: {entry.type}\ndata: {entry.text}\n\n".encode()
+
+
 def sse_frames(batch: list[LogEntry]) -> bytes:
-    """The SSE frames of a batch; event JSON never contains a newline."""
-    return "".join(f"id: {entry.id}\nevent: {entry.type}\ndata: {entry.text}\n\n" for entry in batch).encode(
-        "utf-8"
-    )
+    """The SSE frames of a batch, each built once per entry for all clients."""
+    return b"".join([entry.frame(SSE, sse_frame) for entry in batch])
 
 
 class SSEStream:
     """One ``text/event-stream`` response fed by one hub subscription."""
+
+    __slots__ = ("_config", "_done", "_registration", "_request", "_since", "_sub")
 
     def __init__(
         self,
@@ -56,8 +64,6 @@ class SSEStream:
         self._registration = registration
         self._since = since
         self._done: Deferred[None] = Deferred(canceller=self._client_gone)
-        self._heartbeat = LoopingCall(self._beat)
-        self._heartbeat.clock = config.clock
         self._sub: Subscription | None = None
 
     def start(self) -> Deferred[None]:
@@ -73,7 +79,7 @@ class SSEStream:
         no_delay(request)
         request.registerProducer(sub, True)
         self._config.open_streams.add(self)
-        self._heartbeat.start(self._config.heartbeat, now=False)
+        self._config.sse_heartbeat.add(self)
         sub.resumeProducing()
         return self._done
 
@@ -82,13 +88,14 @@ class SSEStream:
             self._sub.stopProducing()
         self._finish()
 
+    def beat(self) -> None:
+        """A keep-alive comment, unless the client is not reading anyway."""
+        if self._sub is not None and not self._sub.paused:
+            self._request.write(b": keep-alive\n\n")
+
     def _deliver(self, batch: list[LogEntry]) -> None:
         self._request.write(sse_frames(batch))
         self._config.count_out(SSE, len(batch))
-
-    def _beat(self) -> None:
-        if self._sub is not None and not self._sub.paused:
-            self._request.write(b": keep-alive\n\n")
 
     def _hub_ended(self, reason: str) -> None:
         if reason == "overflow":
@@ -112,8 +119,7 @@ class SSEStream:
         self._cleanup(connected=False)
 
     def _cleanup(self, connected: bool = True) -> None:
-        if self._heartbeat.running:
-            self._heartbeat.stop()
+        self._config.sse_heartbeat.remove(self)
         if self in self._config.open_streams:
             self._config.open_streams.discard(self)
             # The channel is gone when the client hung up first (Klein cancelled us).

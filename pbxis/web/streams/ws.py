@@ -2,8 +2,11 @@
 
 The Klein route hands the upgrade request to one shared Autobahn ``WebSocketResource``;
 each connection is a :class:`StreamProtocol`. One JSON event per text message; ``since``
-resumes exactly as for long-poll. Autobahn pings every ``ws_ping_interval`` seconds and
-drops a peer that does not answer.
+resumes exactly as for long-poll. The server pings every ``ws_ping_interval`` seconds
+and drops a peer that has not answered the previous ping by then. The pings of all
+clients are spread evenly over the interval by one shared timer
+(:class:`~pbxis.web.streams._common.Heartbeat`) rather than sent by Autobahn's
+auto-ping, which sends the pings of clients that connected together in bursts.
 
 Problems are reported with close codes after the handshake, because a browser cannot
 read the HTTP status of a refused upgrade:
@@ -19,6 +22,9 @@ code  meaning
       reason ``unregistered`` or ``expired``)
 ====  =====================================================================
 
+Each event is framed once (:meth:`LogEntry.frame`, Autobahn's prepared messages for
+broadcast) and the same bytes are written to every client of its agent.
+
 A client that stops reading is paused through Twisted's producer API (the hub
 subscription is the socket's producer); past ``max_buffer_bytes`` the connection is
 dropped without a close frame (the client sees 1006) and can resume with ``since``.
@@ -26,7 +32,7 @@ dropped without a close frame (the client sees 1006) and can resume with ``since
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 from autobahn.twisted.resource import WebSocketResource
@@ -68,6 +74,7 @@ class StreamProtocol(WebSocketServerProtocol):
     _registration: Registration | None = None
     _since: int | None = None
     _sub: Subscription | None = None
+    _unanswered = False  # a ping went out and no pong came back yet
 
     def onConnect(self, request: ConnectionRequest) -> None:
         """Decide now, tell the client after the handshake (see the module docstring)."""
@@ -112,12 +119,32 @@ class StreamProtocol(WebSocketServerProtocol):
         self.transport.unregisterProducer()
         self.transport.registerProducer(sub, True)
         config.open_streams.add(self)
+        config.ws_heartbeat.add(self)
         sub.resumeProducing()
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self._sub is not None:
             self._sub.stopProducing()
-        self.factory.config.open_streams.discard(self)
+        config = self.factory.config
+        config.open_streams.discard(self)
+        config.ws_heartbeat.remove(self)
+
+    def onPong(self, payload: bytes) -> None:
+        self._unanswered = False
+
+    def beat(self) -> None:
+        """Ping; a peer that did not answer the previous ping is gone."""
+        if self.state != self.STATE_OPEN:
+            return
+        if self._unanswered:
+            log.info(
+                "WebSocket client of {agent} did not answer a ping; dropping it",
+                agent=self._registration.agent if self._registration else None,
+            )
+            self.dropConnection(abort=True)
+            return
+        self._unanswered = True
+        self.sendPing()
 
     def shutdown(self) -> None:
         if self._sub is not None:
@@ -125,10 +152,18 @@ class StreamProtocol(WebSocketServerProtocol):
         self._close_frame(CLOSE_SHUTDOWN, "server shutdown")
 
     def _deliver(self, batch: list[LogEntry]) -> None:
+        """Write each entry's frame, prepared once for every client of the agent.
+
+        Straight to the transport: that is all ``sendPreparedMessage()`` does with a
+        message prepared ``doNotCompress`` (through ``sendData()``, whose debug logging
+        formats its arguments on every call, log level or not: per client, per event).
+        Autobahn queues writes only for ``sync``/``chopsize`` sends, which we never make,
+        so nothing can be overtaken.
+        """
         if self.state != self.STATE_OPEN:
             return
-        for entry in batch:
-            self.sendMessage(entry.text.encode("utf-8"))
+        prepare = self.factory.prepare
+        self.transport.write(b"".join([entry.frame(WEBSOCKET, prepare) for entry in batch]))
         self.factory.config.count_out(WEBSOCKET, len(batch))
 
     def _hub_ended(self, reason: str) -> None:
@@ -159,12 +194,16 @@ class _StreamFactory(WebSocketServerFactory):
         super().__init__(**kwargs)
         self.config = config
 
+    def prepare(self, entry: LogEntry) -> bytes:
+        """The text frame of an entry, built once and written to every client of its agent.
+
+        Uncompressed even where a client negotiated compression (allowed by RFC 7692),
+        so the frame never depends on the connection.
+        """
+        prepared = self.prepareMessage(entry.text.encode("utf-8"), doNotCompress=True)
+        return cast(bytes, prepared.payloadHybi)
+
 
 def make_ws_resource(config: StreamConfig) -> WebSocketResource:
     """The one resource every ``/stream/{token}/ws`` upgrade is handed to."""
-    factory = _StreamFactory(config)
-    factory.setProtocolOptions(
-        autoPingInterval=config.ws_ping_interval,
-        autoPingTimeout=max(config.ws_ping_interval / 2, 1.0),
-    )
-    return WebSocketResource(factory)
+    return WebSocketResource(_StreamFactory(config))
