@@ -46,14 +46,9 @@ def bridge_header(bridge: Bridge) -> Pairs:
     ]
 
 
-def member_fields(m: Member, status: int) -> Pairs:
-    """The body of QueueMemberStatus/Added/Removed/Pause (``queue_member_blob_create``)."""
+def _member_state(m: Member, status: int) -> Pairs:
+    """Penalty to PausedReason: the run both member shapes share, in Asterisk's order."""
     return [
-        ("Queue", m.queue),
-        ("MemberName", m.name),
-        ("Interface", m.interface),
-        ("StateInterface", m.state_interface),
-        ("Membership", m.membership),
         ("Penalty", str(m.penalty)),
         ("CallsTaken", str(m.calls_taken)),
         ("LastCall", str(m.last_call)),
@@ -63,6 +58,18 @@ def member_fields(m: Member, status: int) -> Pairs:
         ("Status", str(status)),
         ("Paused", "1" if m.paused else "0"),
         ("PausedReason", m.paused_reason),
+    ]
+
+
+def member_fields(m: Member, status: int) -> Pairs:
+    """The body of QueueMemberStatus/Added/Removed/Pause (``queue_member_blob_create``)."""
+    return [
+        ("Queue", m.queue),
+        ("MemberName", m.name),
+        ("Interface", m.interface),
+        ("StateInterface", m.state_interface),
+        ("Membership", m.membership),
+        *_member_state(m, status),
         ("Ringinuse", str(m.ringinuse)),
         ("Wrapuptime", str(m.wrapuptime)),
     ]
@@ -76,14 +83,6 @@ def queue_member_item(m: Member, status: int) -> Pairs:
         ("Location", m.interface),
         ("StateInterface", m.state_interface),
         ("Membership", "dynamic" if m.membership == "dynamic" else "static"),
-        ("Penalty", str(m.penalty)),
-        ("CallsTaken", str(m.calls_taken)),
-        ("LastCall", str(m.last_call)),
-        ("LastPause", str(m.last_pause)),
-        ("LoginTime", str(m.login_time)),
-        ("InCall", "1" if m.in_call else "0"),
-        ("Status", str(status)),
-        ("Paused", "1" if m.paused else "0"),
-        ("PausedReason", m.paused_reason),
+        *_member_state(m, status),
         ("Wrapuptime", str(m.wrapuptime)),
     ]

@@ -10,6 +10,7 @@ per-session thread does).
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IDelayedCall
@@ -47,7 +48,8 @@ class AMISession(Protocol):
         self.received: list[Message] = []
         self._held: list[bytes] = []
         self._busy = 0  # an action is running (or a sync Originate is pending)
-        self._queue: list[Message] = []  # actions that arrived while busy
+        self._queue: deque[Message] = deque()  # actions that arrived while busy
+        self._draining = False  # _run_queue is on the stack
         self._closing = False
         self._stalled = False
         self._delayed: IDelayedCall | None = None
@@ -93,16 +95,29 @@ class AMISession(Protocol):
 
     # -- actions ---------------------------------------------------------------------------------------
     def _run_queue(self) -> None:
-        while self._queue and not self._busy and not self._closing:
-            msg = self._queue.pop(0)
-            self.received.append(msg)
-            self._busy += 1
-            try:
-                reply = dispatch(self.sim, self, msg)
-            except Exception:
-                log.failure("simulator action {action} crashed", action=msg.action)
-                reply = Reply([Message([("Response", "Error"), ("Message", "Internal simulator error")])])
-            self._answer(reply)
+        """Serve queued actions one after another, as Asterisk's session thread does.
+
+        A loop, guarded against re-entry: an action answered synchronously finishes
+        inside :meth:`_answer`, and its :meth:`_finish` must hand back to this loop
+        rather than recurse, or a client pipelining thousands of actions in one read
+        overflows the stack.
+        """
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._queue and not self._busy and not self._closing:
+                msg = self._queue.popleft()
+                self.received.append(msg)
+                self._busy += 1
+                try:
+                    reply = dispatch(self.sim, self, msg)
+                except Exception:
+                    log.failure("simulator action {action} crashed", action=msg.action)
+                    reply = Reply([Message([("Response", "Error"), ("Message", "Internal simulator error")])])
+                self._answer(reply)
+        finally:
+            self._draining = False
 
     def _answer(self, reply: Reply) -> None:
         if reply.deferred is not None:

@@ -7,6 +7,8 @@ import hashlib
 import pytest_twisted
 from sim_helpers import event, response_to
 
+from pbxis.ami.message import Message
+
 
 @pytest_twisted.inlineCallbacks
 def test_banner_plain_login_and_fully_booted(loopback):
@@ -119,3 +121,16 @@ def test_unauthenticated_session_is_closed_after_authtimeout(loopback):
     yield idle.lost
     busy.action("Ping", ActionID="alive")
     yield busy.wait_for(response_to("alive"))
+
+
+@pytest_twisted.inlineCallbacks
+def test_thousands_of_pipelined_actions_are_answered_in_order(loopback):
+    # One read carrying 2,000 actions: the session must drain its queue without
+    # recursing once per action (that overflowed the stack at ~1,000).
+    client = yield loopback.connect()
+    client.transport.write(
+        b"".join(Message([("Action", "Ping"), ("ActionID", f"p{i}")]).to_bytes() for i in range(2000))
+    )
+    yield client.wait_for(response_to("p1999"))
+    answered = [m.action_id for m in client.messages if m.response == "Success" and m.action_id != "login"]
+    assert answered == [f"p{i}" for i in range(2000)]

@@ -46,6 +46,11 @@ def live(agent: str, n: int, start: int = 0, pad: int = 0) -> list[AgentEvent]:
     return [AgentEvent(agent, "queueCount", 1, {**data, "count": start + i}) for i in range(n)]
 
 
+def make_hub(clock: Any = reactor, **kwargs: Any) -> Hub:
+    """A hub whose fresh streams start with :func:`snapshot`; ``clock`` drives the grace period."""
+    return Hub(clock, grace_period=30.0, snapshot=snapshot, **kwargs)
+
+
 class Waitable:
     """Wake waiters when ``changed()`` makes their predicate true."""
 
@@ -214,6 +219,14 @@ async def open_sse(
     else:
         await treq.content(response)
     return response, client
+
+
+async def sse_past_snapshot(server: Server, token: str) -> tuple[EventLog, SSEClient]:
+    """A fresh SSE stream once its two snapshot events have arrived: where most tests begin."""
+    log = EventLog()
+    _, client = await open_sse(server, token, log)
+    await log.until(lambda: len(log.events) == 2)
+    return log, client
 
 
 # long-poll

@@ -9,34 +9,10 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from test_api_fakes import Fakes, Server, make_app
+from test_api_fakes import Env, Server
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 
 from pbxis.ami.errors import ActionFailed, ActionTimeout, ConnectionLost
-
-
-class Env:
-    def __init__(self) -> None:
-        self.fakes = Fakes()
-        self.servers: list[Server] = []
-
-    async def serve(self, **overrides: Any) -> Server:
-        server = await Server(make_app(self.fakes, **overrides)).start()
-        self.servers.append(server)
-        return server
-
-    def sent(self) -> list[tuple[str, list[tuple[str, str]], str | None]]:
-        return [(c[1], c[2], c[3]) for c in self.fakes.calls if c[0] == "send_action"]
-
-
-@pytest_twisted.async_yield_fixture
-async def env() -> AsyncIterator[Env]:
-    e = Env()
-    try:
-        yield e
-    finally:
-        for server in e.servers:
-            await server.stop()
 
 
 @pytest_twisted.async_yield_fixture

@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_twisted
-from test_api_fakes import API_KEY, Fakes, Server, make_app
+from test_api_fakes import API_KEY, Env, Server
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 
 from pbxis.web.auth import Authenticator, Principal
 from pbxis.web.errors import ApiError
-
-
-class Env:
-    def __init__(self) -> None:
-        self.fakes = Fakes()
-        self.servers: list[Server] = []
-
-    async def serve(self, **overrides: Any) -> Server:
-        server = await Server(make_app(self.fakes, **overrides)).start()
-        self.servers.append(server)
-        return server
-
-
-@pytest_twisted.async_yield_fixture
-async def env() -> AsyncIterator[Env]:
-    e = Env()
-    try:
-        yield e
-    finally:
-        for server in e.servers:
-            await server.stop()
 
 
 async def token_of(server: Server, agent: str) -> str:

@@ -298,6 +298,28 @@ class Server:
         await self.port.stopListening()
 
 
+class Env:
+    """The fakes, and every server a test started on them (the ``env`` fixture stops them)."""
+
+    def __init__(self, clock: Any = None) -> None:
+        self.fakes = Fakes()
+        self.clock = clock
+        self.servers: list[Server] = []
+
+    async def serve(self, **overrides: Any) -> Server:
+        server = await Server(make_app(self.fakes, clock=self.clock, **overrides)).start()
+        self.servers.append(server)
+        return server
+
+    async def stop(self) -> None:
+        for server in self.servers:
+            await server.stop()
+
+    def sent(self) -> list[tuple[str, list[tuple[str, str]], str | None]]:
+        """The actions the app sent to the fake AMI: (action, headers, action id)."""
+        return [(c[1], c[2], c[3]) for c in self.fakes.calls if c[0] == "send_action"]
+
+
 def _serve() -> None:
     """Serve an app over fakes and print its port; the fuzz test's server process."""
     import sys

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
-
+import pytest
 import pytest_twisted
 from prometheus_client.parser import text_string_to_metric_families
-from test_api_fakes import Fakes, Server, make_app
+from test_api_fakes import Env, Fakes
 from twisted.internet.task import Clock
 
 from pbxis.metrics import build_registry
@@ -68,26 +66,10 @@ def test_no_rebuild_yet_means_no_rebuild_metrics() -> None:
     assert registry.get_sample_value("pbxis_agents") == 0
 
 
-class Env:
-    def __init__(self) -> None:
-        self.fakes = Fakes()
-        self.clock = Clock()
-        self.servers: list[Server] = []
-
-    async def serve(self, **overrides: Any) -> Server:
-        server = await Server(make_app(self.fakes, clock=self.clock, **overrides)).start()
-        self.servers.append(server)
-        return server
-
-
-@pytest_twisted.async_yield_fixture
-async def env() -> AsyncIterator[Env]:
-    e = Env()
-    try:
-        yield e
-    finally:
-        for server in e.servers:
-            await server.stop()
+@pytest.fixture
+def app_clock() -> Clock:
+    """Health and metrics ages are read off this clock (overrides conftest's reactor)."""
+    return Clock()
 
 
 @pytest_twisted.ensureDeferred

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from streams_helpers import EventLog, Server, live, open_sse, open_ws, snapshot, start_server
+from streams_helpers import EventLog, Server, live, make_hub, open_sse, open_ws, start_server
 from twisted.internet import defer, reactor, task
 from twisted.internet.protocol import ClientFactory, Protocol
 
@@ -60,7 +60,7 @@ async def publish_until(hub: Hub, done: Callable[[], bool], limit: int = 20_000)
 @pytest.mark.parametrize("kind", ["sse", "websocket"])
 @pytest_twisted.ensureDeferred
 async def test_stuck_client_is_dropped_and_resumes_without_a_gap(kind: str) -> None:
-    hub = Hub(reactor, grace_period=30.0, snapshot=snapshot)
+    hub = make_hub()
     server = start_server(hub, max_buffer_bytes=500_000)
     reg = hub.register("1001", [])
     try:
@@ -90,7 +90,7 @@ async def test_stuck_client_is_dropped_and_resumes_without_a_gap(kind: str) -> N
 
 @pytest_twisted.ensureDeferred
 async def test_stuck_client_cannot_grow_the_log() -> None:
-    hub = Hub(reactor, grace_period=30.0, snapshot=snapshot, max_log=300)
+    hub = make_hub(max_log=300)
     server = start_server(hub, max_buffer_bytes=10**9)  # only the log bound applies
     reg = hub.register("1001", [])
     sizes: list[int] = []
@@ -131,7 +131,7 @@ class RawHTTP(Protocol):
 
 @pytest_twisted.ensureDeferred
 async def test_sse_response_head_on_the_wire() -> None:
-    hub = Hub(reactor, grace_period=30.0, snapshot=snapshot)
+    hub = make_hub()
     server = start_server(hub)
     reg = hub.register("1001", [])
     factory = ClientFactory.forProtocol(RawHTTP)

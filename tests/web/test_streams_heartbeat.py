@@ -7,13 +7,12 @@ from typing import Any
 import pytest
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketClientFactory
-from streams_helpers import ORIGIN, EventLog, Server, WSClient, WSConnection, snapshot, start_server
+from streams_helpers import ORIGIN, EventLog, Server, WSClient, WSConnection, make_hub, start_server
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
-from pbxis.hub import Hub
 from pbxis.web.streams._common import HEARTBEAT_TICK, Heartbeat
 
 pytestmark = pytest.mark.timeout(30)
@@ -125,7 +124,7 @@ async def open_ws(server: Server, token: str, log: EventLog, client: type[WSClie
 @pytest_twisted.ensureDeferred
 async def test_a_peer_that_answers_pings_stays_and_one_that_does_not_is_dropped() -> None:
     PINGS.update(deaf=0, answering=0)
-    hub = Hub(reactor, grace_period=30.0, snapshot=snapshot)
+    hub = make_hub()
     server = start_server(hub, ws_ping_interval=0.1)
     reg = hub.register("1001", [])
     try:

@@ -5,18 +5,13 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 import treq
-from streams_helpers import ORIGIN, live, poll, snapshot, start_server
+from streams_helpers import ORIGIN, live, make_hub, poll, start_server
 from twisted.internet import defer, reactor, task
 from twisted.web._newclient import ResponseNeverReceived
 
-from pbxis.hub import Hub
 from pbxis.web.streams.poll import MAX_EVENTS
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def make_hub(**kwargs: object) -> Hub:
-    return Hub(reactor, grace_period=30.0, snapshot=snapshot, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest_twisted.ensureDeferred

@@ -7,17 +7,10 @@ import json
 import pytest
 import pytest_twisted
 import treq
-from streams_helpers import ORIGIN, EventLog, live, open_sse, snapshot, start_server
-from twisted.internet import reactor
+from streams_helpers import ORIGIN, EventLog, live, make_hub, open_sse, sse_past_snapshot, start_server
 from twisted.internet.task import Clock
 
-from pbxis.hub import Hub
-
 pytestmark = pytest.mark.timeout(30)
-
-
-def make_hub(**kwargs: object) -> Hub:
-    return Hub(reactor, grace_period=30.0, snapshot=snapshot, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest_twisted.ensureDeferred
@@ -69,9 +62,7 @@ async def test_since_query_resumes_and_unknown_id_resets() -> None:
     reg = hub.register("1001", [])
     hub.publish(live("1001", 2))
     try:
-        log = EventLog()
-        _, client = await open_sse(server, reg.token, log)
-        await log.until(lambda: len(log.events) == 2)
+        _, client = await sse_past_snapshot(server, reg.token)
         await client.stop()
         resumed = EventLog()
         _, client = await open_sse(server, reg.token, resumed, query="since=3")
@@ -108,9 +99,7 @@ async def test_unregister_sends_closed_then_ends_the_stream() -> None:
     server = start_server(hub)
     reg = hub.register("1001", [])
     try:
-        log = EventLog()
-        _, client = await open_sse(server, reg.token, log)
-        await log.until(lambda: len(log.events) == 2)
+        log, client = await sse_past_snapshot(server, reg.token)
         hub.unregister("1001")
         await client.lost
         assert log.events[-1]["type"] == "closed" and log.events[-1]["reason"] == "unregistered"
@@ -128,9 +117,7 @@ async def test_shutdown_ends_the_stream() -> None:
     server = start_server(hub)
     reg = hub.register("1001", [])
     try:
-        log = EventLog()
-        _, client = await open_sse(server, reg.token, log)
-        await log.until(lambda: len(log.events) == 2)
+        _, client = await sse_past_snapshot(server, reg.token)
         server.routes.close_all()
         await client.lost
         assert server.routes.stats()["clients"]["sse"] == 0
@@ -182,15 +169,13 @@ async def test_preflight() -> None:
 @pytest_twisted.ensureDeferred
 async def test_grace_expiry_ends_the_token() -> None:
     clock = Clock()
-    hub = Hub(clock, grace_period=30.0, snapshot=snapshot)
+    hub = make_hub(clock)
     expired: list[str] = []
     hub.on_expired = expired.append
     server = start_server(hub)
     reg = hub.register("1001", [])
     try:
-        log = EventLog()
-        _, client = await open_sse(server, reg.token, log)
-        await log.until(lambda: len(log.events) == 2)
+        _, client = await sse_past_snapshot(server, reg.token)
         await client.stop()
         await server.quiesce()
         clock.advance(29)

@@ -7,10 +7,8 @@ import json
 import pytest
 import pytest_twisted
 import treq
-from streams_helpers import EventLog, live, open_ws, snapshot, start_server
-from twisted.internet import reactor
+from streams_helpers import EventLog, live, make_hub, open_ws, start_server
 
-from pbxis.hub import Hub
 from pbxis.web.streams.ws import (
     CLOSE_BAD_SINCE,
     CLOSE_ENDED,
@@ -20,10 +18,6 @@ from pbxis.web.streams.ws import (
 )
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def make_hub(**kwargs: object) -> Hub:
-    return Hub(reactor, grace_period=30.0, snapshot=snapshot, **kwargs)  # type: ignore[arg-type]
 
 
 @pytest_twisted.ensureDeferred
