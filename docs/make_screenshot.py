@@ -18,16 +18,8 @@ from twisted.internet import defer, task, threads
 
 from pbxis.config import parse_config
 from pbxis.service import PbxisService
+from pbxis.testing import CHROMIUM_ARGS
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 AGENT = "1001"
 
 
@@ -42,7 +34,9 @@ def shoot(reactor: Any, service: PbxisService, output: Path) -> None:
 
     base = f"http://127.0.0.1:{service.http_port}"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True, args=list(CHROMIUM_ARGS)
+        )
         page = browser.new_page(viewport={"width": 1200, "height": 1000}, device_scale_factor=1)
         page.set_default_timeout(15_000)
         page.goto(f"{base}/client/websocket/{AGENT}?queues=sales,support")

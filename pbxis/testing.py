@@ -20,6 +20,18 @@ from pbxis.config import parse_config
 
 API_KEY = "test-api-key-0123456789"
 
+#: Headless Chromium flags for tests and screenshots: no sandbox (root), and none of the
+#: background connections a closed network refuses by the dozen at every start.
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
 
 def shared_dir() -> Path:
     """The project's ``shared/`` reference (AMI captures), beside the checkout.

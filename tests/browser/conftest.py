@@ -18,18 +18,11 @@ from typing import Any, TypeVar
 import pytest
 from twisted.internet import defer, reactor, threads
 
+from pbxis.testing import CHROMIUM_ARGS
+
 T = TypeVar("T")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 class Browser:
@@ -46,7 +39,7 @@ class Browser:
 
             self._playwright = sync_playwright().start()
             self._browser = self._playwright.chromium.launch(
-                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+                executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS)
             )
         return self._browser
 
