@@ -19,7 +19,6 @@ __all__ = ["main"]
 
 
 class _Printer(WebSocketClientProtocol):
-
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         try:
             sys.stdout.write(payload.decode("utf-8", "replace") + "\n")

@@ -17,6 +17,13 @@ channel (``DestChannel`` of AgentCalled/DialBegin, ``Channel`` of Hangup) whose 
 maps to a registered agent; calls are keyed by the agent channel's ``Uniqueid``;
 recordings by the caller's ``Uniqueid``. Events about different topics (AgentComplete
 versus Hangup) may come in either order, so nothing here depends on that order.
+
+Transfers (Asterisk 12+). An attended transfer keeps the target's and the transferee's
+channels and merges or links their bridges, so ``AttendedTransfer`` is the only event
+that says who now talks to whom: each of the two that is a registered agent's call
+takes the other's caller ID from the event's channel snapshots. A blind transfer needs
+no event of its own: the transferee's channel itself goes to the dialplan and dials the
+new agent, which the DialBegin path already attributes (number, caller, queue).
 """
 
 from __future__ import annotations
@@ -64,6 +71,13 @@ Outcome = tuple[ViewKey, Collection[str], Sequence[Instant]]
 is, and the instants. One entry suffices: every event concerns one topic."""
 
 NOTHING: Final[Outcome] = ((), (), ())
+
+_TRANSFER_SIDES: Final = (
+    ("Transferee", "TransferTarget", "SecondTransferer"),
+    ("TransferTarget", "Transferee", "OrigTransferer"),
+)
+"""AttendedTransfer channel snapshot prefixes: (this side, the party it now talks to,
+the transferer leg that talked to that party)."""
 
 
 class _Bounded(OrderedDict[str, Any]):
@@ -119,6 +133,7 @@ class State:
             "agentcomplete": self._agent_complete,
             "dialbegin": self._dial_begin,
             "dialend": self._dial_end,
+            "attendedtransfer": self._attended_transfer,
             "hangup": self._hangup,
             "varset": self._varset,
             "originateresponse": self._originate_response,
@@ -340,6 +355,63 @@ class State:
         call.failure_reported = True
         data = {"actionId": call.action_id, "number": call.number, "reason": reason}
         return (), (), (Instant(agent, ORIGINATE_FAILED, data),)
+
+    def _attended_transfer(self, message: Message) -> Outcome:
+        """The transferee and the target now talk: each that is an agent's call shows the other.
+
+        The transferer's legs (``OrigTransferer`` faces the transferee, ``SecondTransferer``
+        the target) leave the call here, whatever order their Hangups come in: if the
+        consultation leg hung up first, the first leg would otherwise show the
+        transferred party again. Only the leg that stays in a three-way call remains.
+        """
+        if (message.get("Result") or "").lower() != "success":
+            return NOTHING
+        changed: list[str] = []
+        for mine, theirs, facing in _TRANSFER_SIDES:
+            agent = self._take_party(message, mine, theirs, facing)
+            if agent is not None and agent not in changed:
+                changed.append(agent)
+        for agent in self._end_transferer_legs(message):
+            if agent not in changed:
+                changed.append(agent)
+        return (PHONE_KEY, changed, ()) if changed else NOTHING
+
+    def _take_party(self, message: Message, mine: str, theirs: str, facing: str) -> str | None:
+        """``mine``'s call (if an agent's) now shows party ``theirs``; the agent, if it changed."""
+        agent = self.agent_of_channel(message.get(mine + "Channel"))
+        key = message.get(mine + "Uniqueid")
+        party = message.get(theirs + "Uniqueid")
+        if agent is None or not key or not party:
+            return None
+        call = self.agents[agent].calls.get(key)
+        if call is None:
+            return None
+        # The agent's own leg did not change: its direction stays; the far end did.
+        call.number = _number(message.get(theirs + "CallerIDNum"))
+        call.name = _name(message.get(theirs + "CallerIDName"))
+        call.unique_id = party
+        call.queue = self.queue_callers.get(party) or self._leg_queue(message, facing)
+        return agent
+
+    def _leg_queue(self, message: Message, leg: str) -> str | None:
+        """The queue the transferer's ``leg`` had its call from: ``queue_callers`` is
+        bounded and a rebuild recovers calls without filling it."""
+        agent = self.agent_of_channel(message.get(leg + "Channel"))
+        call = self.agents[agent].calls.get(message.get(leg + "Uniqueid") or "") if agent else None
+        return call.queue if call is not None else None
+
+    def _end_transferer_legs(self, message: Message) -> list[str]:
+        survivor = message.get("DestTransfererChannel")  # DestType Threeway only
+        ended: list[str] = []
+        for leg in ("OrigTransferer", "SecondTransferer"):
+            channel = message.get(leg + "Channel")
+            key = message.get(leg + "Uniqueid")
+            agent = self.agent_of_channel(channel)
+            if agent is None or not key or channel == survivor:
+                continue
+            if self.agents[agent].calls.pop(key, None) is not None and agent not in ended:
+                ended.append(agent)
+        return ended
 
     def _hangup(self, message: Message) -> Outcome:
         key = message.get("Uniqueid")

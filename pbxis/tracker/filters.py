@@ -49,12 +49,17 @@ EVENT_NAMES: Final = (
     "ExtensionStatus",
     "DialBegin",
     "DialEnd",
+    "AttendedTransfer",
     "Hangup",
     "OriginateResponse",
     "FullyBooted",
     "Shutdown",
 )
-"""Events passed whole. VarSet passes only for :data:`RECORDING_VARIABLE`."""
+"""Events passed whole. VarSet passes only for :data:`RECORDING_VARIABLE`.
+
+BlindTransfer is left out on purpose: the transferee's own channel then dials the new
+agent, and that DialBegin already carries everything the tracker shows (see
+:mod:`.digest`), so the event would only add traffic on the link."""
 
 PROBE: Final[Headers] = (
     ("Operation", "Add"),

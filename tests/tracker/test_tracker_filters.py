@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from replay import lab_tracker, messages, replay
 
 from pbxis.tracker.filters import (
+    EVENT_NAMES,
     PROBE,
     advanced_filters,
     legacy_filters,
@@ -56,3 +59,11 @@ def test_spellings_match_what_asterisk_20_accepted():
 def test_hangup_regex_does_not_match_hanguprequest():
     assert not legacy_passes("Event: HangupRequest\r\nPrivilege: call,all\r\n")
     assert legacy_passes("Event: Hangup\r\nPrivilege: call,all\r\n")
+
+
+def test_readme_shows_the_filter_pbxis_installs() -> None:
+    """The manager.conf lines in README.rst are the ones pbxis logs and installs."""
+    readme = (Path(__file__).resolve().parents[2] / "README.rst").read_text()
+    assert [line for line in manager_conf_lines() if line not in readme] == []
+    assert f"only the {len(EVENT_NAMES)} events the tracker digests" in readme
+    assert [f for (_, (_, f)) in legacy_filters() if f"eventfilter = {f}" not in readme] == []
