@@ -255,10 +255,11 @@ class WSConnection:
     protocol: WSClient | None
     closed: Deferred[int | None]
 
-    async def stop(self) -> int | None:
+    async def stop(self, timeout: float = DEADLINE) -> int | None:
+        """Abort the connection if still open; wait at most ``timeout`` s for it to close."""
         if self.protocol is not None and not self.closed.called:
             self.protocol.dropConnection(abort=True)
-        return await self.closed
+        return await self.closed.addTimeout(timeout, reactor)
 
 
 async def open_ws(
@@ -269,7 +270,6 @@ async def open_ws(
     factory.protocol = type("WSClientFor", (WSClient,), {"recorder": recorder})
     factory.opened = Deferred()  # type: ignore[attr-defined]
     factory.closed = Deferred()  # type: ignore[attr-defined]
-    factory.closed.addTimeout(DEADLINE, reactor)  # type: ignore[attr-defined]
     reactor.connectTCP("127.0.0.1", port, factory)
     try:
         protocol = await factory.opened  # type: ignore[attr-defined]

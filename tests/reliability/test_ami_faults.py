@@ -8,8 +8,11 @@ snapshot; and every command sent meanwhile must have ended, one way or the other
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -158,6 +161,102 @@ def check_stream(rec: Recorder, start: int) -> int:
     return flips.count(False)
 
 
+@dataclass
+class Command:
+    """One HTTP command sent during the fault loop, and how (and when) it ended."""
+
+    iteration: int
+    kind: str
+    path: str
+    link_up: bool  # was the AMI link logged in when the command was sent
+    sent: float
+    deferred: defer.Deferred[tuple[int, Any]]
+    ended: float | None = None
+    hung: bool = False  # still unanswered when the final wait gave up (and cancelled it)
+
+    def describe(self, now: float, outcome: str) -> str:
+        link = "up" if self.link_up else "down"
+        if self.hung:
+            when = "never ended"
+        else:
+            when = f"ended {(self.ended or now) - self.sent:.2f}s after"
+        return (
+            f"POST {self.path} ({self.kind}, fault iteration {self.iteration}, AMI link {link} "
+            f"when sent): sent {now - self.sent:.1f}s before the check, {when}: {outcome}"
+        )
+
+
+def send_command(stack: Stack, iteration: int, kind: str, path: str, body: Any) -> Command:
+    sent = reactor.seconds()
+    d = defer.ensureDeferred(stack.api("POST", path, body))
+    command = Command(iteration, kind, path, stack.service.ami.connected, sent, d)
+
+    def ended(result: Any) -> Any:
+        command.ended = reactor.seconds()
+        return result
+
+    command.deferred.addBoth(ended)
+    return command
+
+
+async def all_ended(stack: Stack, commands: list[Command], timeout: float = 10.0) -> set[int]:
+    """Wait (at most ``timeout`` s more) for every command; return their statuses.
+
+    Fails naming each command that did not end, or ended otherwise than with an
+    allowed status, so a hang points at the request (and the fault iteration) at once.
+    """
+
+    def wait(command: Command) -> defer.Deferred[tuple[int, Any]]:
+        def gave_up(result: Any, seconds: float) -> Any:
+            command.hung = True  # cancelling treq surfaces as ResponseNeverReceived, not a timeout
+            return result
+
+        return command.deferred.addTimeout(timeout, reactor, onTimeoutCancel=gave_up)
+
+    results = await defer.DeferredList([wait(command) for command in commands], consumeErrors=True)
+    now = reactor.seconds()
+    bad = []
+    for command, (ok, result) in zip(commands, results, strict=True):
+        if command.hung:
+            bad.append(command.describe(now, f"no answer {timeout:g}s after the last fault"))
+        elif not ok:
+            bad.append(command.describe(now, f"{type(result.value).__name__}: {result.getErrorMessage()}"))
+        elif result[0] not in ALLOWED_COMMAND_STATUSES:
+            bad.append(command.describe(now, repr(result)))
+    link = stack.service.ami
+    assert not bad, (
+        f"{len(bad)} of {len(commands)} commands did not end with one of {sorted(ALLOWED_COMMAND_STATUSES)} "
+        f"(AMI link now: {link.stats.state}, {link.stats.logins} logins):\n  " + "\n  ".join(bad)
+    )
+    return {result[0] for _, result in results}
+
+
+async def teardown(failure: BaseException | None, *steps: tuple[str, Callable[[], Any]]) -> None:
+    """Run every teardown step, even after one failed, so the daemon is always stopped.
+
+    After a failed check, that check's error stays the one reported, with the teardown
+    errors added as notes: raised from ``finally`` they would be chained over it, and
+    pytest's summary line would name only the teardown's (a WebSocket close deadline
+    reads ``TimeoutError: (10.0, 'Deferred')``, like a hung command). After a passing
+    body, the first teardown error is raised, with a note naming its step.
+    """
+    errors: list[tuple[str, Exception]] = []
+    for name, step in steps:
+        try:
+            result = step()
+            if inspect.isawaitable(result):
+                await result
+        except Exception as e:
+            errors.append((name, e))
+    if failure is not None:
+        for name, error in errors:
+            failure.add_note(f"teardown step {name!r} also failed: {error!r}")
+    elif errors:
+        name, error = errors[0]
+        error.add_note(f"raised by teardown step {name!r}; the test's checks passed")
+        raise error
+
+
 async def poll_loop(stack: Stack, token: str, rec: Recorder, stop: list[bool], pool: Any) -> None:
     since: int | None = None
     while not stop[0]:
@@ -176,9 +275,10 @@ async def test_link_cut_at_random_points_a_hundred_times() -> None:
     sim = stack.simulator
     cutter = Cutter(stack)
     pool = HTTPConnectionPool(reactor, persistent=False)
-    commands: list[defer.Deferred[tuple[int, Any]]] = []
+    commands: list[Command] = []
     stop = [False]
     sse_client = ws = poller = None
+    failure: BaseException | None = None
     try:
         tokens = await register(stack)
         sim.queue_add("sales", "SIP/1001", name="Alice")
@@ -192,7 +292,7 @@ async def test_link_cut_at_random_points_a_hundred_times() -> None:
         starts = {rec.name: len(rec.events) for recs in recorders.values() for rec in recs}
 
         kinds = ["drop", "mid_message", "budget", "rebuild", "originate", "command"]
-        for _ in range(100):
+        for iteration in range(100):
             kind = rng.choice(kinds)
             logins = stack.service.ami.stats.logins
             # Asterisk's state also moves while pbxis is away, or just before the cut.
@@ -205,7 +305,7 @@ async def test_link_cut_at_random_points_a_hundred_times() -> None:
                 else:
                     sim.queue_add(member[1], member[0])
             elif change < 0.5 and member[0] in q.members:
-                sim.queue_pause(member[0], not q.members[member[0]].paused, reason="r" + str(_))
+                sim.queue_pause(member[0], not q.members[member[0]].paused, reason="r" + str(iteration))
             elif change < 0.6:
                 sim.customer_call(rng.choice(["sales", "support"]), talk_time=0.03, hangup_after=0.2)
 
@@ -220,11 +320,11 @@ async def test_link_cut_at_random_points_a_hundred_times() -> None:
             elif kind in ("originate", "command"):
                 if kind == "originate":
                     sim.set_number("0999", "busy")
-                    call = stack.api("POST", "/agents/1001/originate", {"number": "0999"})
+                    path, body = "/agents/1001/originate", {"number": "0999"}
                 else:
                     verb = rng.choice(["login", "logoff", "pause", "unpause"])
-                    call = stack.api("POST", f"/agents/1002/queues/support/{verb}", {})
-                commands.append(defer.ensureDeferred(call))
+                    path, body = f"/agents/1002/queues/support/{verb}", {}
+                commands.append(send_command(stack, iteration, kind, path, body))
                 await settle(rng.random() * 0.005)
                 sim.drop_connections(mid_message=rng.random() < 0.5)
             else:
@@ -234,26 +334,25 @@ async def test_link_cut_at_random_points_a_hundred_times() -> None:
             await converged(stack, recorders)
 
         # Every command ended (answered or refused), none with a 5xx but 503/504.
-        results = await defer.DeferredList([d.addTimeout(10, reactor) for d in commands], consumeErrors=True)
-        statuses = set()
-        for ok, result in results:
-            assert ok, result
-            statuses.add(result[0])
+        statuses = await all_ended(stack, commands)
         assert statuses <= ALLOWED_COMMAND_STATUSES and 503 in statuses, statuses
         downs = [check_stream(rec, starts[rec.name]) for recs in recorders.values() for rec in recs]
         assert min(downs) >= 100, downs  # every fault was seen by every client
         assert cutter.cuts > 0
+    except BaseException as e:
+        failure = e
+        raise
     finally:
         stop[0] = True
-        if poller is not None:
-            await poller
-        cutter.restore()
-        if ws is not None:
-            await ws.stop()
-        if sse_client is not None:
-            await sse_client.stop()
-        await stop_stack(stack)
-        await pool.closeCachedConnections()
+        await teardown(
+            failure,
+            ("poll loop", lambda: poller),
+            ("cutter", cutter.restore),
+            ("ws 1001 stop", lambda: ws.stop() if ws is not None else None),
+            ("sse 1001 stop", lambda: sse_client.stop() if sse_client is not None else None),
+            ("stop_stack", lambda: stop_stack(stack)),
+            ("http pool", pool.closeCachedConnections),
+        )
 
 
 async def _rebuilt_after(stack: Stack, fault: Any, recorders: dict[str, list[Recorder]]) -> None:

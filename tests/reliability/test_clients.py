@@ -7,7 +7,7 @@ import gc
 import pytest
 import pytest_twisted
 from conftest import start_fast
-from rel_helpers import LagMonitor, Recorder, object_count, open_sse, open_ws, poll_once
+from rel_helpers import DEADLINE, LagMonitor, Recorder, object_count, open_sse, open_ws, poll_once
 from twisted.internet import defer, reactor
 from twisted.web.client import HTTPConnectionPool
 
@@ -133,7 +133,7 @@ async def test_pbxis_restart_ends_every_stream_and_old_tokens_are_refused() -> N
         assert status == 404 and body["error"]["code"] == "unknown_stream"
         rec = Recorder("old ws")
         ws = await open_ws(stack.service.http_port, token, rec)
-        assert await ws.closed == 4404
+        assert await ws.closed.addTimeout(DEADLINE, reactor) == 4404
         status, reg = await stack.api("PUT", "/agents/1001", {"queues": ["sales"]})
         assert status == 200 and reg["token"] != token
         status, body = await poll_once(stack.base_url, reg["token"], None, 0, pool)

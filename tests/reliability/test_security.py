@@ -10,7 +10,7 @@ from typing import Any
 import pytest_twisted
 import treq
 from conftest import start_fast
-from rel_helpers import Recorder, captured_log, open_sse, open_ws, poll_once
+from rel_helpers import DEADLINE, Recorder, captured_log, open_sse, open_ws, poll_once
 from twisted.internet import reactor
 from twisted.web.client import HTTPConnectionPool
 
@@ -155,7 +155,7 @@ async def test_cors_and_websocket_origin_are_enforced(locked: Stack) -> None:
             await rec.until(lambda rec=rec: bool(rec.events))
             await ws.stop()
         else:
-            assert await ws.closed == expected
+            assert await ws.closed.addTimeout(DEADLINE, reactor) == expected
             assert not rec.events
 
 
