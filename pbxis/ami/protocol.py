@@ -181,7 +181,14 @@ class AMIProtocol(Protocol):
 
     @property
     def logged_in(self) -> bool:
-        return self.state == "ready"
+        """Ready for actions: logged in and not on the way out.
+
+        Once we decided to drop the link (keepalive, corrupt stream) the socket lingers
+        until the reactor reports it closed; an action written into it then could only
+        fail with ``ConnectionLost``, which tells the caller it *may* have run. Refused
+        here it fails ``NotConnected``: certainly not run, safe to retry.
+        """
+        return self.state == "ready" and not self._dropping
 
     # -- Twisted ------------------------------------------------------------------
     def connectionMade(self) -> None:
@@ -236,8 +243,9 @@ class AMIProtocol(Protocol):
         :class:`~pbxis.ami.parser.LocalProtocolError` (nothing written) for a header
         or ``action_id`` that cannot be sent safely.
         """
-        if self.state != "ready":
-            return defer.fail(NotConnected(f"{name}: AMI link not logged in"))
+        if not self.logged_in:
+            state = "closing" if self._dropping else "not logged in"
+            return defer.fail(NotConnected(f"{name}: AMI link {state}"))
         return self._send(name, headers, timeout=timeout, action_id=action_id)
 
     def _send(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ami_wire import BANNER, FakeEndpoint, Peer
+from ami_wire import BANNER, FakeEndpoint, Peer, lost
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
@@ -618,3 +618,23 @@ def test_auth_failure_type_reaches_no_observer_but_is_typed() -> None:
     endpoint.peer.login(SECRET, accept=False)
     assert [f.type for f in failures] == [AuthenticationFailed]
     assert recorder.calls == []
+
+
+def test_action_after_the_link_was_condemned_is_refused_not_written() -> None:
+    """Between our abort and the reactor's connectionLost nothing more goes on the wire.
+
+    A real TCP transport reports the loss on a later reactor turn; an action written in
+    between would fail ConnectionLost ("may have run"). It must fail NotConnected.
+    """
+    factory, peer, clock, _ = logged_in(keepalive_interval=20.0, keepalive_timeout=10.0)
+    peer.transport.abortConnection = lambda: None  # type: ignore[method-assign]  # loss comes later
+    clock.advance(20.0)
+    peer.take_one("Ping")
+    clock.advance(10.0)  # Ping unanswered: pbxis condemns the link
+    assert not factory.connected
+    d = factory.send_action("QueuePause", {"Interface": "SIP/1001", "Paused": "true"})
+    assert outcome(d).check(NotConnected)
+    direct = outcome(peer.protocol.send_action("Ping"))
+    assert direct.check(NotConnected) and "closing" in direct.getErrorMessage()
+    assert peer.take() == []
+    peer.protocol.connectionLost(lost())
