@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from conftest import FAST_AMI, start_fast
 from rel_helpers import (
     Picture,
     Recorder,
@@ -32,6 +31,7 @@ from rel_helpers import (
     tracked,
     truth,
 )
+from rel_stack import FAST_AMI, start_fast
 from twisted.internet import defer, reactor
 from twisted.web.client import HTTPConnectionPool
 

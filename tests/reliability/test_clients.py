@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from conftest import start_fast
 from rel_helpers import DEADLINE, LagMonitor, Recorder, object_count, open_sse, open_ws, poll_once
+from rel_stack import start_fast
 from twisted.internet import defer, reactor, utils
 from twisted.web.client import HTTPConnectionPool
 

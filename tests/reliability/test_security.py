@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest_twisted
 import treq
-from conftest import start_fast
 from rel_helpers import DEADLINE, Recorder, captured_log, open_sse, open_ws, poll_once
+from rel_stack import start_fast
 from twisted.internet import reactor
 from twisted.web.client import HTTPConnectionPool
 
