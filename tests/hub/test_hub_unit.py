@@ -9,6 +9,7 @@ from twisted.internet.task import Clock
 
 from pbxis.events import AgentEvent
 from pbxis.hub import CHUNK, Hub, LogEntry, Registration, RegistrationEnded, Subscription
+from pbxis.testing_streams import StreamRecorder
 
 GRACE = 30.0
 
@@ -27,15 +28,14 @@ class Snapshots:
         ]
 
 
-class Client:
-    """Records what a subscription delivers and how it ends."""
+class Client(StreamRecorder):
+    """Records what a subscription delivers and how it ends (``ended``: the reasons)."""
 
     def __init__(self, hub: Hub, registration: Registration, transport: str = "test") -> None:
+        super().__init__(transport)
         self.hub = hub
         self.registration = registration
         self.transport = transport
-        self.events: list[dict[str, Any]] = []
-        self.ended: list[str] = []
         self.sub: Subscription | None = None
         self.pause_after: int | None = None
 
@@ -55,18 +55,6 @@ class Client:
     def disconnect(self) -> None:
         assert self.sub is not None
         self.sub.stopProducing()
-
-    @property
-    def ids(self) -> list[int]:
-        return [e["id"] for e in self.events]
-
-    @property
-    def types(self) -> list[str]:
-        return [e["type"] for e in self.events]
-
-    @property
-    def last_id(self) -> int:
-        return self.events[-1]["id"]
 
 
 def live(agent: str, n: int, start: int = 0) -> list[AgentEvent]:

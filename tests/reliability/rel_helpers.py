@@ -10,26 +10,22 @@ event so a test can check ids, ``pbxStatus`` order and "only changes" afterwards
 from __future__ import annotations
 
 import gc
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import treq
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-from twisted.internet import defer, reactor, task
+from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Protocol
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
 from pbxis.simulator import codes as sim_codes
 from pbxis.testing import Stack
+from pbxis.testing_streams import DEADLINE, SSEClient, StreamRecorder, WSClient, connect_ws
 from pbxis.tracker.codes import extension_status, member_status
-
-DEADLINE = 10.0
 
 # -- truth ---------------------------------------------------------------------------------
 
@@ -149,72 +145,7 @@ def snapshot_picture(stack: Stack, agent: str) -> dict[tuple[str, ...], Any]:
 # -- clients ---------------------------------------------------------------------------------
 
 
-class Recorder:
-    """Every event one logical client received, across reconnections; wait on it."""
-
-    def __init__(self, name: str = "") -> None:
-        self.name = name
-        self.events: list[dict[str, Any]] = []
-        self._waiters: list[tuple[Callable[[], bool], Deferred[None]]] = []
-        self.ended: list[Any] = []  # how each connection ended (close code, None, ...)
-
-    def add(self, event: dict[str, Any]) -> None:
-        self.events.append(event)
-        self.changed()
-
-    def changed(self) -> None:
-        for item in list(self._waiters):
-            if item[0]():
-                self._waiters.remove(item)
-                item[1].callback(None)
-
-    def until(self, predicate: Callable[[], bool], timeout: float = DEADLINE) -> Deferred[None]:
-        if predicate():
-            return defer.succeed(None)
-        d: Deferred[None] = Deferred()
-        item = (predicate, d)
-        self._waiters.append(item)
-
-        def forget(result: Any) -> Any:
-            if item in self._waiters:
-                self._waiters.remove(item)
-            return result
-
-        return d.addTimeout(timeout, reactor).addBoth(forget)
-
-    @property
-    def last_id(self) -> int | None:
-        return self.events[-1]["id"] if self.events else None
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["type"] == kind]
-
-
-class SSEClient(Protocol):
-    def __init__(self, recorder: Recorder) -> None:
-        self.recorder = recorder
-        self.buffer = b""
-        self.lost: Deferred[None] = Deferred()
-        self.open = True
-
-    def dataReceived(self, data: bytes) -> None:
-        self.buffer += data
-        while b"\n\n" in self.buffer:
-            frame, self.buffer = self.buffer.split(b"\n\n", 1)
-            for line in frame.split(b"\n"):
-                if line.startswith(b"data: "):
-                    self.recorder.add(json.loads(line[6:]))
-
-    def connectionLost(self, reason: Any = None) -> None:
-        self.open = False
-        self.recorder.ended.append(type(reason.value).__name__ if reason is not None else None)
-        self.recorder.changed()
-        self.lost.callback(None)
-
-    def stop(self) -> Deferred[None]:
-        if self.open and self.transport is not None:
-            self.transport.stopProducing()
-        return self.lost
+Recorder = StreamRecorder  # one logical client's events across reconnections
 
 
 async def open_sse(
@@ -230,24 +161,6 @@ async def open_sse(
     client = SSEClient(recorder)
     response.deliverBody(client)
     return 200, client
-
-
-class WSClient(WebSocketClientProtocol):
-    recorder: Recorder
-
-    def onOpen(self) -> None:
-        self.factory.opened.callback(self)  # type: ignore[attr-defined]
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.recorder.add(json.loads(payload))
-
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.recorder.ended.append(code)
-        factory = self.factory
-        if not factory.opened.called:  # type: ignore[attr-defined]
-            factory.opened.errback(ConnectionError(code))  # type: ignore[attr-defined]
-        factory.closed.callback(code)  # type: ignore[attr-defined]
-        self.recorder.changed()
 
 
 @dataclass
@@ -266,16 +179,9 @@ async def open_ws(
     port: int, token: str, recorder: Recorder, since: int | None = None, origin: str | None = None
 ) -> WSConnection:
     query = f"?since={since}" if since else ""
-    factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}/stream/{token}/ws{query}", origin=origin)
-    factory.protocol = type("WSClientFor", (WSClient,), {"recorder": recorder})
-    factory.opened = Deferred()  # type: ignore[attr-defined]
-    factory.closed = Deferred()  # type: ignore[attr-defined]
-    reactor.connectTCP("127.0.0.1", port, factory)
-    try:
-        protocol = await factory.opened  # type: ignore[attr-defined]
-    except ConnectionError:
-        protocol = None
-    return WSConnection(protocol, factory.closed)  # type: ignore[attr-defined]
+    url = f"ws://127.0.0.1:{port}/stream/{token}/ws{query}"
+    protocol, closed = await connect_ws(url, port, recorder, origin=origin)
+    return WSConnection(protocol, closed.addCallback(lambda result: result[0]))
 
 
 async def poll_once(

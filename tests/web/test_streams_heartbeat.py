@@ -6,13 +6,11 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from autobahn.twisted.websocket import WebSocketClientFactory
-from streams_helpers import ORIGIN, EventLog, Server, WSClient, WSConnection, make_hub, start_server
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from streams_helpers import EventLog, make_hub, open_ws, start_server
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
+from pbxis.testing_streams import WSClient
 from pbxis.web.streams._common import HEARTBEAT_TICK, Heartbeat
 
 pytestmark = pytest.mark.timeout(30)
@@ -100,25 +98,14 @@ class DeafClient(WSClient):
 
     def onPing(self, payload: bytes) -> None:
         PINGS["deaf"] += 1
-        self.received.changed()
+        self.recorder.changed()
 
 
 class AnsweringClient(WSClient):
     def onPing(self, payload: bytes) -> None:
         PINGS["answering"] += 1
         super().onPing(payload)  # Autobahn's default: pong
-        self.received.changed()
-
-
-async def open_ws(server: Server, token: str, log: EventLog, client: type[WSClient]) -> WSConnection:
-    """``streams_helpers.open_ws`` with our own client class."""
-    factory = WebSocketClientFactory(server.url(token, "ws").replace("http://", "ws://"), origin=ORIGIN)
-    factory.protocol = type(f"{client.__name__}For", (client,), {"received": log})
-    factory.opened = Deferred()  # type: ignore[attr-defined]
-    factory.closed = Deferred()  # type: ignore[attr-defined]
-    reactor.connectTCP("127.0.0.1", server.port.getHost().port, factory)
-    protocol = await factory.opened  # type: ignore[attr-defined]
-    return WSConnection(protocol, factory.closed)  # type: ignore[attr-defined]
+        self.recorder.changed()
 
 
 @pytest_twisted.ensureDeferred
