@@ -5,8 +5,8 @@ from __future__ import annotations
 from pbxis.ami.message import Message
 from pbxis.ami.parser import AMIParser
 from pbxis.events import AgentEvent
-from pbxis.testing import captures_dir
 from pbxis.tracker import Tracker
+from tests.support.shared import captures_dir
 
 CAPTURES = captures_dir()
 AGENTS = ("1001", "1002", "1003")
