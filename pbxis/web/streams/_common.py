@@ -11,7 +11,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from pbxis.hub import Hub, LogEntry, Registration, RegistrationEnded, Subscription
+from pbxis.hub import Hub, LogEntry, Registration, RegistrationEnded, Subscription, TooManyClients
 from pbxis.web.errors import ApiError
 
 __all__ = [
@@ -132,7 +132,8 @@ class StreamConfig:
         deliver: Callable[[list[LogEntry]], None],
         end: Callable[[str], None],
     ) -> Subscription:
-        """The hub's subscribe, with a registration that ended meanwhile as a 404."""
+        """The hub's subscribe: a registration that ended meanwhile is a 404, one with
+        ``max_clients`` clients already a 429 (issue #12 item 3)."""
         try:
             return self.hub.subscribe(
                 registration,
@@ -144,6 +145,18 @@ class StreamConfig:
             )
         except RegistrationEnded:
             raise _not_found() from None
+        except TooManyClients as e:
+            raise too_many_clients(e) from None
+
+
+def too_many_clients(e: TooManyClients) -> ApiError:
+    return ApiError(
+        429,
+        "too_many_clients",
+        f"This registration has {e.limit} connected clients already ([agents] max_clients): "
+        "close one, or retry later.",
+        headers={"Retry-After": "5"},
+    )
 
 
 def _not_found() -> ApiError:
@@ -177,6 +190,29 @@ def parse_since(raw: str | None, what: str = "since") -> int | None:
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise ApiError(400, "bad_since", f"{what} must be the id of the last event you saw (0 for none).")
     return int(raw)
+
+
+#: An id no log ever reaches. The hub answers a resume from it, like one from any id above
+#: its last (a restarted daemon's client), with ``reset`` and a fresh snapshot.
+UNSERVABLE_ID = 2**63 - 1
+
+
+def parse_last_event_id(raw: bytes | None) -> int | None:
+    """The id an EventSource sends back on reconnect, or :data:`UNSERVABLE_ID`; never an error.
+
+    A browser's EventSource treats any answer but 200 as fatal and never reconnects, so a
+    400 here would leave the agent with a dead page and no message. A ``Last-Event-ID``
+    the log cannot serve (mangled by a proxy, from an older deployment, not a number at
+    all) therefore gets what an unknown number gets: ``reset``, then a fresh snapshot.
+    """
+    if raw is None:
+        return None
+    text = raw.strip()
+    if not text:
+        return None
+    if not text.isdigit() or len(text) > 18:  # bytes.isdigit is ASCII digits only
+        return UNSERVABLE_ID
+    return int(text)
 
 
 def no_delay(request: IRequest) -> None:
