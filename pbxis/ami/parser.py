@@ -28,7 +28,7 @@ import re
 from collections import deque
 from collections.abc import Iterator
 from itertools import repeat
-from operator import itemgetter
+from operator import contains
 from typing import Final
 
 from .message import Banner, Message
@@ -79,12 +79,10 @@ _FOLLOWS_HEADER_KEYS = frozenset({"response", "privilege", "actionid", "message"
 
 DEFAULT_MAX_MESSAGE_SIZE: Final = 4 * 1024 * 1024
 
-# The fast path's pieces: ``map(_partition, lines, _SEPARATOR)`` is ``line.partition(": ")``
-# for every line without a bytecode per line; ``_SEPARATOR_OF`` picks the ": " (empty when
-# the line had none).
-_partition = str.partition
+# The fast path's check: ``map(_holds, lines, _SEPARATOR)`` is ``": " in line`` for every
+# line without a bytecode per line.
+_holds = contains  # a builtin taking fast calls (``str.__contains__`` packs a tuple per call)
 _SEPARATOR: Final = repeat(": ")
-_SEPARATOR_OF: Final = itemgetter(1)
 
 
 def parse_block(block: bytes) -> Message | None:
@@ -100,9 +98,8 @@ def parse_block(block: bytes) -> Message | None:
     if text.endswith("\r"):  # the CR of the last line's CRLF (the frame ends at its LF)
         text = text[:-1]
     lines = text.split("\r\n")
-    triples = list(map(_partition, lines, _SEPARATOR))
-    if all(map(_SEPARATOR_OF, triples)) and text.count("\n") == len(lines) - 1:
-        return Message._partitioned(triples)
+    if all(map(_holds, lines, _SEPARATOR)) and text.count("\n") == len(lines) - 1:
+        return Message._framed(text)
     found = _HEADER_LINE.findall(text)
     if not found:
         return None
@@ -261,18 +258,18 @@ class AMIParser:
             return False
         parsed: list[Message] = []
         append = parsed.append
-        partitioned = Message._partitioned
-        partition, separator, separator_of = _partition, _SEPARATOR, _SEPARATOR_OF
+        framed = Message._framed
+        holds, separator = _holds, _SEPARATOR
         blocks = text.split("\r\n\r\n")
         lines_seen = 0
         for block in blocks:
-            # One C-level call per line (map, no bytecode per line); ``all`` checks that
-            # every line had its ": " (a line without one takes the general pattern).
+            # One C-level call per line (map, no bytecode per line) checks that every
+            # line has its ": " (a line without one takes the general pattern); the
+            # message keeps the block's text and splits it only if asked for its pairs.
             lines = block.split("\r\n")
             lines_seen += len(lines)
-            triples = list(map(partition, lines, separator))
-            if all(map(separator_of, triples)):
-                append(partitioned(triples))
+            if all(map(holds, lines, separator)):
+                append(framed(block))
             else:
                 found = _HEADER_LINE.findall(block)
                 if found:
