@@ -29,13 +29,13 @@ from pbxis.ami.message import Message
 from pbxis.ami.parser import AMIParser
 from pbxis.simulator import Simulator, SimulatorConfig
 from pbxis.simulator.personality import ASTERISK_20, ASTERISK_22, Personality
-from pbxis.testing import captures_dir
+from tests.support.shared import captures_dir, captures_pjsip22_dir
 
 CAPTURES = captures_dir()
 #: capture set -> (its directory, the Asterisk that recorded it)
 CAPTURE_SETS: dict[str, tuple[Path, Personality]] = {
     "chan_sip20": (CAPTURES, ASTERISK_20),
-    "pjsip22": (CAPTURES.parent / "captures-pjsip22", ASTERISK_22),
+    "pjsip22": (captures_pjsip22_dir(), ASTERISK_22),
 }
 STEP = 0.05
 MAX_WAIT = 120.0
