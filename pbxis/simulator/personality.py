@@ -36,7 +36,8 @@ class Personality:
     #: OriginateResponse Reason for a phone that said 486: 5 (busy) on chan_sip; on 22
     #: 0, after a HangupRequest, with busy only in DialEnd BUSY / Hangup Cause 17
     originate_busy_reason: int
-    #: Hangup and HangupRequest carry ``TechCause`` (the SIP response code), PJSIP only
+    #: Hangup and HangupRequest carry ``TechCause`` (the SIP response, 486/480) for a
+    #: non-normal clearing: PJSIP sets it (20.17/22.7+), chan_sip never does
     tech_cause: bool
     #: how the ``_X.`` dialplan dials the trunk: ``pstn/<number>`` (chan_sip's
     #: ``SIP/pstn/<number>``) or ``<number>@pstn`` (PJSIP's ``PJSIP/<number>@pstn``)
