@@ -3,9 +3,10 @@
 One source, three renderings: Filter actions in the advanced ``MatchCriteria`` form
 (Asterisk 18.26/20.11/21.6/22.1+), in the legacy regex form (older releases), and
 manager.conf ``eventfilter`` lines for the README. Spellings follow what the lab's
-Asterisk 20 and 22 accepted (captures ``filter_*`` of both sets, with the same answers): ``name(X)`` with no ``Filter`` header;
-``action(include),name(VarSet),header(Variable),method(exact)`` with a value; never
-``startsWith`` or ``method(none)`` with a value, never an empty Filter.
+Asterisk 20 and 22 accepted (captures ``filter_*`` of both sets, answered alike):
+``name(X)`` with no ``Filter`` header; ``action(include),name(VarSet),header(Variable),
+method(exact)`` with a value; never ``startsWith`` or ``method(none)`` with a value,
+never an empty Filter.
 
 Capability probe. On releases before advanced filters ``MatchCriteria`` is ignored, and
 a ``name(X)`` filter without value would be an *empty regex* that matches everything.
