@@ -146,7 +146,7 @@ class Commands:
     """Agent commands as AMI actions; every method raises only :class:`CommandError`.
 
     ``interface_template`` names the agent's queue-member interface, which is also the
-    channel originate rings first (``SIP/{agent}``). ``caller_id_template`` (with
+    channel originate rings first (``PJSIP/{agent}``, ``SIP/{agent}``). ``caller_id_template`` (with
     ``{agent}`` and ``{name}``) is the CallerID of originated calls when the client
     gives none.
     """
