@@ -31,7 +31,8 @@ class Simulator:
     """A simulated Asterisk 20 (chan_sip) or 22 (PJSIP) call center speaking AMI.
 
     Deterministic for a given ``seed`` and ``clock`` (use ``task.Clock`` in tests and
-    advance it); give it the reactor for live use. ``history`` keeps the last events
+    advance it); give it the reactor for live use (``seed=None``: a different run each
+    time, as the demo's ``[simulator] seed`` left out). ``history`` keeps the last events
     published (before any session's filter), handy in tests.
     """
 
@@ -40,7 +41,7 @@ class Simulator:
         config: SimulatorConfig | None = None,
         *,
         clock: IReactorTime | None = None,
-        seed: int = 0,
+        seed: int | None = 0,
         username: str = "pbxis",
         secret: str = "pbxis-secret",
         history: int = 10_000,
