@@ -11,6 +11,7 @@ the server-side filter are looked at; many in a benchmark are not).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from typing import overload
 
 HeaderPairs = Iterable[tuple[str, str]]
 HeaderInput = Mapping[str, object] | HeaderPairs
@@ -100,6 +101,13 @@ class Message:
         index = {key.lower(): value for key, value in reversed(self.headers)}
         self._index = index
         return index
+
+    @overload
+    def get(self, key: str) -> str | None: ...
+    @overload
+    def get(self, key: str, default: str) -> str: ...
+    @overload
+    def get(self, key: str, default: str | None) -> str | None: ...
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """The first value of ``key`` (any case), or ``default``."""

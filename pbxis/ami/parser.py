@@ -184,8 +184,9 @@ class AMIParser:
                 if banner is NEED_DATA:
                     return NEED_DATA
                 if banner is not None:
-                    return banner  # type: ignore[return-value]
+                    return banner
                 continue
+            item: Message | _NeedData | None
             if _FOLLOWS_PREFIX.match(buf, start):
                 item = self._take_follows()
             elif self._take_batch():

@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pbxis-simulator: {exc}", file=sys.stderr)
         return 2
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.run()
     return 0
 
 

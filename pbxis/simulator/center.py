@@ -82,7 +82,8 @@ class CallCenter:
         device = f"SIP/{agent}"
         chans = [c for c in self.pbx.channels.values() if c.device == device]
         up = [c for c in chans if c.state == codes.UP]
-        return (up or chans or [None])[0]
+        found = up or chans
+        return found[0] if found else None
 
     def hangup(self, ch: Channel, cause: int = codes.NORMAL_CLEARING) -> bool:
         flow = self.owner.get(ch.name)

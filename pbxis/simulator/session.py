@@ -58,8 +58,9 @@ class AMISession(Protocol):
     # -- Twisted callbacks -----------------------------------------------------------------------
     def connectionMade(self) -> None:
         # Asterisk writes each event as it happens; Nagle would hold small ones back.
-        if hasattr(self.transport, "setTcpNoDelay"):
-            self.transport.setTcpNoDelay(True)
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
         self.sim.sessions.append(self)
         if self.sim.stalled:
             self.stall(True)

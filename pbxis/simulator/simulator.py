@@ -45,7 +45,7 @@ class Simulator:
         if clock is None:
             from twisted.internet import reactor
 
-            clock = reactor  # type: ignore[assignment]
+            clock = reactor
         assert clock is not None
         self.config = config or SimulatorConfig.lab()
         self.clock = clock
