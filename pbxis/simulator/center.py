@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from . import codes
 from .config import PhoneConfig
-from .customer import CustomerCall
 from .flow import Flow, hold
 from .model import Channel, Member, QueueState
 from .pbx import PBX
@@ -61,7 +60,7 @@ class CallCenter:
         """Offer waiting callers (in order) to free members; autofill=yes."""
         for entry in list(q.callers):
             call = entry.call
-            if not isinstance(call, CustomerCall) or call.ringing or call.done:
+            if call.ringing or call.done:
                 continue
             free = [(m, p) for m in q.members.values() if (p := self._free(m)) is not None]
             if not free:
