@@ -207,8 +207,8 @@ def _talk_time(key: str, value: Any) -> tuple[float, float]:
     return (float(value[0]), float(value[1]))
 
 
-def _template(key: str, value: Any) -> str:
-    value = _string(allow_empty=False)(key, value)
+def _template(key: str, raw: Any) -> str:
+    value = str(_string(allow_empty=False)(key, raw))
     if "{agent}" not in value:
         raise ConfigError(f'{key}: must contain {{agent}}, e.g. "SIP/{{agent}}" or "PJSIP/{{agent}}"')
     try:
@@ -218,8 +218,8 @@ def _template(key: str, value: Any) -> str:
     return value
 
 
-def _caller_id(key: str, value: Any) -> str:
-    value = _string()(key, value)
+def _caller_id(key: str, raw: Any) -> str:
+    value = str(_string()(key, raw))
     try:
         value.format(agent="1001", name="Alice")
     except (KeyError, IndexError, ValueError) as e:
@@ -228,7 +228,7 @@ def _caller_id(key: str, value: Any) -> str:
 
 
 def _regex_list(key: str, value: Any) -> tuple[str, ...]:
-    patterns = _string_list()(key, value)
+    patterns: tuple[str, ...] = _string_list()(key, value)
     for pattern in patterns:
         try:
             re.compile(pattern)
