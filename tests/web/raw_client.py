@@ -17,7 +17,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 
-from pbxis.testing_streams import DEADLINE, Waitable
+from tests.support.streams import DEADLINE, Waitable
 
 
 class RawClient(Protocol, Waitable):
