@@ -165,8 +165,16 @@ class PbxisService(MultiService):
             clock=reactor,
             now_ms=now_ms,
         )
-        self.site = build_site(self.app, http.allowed_origins)
-        self.web = StreamServerEndpointService(serverFromString(reactor, http.listen), self.site)
+        self.site = build_site(
+            self.app,
+            http.allowed_origins,
+            allowed_hosts=http.allowed_hosts,
+            public_url=http.public_url,
+            header_timeout=http.header_timeout,
+            body_timeout=http.body_timeout,
+            reactor=reactor,
+        )
+        self.web = StreamServerEndpointService(serverFromString(reactor, http.server_endpoint), self.site)
         self.web._raiseSynchronously = True
         self.web.setServiceParent(self)
 

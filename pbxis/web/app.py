@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -109,12 +110,16 @@ def build_app(
     if client_installer is not None:
         client_installer(app)
     registry = build_registry(ami=ami, hub=hub, streams=streams, sync=sync)
+    # Who answers: a CRM that sees another id knows pbxis restarted (and, with the
+    # in-memory store, that every registration and token is gone).
+    instance = {"id": secrets.token_hex(8), "startedAt": now()}
     document = json.dumps(openapi_document(settings.public_base_url or "/")).encode("utf-8")
 
     @app.route("/health", methods=["GET"])
     def health(request: IRequest) -> bytes:
         apply_cors(request, origins)
         body = health_document(ami, hub, sync, wall_clock.seconds())
+        body["instance"] = instance
         if not body["ami"]["connected"]:
             request.setHeader(b"retry-after", str(RETRY_AFTER_SECONDS).encode())
             return json_response(request, body, 503)

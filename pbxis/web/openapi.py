@@ -16,8 +16,10 @@ from . import validation
 
 __all__ = ["openapi_document"]
 
-_AGENT = {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,32}$", "example": "1001"}
-_QUEUE = {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,64}$", "example": "sales"}
+# One token of A-Za-z0-9_.- that is not dots alone ("." and ".." are refused).
+_NAME_PATTERN = r"^[A-Za-z0-9_.-]*[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
+_AGENT = {"type": "string", "pattern": _NAME_PATTERN, "maxLength": 32, "example": "1001"}
+_QUEUE = {"type": "string", "pattern": _NAME_PATTERN, "maxLength": 64, "example": "sales"}
 # Free text bound for AMI headers: no control characters (pbxis.web.validation.text).
 _NO_CONTROLS = r"^[^\x00-\x1f\x7f]*$"
 
@@ -50,12 +52,18 @@ _AUTH_ERRORS = {
         **_error("No or bad credentials: send `Authorization: Bearer <api key or stream token>`."),
         "headers": _WWW_AUTHENTICATE,
     },
-    "403": _error("A stream token used for another agent, or for a CRM-only route."),
+    "403": _error(
+        "A stream token used for another agent, or for a CRM-only route; or (`origin_not_allowed`)"
+        " a state-changing request from a page whose Origin is not in `[http].allowed_origins`."
+    ),
 }
 _BODY_ERRORS = {
     "400": _error("Bad input: invalid JSON, unknown field, wrong type or forbidden characters."),
-    "413": _error(f"The body is larger than {validation.MAX_BODY_BYTES} bytes."),
-    "415": _error("The body is not sent as `application/json`."),
+    "413": _error(
+        f"The body is larger than {validation.MAX_BODY_BYTES} bytes (declared or as it arrives;"
+        " answered before the rest is read, and the connection is closed)."
+    ),
+    "415": _error("A body not sent as `application/json` (a missing Content-Type included)."),
 }
 _PBX_ERRORS = {
     "502": _error("Asterisk refused the action for a reason pbxis does not know; the message says why."),
@@ -486,6 +494,16 @@ def _schemas() -> dict[str, Any]:
                     },
                 },
                 "synced": {"type": "boolean"},
+                "instance": {
+                    "type": "object",
+                    "description": "This pbxis process: a new `id` means it restarted and its"
+                    " in-memory registrations are gone (register the agents again).",
+                    "required": ["id", "startedAt"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "startedAt": {"type": "integer", "description": "Epoch milliseconds."},
+                    },
+                },
                 "agents": {"type": "integer"},
                 "clients": {"type": "object", "additionalProperties": {"type": "integer"}},
             },

@@ -51,16 +51,20 @@ def _bad(field: str, message: str) -> ApiError:
 
 
 def agent_name(value: str, field: str = "agent") -> str:
-    """An agent is named by its extension: 1 to 32 of ``A-Za-z0-9_.-``."""
-    if not _AGENT.fullmatch(value):
-        raise _bad(field, "use 1 to 32 letters, digits, '_', '.' or '-' (e.g. 1001)")
+    """An agent is named by its extension: 1 to 32 of ``A-Za-z0-9_.-``, not dots alone.
+
+    ``.`` and ``..`` would make interfaces such as ``SIP/..`` and URLs that clients
+    normalise away (``/client/SIP/..``).
+    """
+    if not _AGENT.fullmatch(value) or not value.strip("."):
+        raise _bad(field, "use 1 to 32 letters, digits, '_', '.' or '-', not only dots (e.g. 1001)")
     return value
 
 
 def queue_name(value: str, field: str = "queue") -> str:
-    """A queue name as configured in queues.conf, restricted to one safe token."""
-    if not _QUEUE.fullmatch(value):
-        raise _bad(field, "use 1 to 64 letters, digits, '_', '.' or '-' (e.g. sales)")
+    """A queue name as configured in queues.conf, restricted to one safe token (not dots alone)."""
+    if not _QUEUE.fullmatch(value) or not value.strip("."):
+        raise _bad(field, "use 1 to 64 letters, digits, '_', '.' or '-', not only dots (e.g. sales)")
     return value
 
 
@@ -144,18 +148,24 @@ def _refuse_constant(name: str) -> Any:
 
 
 def read_json_object(request: IRequest) -> dict[str, Any]:
-    """The request body as a JSON object; an empty body is ``{}``.
+    """The request body as a JSON object; no body at all is ``{}``.
 
-    Twisted has already buffered the body when a route runs, so the size limit bounds
-    what we parse and keep, not what the socket accepted.
+    A body needs ``Content-Type: application/json`` (415 otherwise, a missing type
+    included): a browser sends a cross-site request without a CORS preflight only with a
+    "simple" type (none, text/plain, form), so this is what keeps another site's page
+    from driving the API.
+
+    The site (:mod:`pbxis.web.site`) refuses an oversized body while it arrives; the
+    size check here only protects callers that serve the app on a plain ``Site``.
     """
-    raw_type = request.getHeader(b"content-type")
-    if raw_type is not None:
-        content_type = raw_type.decode("latin-1") if isinstance(raw_type, bytes) else raw_type
-        if not _is_json(content_type):
-            raise ApiError(415, "unsupported_media_type", "send the body as Content-Type: application/json")
     content = request.content
     body = content.read(MAX_BODY_BYTES + 1) if content is not None else b""
+    if not body:
+        return {}
+    raw_type = request.getHeader(b"content-type")
+    content_type = raw_type.decode("latin-1") if isinstance(raw_type, bytes) else (raw_type or "")
+    if not _is_json(content_type):
+        raise ApiError(415, "unsupported_media_type", "send the body as Content-Type: application/json")
     if len(body) > MAX_BODY_BYTES:
         raise ApiError(413, "body_too_large", f"the body must be at most {MAX_BODY_BYTES} bytes")
     if not body.strip():

@@ -130,10 +130,10 @@ async def test_bad_bodies_are_refused_with_their_code(
 
 
 @pytest_twisted.ensureDeferred
-async def test_json_content_type_with_charset_and_none_are_accepted(api: Server) -> None:
-    for headers in ({"Content-Type": "application/json; charset=utf-8"}, {}):
-        status, body, _ = await api.call("PUT", "/agents/1001", raw=b'{"queues": ["sales"]}', headers=headers)
-        assert status == 200, body
+async def test_json_content_type_with_charset_is_accepted(api: Server) -> None:
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+    status, body, _ = await api.call("PUT", "/agents/1001", raw=b'{"queues": ["sales"]}', headers=headers)
+    assert status == 200, body
 
 
 @pytest.mark.parametrize("agent", ["a" * 33, "10%2001", "1001%0D%0AAction:%20Command", "%C3%A9", "1001;x"])

@@ -94,6 +94,8 @@ async def test_health_up(env: Env) -> None:
     env.fakes.ami.stats.last_event_time = 997.5
     status, body, headers = await server.call("GET", "/health", key=None)
     assert status == 200
+    instance = body.pop("instance")
+    assert set(instance) == {"id", "startedAt"} and instance["startedAt"] == 1_700_000_000_000
     assert body == {
         "status": "ok",
         "ami": {"connected": True, "state": "connected", "lastEventAge": 2.5, "reconnects": 0},
@@ -116,3 +118,15 @@ async def test_health_down_is_503_with_retry_after(env: Env) -> None:
     assert body["ami"] == {"connected": False, "state": "connecting", "lastEventAge": None, "reconnects": 0}
     assert body["synced"] is False
     assert headers.getRawHeaders(b"retry-after") == [b"5"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_health_names_the_instance_so_a_restart_is_visible(env: Env) -> None:
+    """Two app builds (a restart) answer different instance ids; one build always the same."""
+    first = await env.serve()
+    _, a, _ = await first.call("GET", "/health", key=None)
+    _, again, _ = await first.call("GET", "/health", key=None)
+    restarted = await env.serve()
+    _, b, _ = await restarted.call("GET", "/health", key=None)
+    assert a["instance"] == again["instance"]
+    assert a["instance"]["id"] != b["instance"]["id"] and len(a["instance"]["id"]) == 16
