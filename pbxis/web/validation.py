@@ -153,7 +153,8 @@ def read_json_object(request: IRequest) -> dict[str, Any]:
     A body needs ``Content-Type: application/json`` (415 otherwise, a missing type
     included): a browser sends a cross-site request without a CORS preflight only with a
     "simple" type (none, text/plain, form), so this is what keeps another site's page
-    from driving the API.
+    from driving the API. Every string in the document, keys included, must be
+    encodable (no lone surrogate such as ``"\\ud800"``), checked here once for all fields.
 
     The site (:mod:`pbxis.web.site`) refuses an oversized body while it arrives; the
     size check here only protects callers that serve the app on a plain ``Site``.
@@ -176,7 +177,44 @@ def read_json_object(request: IRequest) -> dict[str, Any]:
         raise ApiError(400, "invalid_json", f"the body is not valid UTF-8 JSON ({_short(e)})") from None
     if not isinstance(document, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    bad = _unencodable(document)
+    if bad is not None:
+        raise _bad(bad[:80], "must be valid Unicode text (a lone surrogate such as \\ud800 is not)")
     return document
+
+
+def _unencodable(document: object, path: str = "") -> str | None:
+    """The path of the first string (or key) in ``document`` that is not valid UTF-8 text.
+
+    JSON's ``\\uXXXX`` escapes can spell half a surrogate pair, which Python decodes to
+    a ``str`` that cannot be encoded again; anything downstream that encodes it (an
+    AMI header, a log line, the hub's JSON) would fail far from the cause.
+    """
+    stack: list[tuple[str, object]] = [(path, document)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            if not _encodable(value):
+                return where or "body"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = f"{where}.{key}" if where else str(key)
+                if not _encodable(key):
+                    return where or "body"
+                stack.append((name, item))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
+    return None
+
+
+def _encodable(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _short(error: Exception) -> str:
