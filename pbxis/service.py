@@ -130,6 +130,7 @@ class PbxisService(MultiService):
             keepalive_timeout=ami.keepalive_timeout,
             min_delay=ami.reconnect_min_delay,
             max_delay=ami.reconnect_max_delay,
+            reset_after=ami.reconnect_reset_after,
             clock=reactor,
         )
         self.sync = StateSync(self.ami, self.tracker, self.hub.publish, clock=reactor, now_ms=now_ms)
