@@ -34,6 +34,8 @@ from .message import HeaderInput, Message
 from .protocol import ActionResult, AMIProtocol, AuthMethod, LinkSettings, Outcome
 
 __all__ = [
+    "MAX_EVENT_NAMES",
+    "OTHER_EVENTS",
     "AMIClientFactory",
     "AMIStats",
     "ActionListener",
@@ -41,6 +43,12 @@ __all__ = [
 ]
 
 log = Logger(namespace="pbxis.ami")
+
+MAX_EVENT_NAMES = 256
+"""Distinct event names counted one by one in :attr:`AMIStats.events_in`; Asterisk has
+about 200. Names first seen after that are counted under :data:`OTHER_EVENTS`, so a
+peer inventing names cannot grow the counter (or ``/metrics``) without bound."""
+OTHER_EVENTS = "other"
 
 LinkState = Literal["connecting", "logging_in", "logged_in", "disconnected", "auth_failed"]
 ActionListener = Callable[[str, float, str], None]
@@ -69,7 +77,8 @@ class AMIStats:
     reconnects: int = 0
     """TCP connections made by a retry (after a failed attempt or a lost link)."""
     events_in: Counter[str] = field(default_factory=Counter)
-    """Events received, by name (list items included)."""
+    """Events received, by name (list items included); at most :data:`MAX_EVENT_NAMES`
+    names, the rest under :data:`OTHER_EVENTS`."""
     last_event_time: float | None = None
     state: LinkState = "disconnected"
     last_error: str | None = None
@@ -280,7 +289,11 @@ class AMIClientFactory(Factory):
     def link_event(self, protocol: AMIProtocol, message: Message) -> None:
         name = message.event
         if name is not None:
-            self.stats.events_in[name] += 1
+            counts = self.stats.events_in
+            if name in counts or len(counts) < MAX_EVENT_NAMES:
+                counts[name] += 1
+            else:
+                counts[OTHER_EVENTS] += 1
         self.stats.last_event_time = time.time()
         self._notify("ami_event", message)
 

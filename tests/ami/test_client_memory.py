@@ -180,6 +180,22 @@ def test_reset_after_zero_resets_at_login() -> None:
     assert call.getTime() - clock.seconds() == 1.0
 
 
+def test_invented_event_names_do_not_grow_the_counter() -> None:
+    """Issue 12, item 9: a peer naming every event differently grew events_in (and /metrics)."""
+    from pbxis.ami.factory import MAX_EVENT_NAMES, OTHER_EVENTS
+
+    factory, peer, _clock, _ = logged_in(keepalive_interval=None)
+    peer.feed(("Event", "Hangup"))
+    for i in range(2 * MAX_EVENT_NAMES):
+        peer.feed(("Event", f"Invented{i}"))
+    peer.feed(("Event", "Hangup"))
+    counts = factory.stats.events_in
+    assert len(counts) == MAX_EVENT_NAMES + 1
+    assert counts["Hangup"] == 2
+    assert sum(counts.values()) == 2 * MAX_EVENT_NAMES + 2
+    assert counts[OTHER_EVENTS] == MAX_EVENT_NAMES + 1
+
+
 def test_connection_refused_retries() -> None:
     clock = Clock()
     factory = AMIClientFactory("pbxis", SECRET, clock=clock, rand=lambda: 0.5)

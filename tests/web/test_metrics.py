@@ -130,3 +130,23 @@ async def test_health_names_the_instance_so_a_restart_is_visible(env: Env) -> No
     _, b, _ = await restarted.call("GET", "/health", key=None)
     assert a["instance"] == again["instance"]
     assert a["instance"]["id"] != b["instance"]["id"] and len(a["instance"]["id"]) == 16
+
+
+def test_event_series_are_bounded_to_known_names() -> None:
+    """Issue 12, item 9: one series per invented event name made /metrics 9.3 MB."""
+    fakes = Fakes()
+    registry = build_registry(ami=fakes.ami, hub=fakes.hub, streams=fakes.streams, sync=fakes.sync)
+    fakes.ami.stats.events_in.update({f"Evil{i}": 1 for i in range(5000)})
+    fakes.ami.stats.events_in.update({"QueueMemberStatus": 3, "other": 2, "Newchannel": 1})
+    from prometheus_client import generate_latest
+
+    series = {
+        labels: value
+        for (name, labels), value in samples(generate_latest(registry)).items()
+        if name == "pbxis_ami_events_total"
+    }
+    assert series == {
+        (("type", "Newchannel"),): 1,
+        (("type", "QueueMemberStatus"),): 3,
+        (("type", "other"),): 5002,
+    }
