@@ -30,6 +30,7 @@ HTTP/2, whose channel would bypass these limits).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from io import BytesIO
@@ -38,8 +39,10 @@ from urllib.parse import urlsplit
 
 from klein import Klein
 from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.components import proxyForInterface
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, combinedLogFormatter
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
@@ -185,23 +188,28 @@ class _BoundedRequest(Request):
     """A request whose body lives in memory and is refused as soon as it is too big."""
 
     _received = 0
+    _body: BytesIO | None = None
 
     def gotLength(self, length: int | None) -> None:
         # Never Twisted's temporary file: the channel refuses anything over the limit
         # before it could matter, so memory is bounded by that limit.
-        self.content = BytesIO()
+        self._body = BytesIO()
+        self.content = self._body  # type: ignore[assignment]
         self._received = 0
 
     def handleContentChunk(self, data: bytes) -> None:
         channel = self.channel
-        if getattr(channel, "refused", False):
+        if not isinstance(channel, GuardedChannel) or self._body is None:
+            super().handleContentChunk(data)
+            return
+        if channel.refused:
             return
         self._received += len(data)
-        limit = getattr(getattr(channel, "site", None), "max_body_bytes", MAX_BODY_BYTES)
+        limit = channel.site.max_body_bytes
         if self._received > limit:
             channel.refuse(413, "body_too_large", f"the body must be at most {limit} bytes")
             return
-        self.content.write(data)
+        self._body.write(data)
 
 
 class GuardedChannel(HTTPChannel):
@@ -225,7 +233,7 @@ class GuardedChannel(HTTPChannel):
     def _arm(self, seconds: float, what: str) -> None:
         self._cancel_deadline()
         if seconds > 0:
-            self._deadline = self.callLater(seconds, self._too_slow, what)
+            self._deadline = self.callLater(seconds, functools.partial(self._too_slow, what))
 
     def _cancel_deadline(self) -> None:
         if self._deadline is not None and self._deadline.active():
@@ -271,7 +279,7 @@ class GuardedChannel(HTTPChannel):
         self._cancel_deadline()
         super().allContentReceived()
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancel_deadline()
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
