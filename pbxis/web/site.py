@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from klein import Klein
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IHalfCloseableDescriptor, ISSLTransport
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.components import proxyForInterface
@@ -313,11 +313,13 @@ class GuardedChannel(HTTPChannel):
         self.transport.write(head + b"\r\n" + body)
         self.setTimeout(None)
         self._networkProducer.unregisterProducer()
-        lose_write = getattr(self.transport, "loseWriteConnection", None)
-        if lose_write is None:
+        if ISSLTransport.providedBy(self.transport) or not IHalfCloseableDescriptor.providedBy(
+            self.transport
+        ):
+            # TLS wraps the socket (a half-close underneath would cut it mid-record).
             self.transport.loseConnection()
             return
-        lose_write()
+        self.transport.loseWriteConnection()  # type: ignore[attr-defined]
         self._linger = self.callLater(LINGER_SECONDS, self._abort)
 
     def _discard(self, data: bytes) -> None:
