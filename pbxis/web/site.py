@@ -218,20 +218,34 @@ class GuardedChannel(HTTPChannel):
     site: PbxisSite
     refused = False
     _deadline: IDelayedCall | None = None
+    _phase: str | None = None  # what the deadline is for: "headers" or "body"
+    _in_body = False  # headers complete, body still arriving
     _linger: IDelayedCall | None = None
     _discarded = 0
 
     # -- deadlines ----------------------------------------------------------------------
     def dataReceived(self, data: bytes) -> None:
+        """Parse, then start a deadline if a request is left half-read.
+
+        A request that arrives whole (the common case) never costs a timer; one left
+        partial after its first segment gets the header deadline from then on, and the
+        body deadline once its headers are complete.
+        """
         if self.refused:
             self._discard(data)
             return
-        if self._deadline is None and not self._handlingRequest and data:
-            self._arm(self.site.header_timeout, "headers")
         super().dataReceived(data)
+        if self.refused or self._handlingRequest or self.transport is None:
+            return
+        if self._in_body:
+            if self._phase != "body":
+                self._arm(self.site.body_timeout, "body")
+        elif self._phase is None and (self._buffer or self.requests):
+            self._arm(self.site.header_timeout, "headers")
 
     def _arm(self, seconds: float, what: str) -> None:
         self._cancel_deadline()
+        self._phase = what
         if seconds > 0:
             self._deadline = self.callLater(seconds, functools.partial(self._too_slow, what))
 
@@ -239,6 +253,7 @@ class GuardedChannel(HTTPChannel):
         if self._deadline is not None and self._deadline.active():
             self._deadline.cancel()
         self._deadline = None
+        self._phase = None
 
     def _too_slow(self, what: str) -> None:
         self._deadline = None
@@ -250,10 +265,6 @@ class GuardedChannel(HTTPChannel):
         self.refuse(408, "request_timeout", f"the request {what} did not arrive in time")
 
     # -- the parser's steps ---------------------------------------------------------------
-    def lineReceived(self, line: bytes) -> None:
-        if not self.refused:
-            super().lineReceived(line)
-
     def allHeadersReceived(self) -> None:
         if self.refused:
             return
@@ -264,8 +275,8 @@ class GuardedChannel(HTTPChannel):
             self.refuse(413, "body_too_large", f"the body must be at most {limit} bytes")
             return
         super().allHeadersReceived()
-        if length != 0:
-            self._arm(self.site.body_timeout, "body")
+        self._cancel_deadline()
+        self._in_body = length != 0  # dataReceived arms the body deadline if it is still due
 
     def rawDataReceived(self, data: bytes) -> None:
         if self.refused:
@@ -277,6 +288,7 @@ class GuardedChannel(HTTPChannel):
         if self.refused:
             return
         self._cancel_deadline()
+        self._in_body = False
         super().allContentReceived()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
