@@ -17,6 +17,7 @@ Some things must happen before a route runs, or before a request has even been r
   DELETE, PATCH) whose ``Origin`` is neither pbxis's own nor in ``allowed_origins`` is
   403, so a page the agent happens to visit cannot drive the API with a form or a
   no-cors ``fetch``.
+* CORS headers for the configured origins (:mod:`pbxis.web.cors`), on every answer.
 * Klein refuses a URL that is not UTF-8 once percent-decoded (``/agents/%FF``) with a
   plain-text 400 and a logged traceback; the guard answers it with the contract's JSON
   error before Klein sees it.
@@ -50,6 +51,7 @@ from twisted.web.server import Request, Site
 
 from .cors import apply_cors, origin_allowed
 from .errors import ApiError, error_body
+from .redact import redact_url
 from .validation import MAX_BODY_BYTES
 
 __all__ = [
@@ -77,15 +79,8 @@ which can destroy the refusal before the client read it."""
 LINGER_BYTES = 1 << 20
 
 _STATE_CHANGING = frozenset({b"POST", b"PUT", b"DELETE", b"PATCH"})
-_STREAM_TOKEN = re.compile(rb"(/stream/)[^/?#]+")
-_TOKEN_PARAM = re.compile(rb"([?&]token=)[^&#]*", re.IGNORECASE)
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(?::(?P<port>[0-9]{1,5}))?$")
 _REASONS = {408: b"Request Timeout", 413: b"Content Too Large"}
-
-
-def redact_url(url: bytes) -> bytes:
-    """``url`` with the stream token of ``/stream/<token>/...`` and any ``token=`` blanked."""
-    return _TOKEN_PARAM.sub(rb"\1<token>", _STREAM_TOKEN.sub(rb"\1<token>", url))
 
 
 class _RedactedRequest(proxyForInterface(IRequest, "_request")):  # type: ignore[misc]
@@ -400,9 +395,10 @@ class _Guard(Resource):
         self._public_origin = f"{public.scheme}://{public.netloc}".lower() if public else None
 
     def render(self, request: IRequest) -> bytes | int:
+        # CORS for every answer, once, here: routes, errors and streams need not think of it.
+        apply_cors(request, self._origins)
         error = self._check(request)
         if error is not None:
-            apply_cors(request, self._origins)
             for name, value in error.headers.items():
                 request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
             request.setResponseCode(error.status)
