@@ -172,8 +172,16 @@ class PbxisService(MultiService):
 
         http = config.http
         self.app = build_app(self.center, http, clock=reactor)
-        self.site = build_site(self.app, http.allowed_origins)
-        self.web = _WebService(serverFromString(reactor, http.listen), self.site)
+        self.site = build_site(
+            self.app,
+            http.allowed_origins,
+            allowed_hosts=http.allowed_hosts,
+            public_url=http.public_url,
+            header_timeout=http.header_timeout,
+            body_timeout=http.body_timeout,
+            reactor=reactor,
+        )
+        self.web = _WebService(serverFromString(reactor, http.server_endpoint), self.site)
         self.web.setServiceParent(self)
 
         self.center_service = _CallCenterService(self.center, self._ami_endpoint)

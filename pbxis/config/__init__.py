@@ -57,6 +57,7 @@ class AMIConfig:
     keepalive_timeout: float = 10.0
     reconnect_min_delay: float = 0.5
     reconnect_max_delay: float = 30.0
+    reconnect_reset_after: float = 30.0
 
     @property
     def client_endpoint(self) -> str:
@@ -74,6 +75,18 @@ class HTTPConfig:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     allowed_origins: tuple[str, ...] = ()
     metrics_public: bool = True
+    allowed_hosts: tuple[str, ...] = ()
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    backlog: int = 4096
+
+    @property
+    def server_endpoint(self) -> str:
+        """``listen`` with ``backlog`` added (TCP, SSL and UNIX endpoints take one)."""
+        kind = self.listen.split(":", 1)[0].lower()
+        if kind not in _BACKLOG_ENDPOINTS or "backlog=" in self.listen:
+            return self.listen
+        return f"{self.listen}:backlog={self.backlog}"
 
 
 @dataclass(frozen=True)
@@ -145,6 +158,8 @@ class Config:
 Check = Callable[[str, Any], Any]
 _NAME = re.compile(AGENT_PATTERN)
 _QUEUE = re.compile(QUEUE_PATTERN)
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?$")
+_BACKLOG_ENDPOINTS = ("tcp", "tcp6", "ssl", "unix")
 
 
 def _string(*, allow_empty: bool = True, choices: Sequence[str] = ()) -> Check:
@@ -258,6 +273,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "keepalive_timeout": _number(low=0.5, high=600),
         "reconnect_min_delay": _number(low=0.01, high=600),
         "reconnect_max_delay": _number(low=0.01, high=3600),
+        "reconnect_reset_after": _number(low=0, high=86400),
     },
     "http": {
         "listen": _string(allow_empty=False),
@@ -266,6 +282,10 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "api_keys_file": _string(),
         "allowed_origins": _string_list(),
         "metrics_public": _boolean,
+        "allowed_hosts": _string_list(_HOST, "a host name or host:port (e.g. pbx.example.com)"),
+        "header_timeout": _number(low=0.5, high=600),
+        "body_timeout": _number(low=0.5, high=600),
+        "backlog": _number(low=1, high=65535, integer=True),
     },
     "agents": {
         "interface": _template,
@@ -387,6 +407,10 @@ def parse_config(
         if len(k) < 16:
             raise ConfigError("[http].api_keys: every API key must be at least 16 characters long")
     http["api_keys"] = tuple(keys)
+    if "backlog" in http and "backlog=" in http.get("listen", ""):
+        raise ConfigError("[http].backlog: set it in [http].backlog or in listen's backlog=, not both")
+    if "backlog" in http and http.get("listen", "tcp").split(":", 1)[0].lower() not in _BACKLOG_ENDPOINTS:
+        raise ConfigError(f"[http].backlog: applies to {', '.join(_BACKLOG_ENDPOINTS)} listen endpoints only")
 
     sim = dict(values.get("simulator", {}))
     if "enabled" not in sim:

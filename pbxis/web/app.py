@@ -11,6 +11,7 @@ else is logged (without tokens) and answered 500 ``internal_error`` with no deta
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -77,10 +78,13 @@ def build_app(
         add_client_routes(app)
     registry = build_registry(ami=center.ami, hub=center.hub, streams=stream_routes, sync=center.sync)
     document = json.dumps(openapi_document(http.public_url.rstrip("/") or "/")).encode("utf-8")
+    # Who answers: a CRM that sees another id knows pbxis restarted (and, with the
+    # in-memory store, that every registration and token is gone).
+    instance = {"id": secrets.token_hex(8), "startedAt": center.now_ms()}
 
     @app.route("/health", methods=["GET"])
     def health(request: IRequest) -> bytes:
-        body = center.health()
+        body = {**center.health(), "instance": instance}
         if not body["ami"]["connected"]:
             request.setHeader(b"retry-after", str(RETRY_AFTER_SECONDS).encode())
             return json_response(request, body, 503)

@@ -52,13 +52,18 @@ _AUTH_ERRORS = {
         "headers": _WWW_AUTHENTICATE,
     },
     "403": _error(
-        "A stream token used for another agent, a queue it is not registered for, or a CRM-only route."
+        "A stream token used for another agent, a queue it is not registered for, or a CRM-only route;"
+        " or (`origin_not_allowed`) a state-changing request from a page whose Origin is not in"
+        " `[http].allowed_origins`."
     ),
 }
 _BODY_ERRORS = {
     "400": _error("Bad input: invalid JSON, unknown field, wrong type or forbidden characters."),
-    "413": _error(f"The body is larger than {validation.MAX_BODY_BYTES} bytes."),
-    "415": _error("The body is not sent as `application/json`."),
+    "413": _error(
+        f"The body is larger than {validation.MAX_BODY_BYTES} bytes (declared or as it arrives;"
+        " answered before the rest is read, and the connection is closed)."
+    ),
+    "415": _error("A body not sent as `application/json` (a missing Content-Type included)."),
 }
 _PBX_ERRORS = {
     "502": _error("Asterisk refused the action for a reason pbxis does not know; the message says why."),
@@ -508,6 +513,16 @@ def _schemas() -> dict[str, Any]:
                     },
                 },
                 "synced": {"type": "boolean"},
+                "instance": {
+                    "type": "object",
+                    "description": "This pbxis process: a new `id` means it restarted and its"
+                    " in-memory registrations are gone (register the agents again).",
+                    "required": ["id", "startedAt"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "startedAt": {"type": "integer", "description": "Epoch milliseconds."},
+                    },
+                },
                 "agents": {"type": "integer"},
                 "clients": {"type": "object", "additionalProperties": {"type": "integer"}},
             },
