@@ -534,11 +534,7 @@ class Hub:
         """Runs after every append: O(clients of this agent), and usually O(1) in the log."""
         now = self.clock.seconds()
         elog = state.log
-        absent = elog.absent()
-        if absent:
-            for cursor, until in list(absent.items()):
-                if until <= now or cursor < elog.first_id - 1:
-                    del absent[cursor]
+        absent = elog.absent(now)
         keep_after = min([sub.cursor for sub in state.subs], default=elog.last_id)
         if absent:
             keep_after = min(keep_after, min(absent))
