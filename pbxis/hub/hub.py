@@ -156,6 +156,7 @@ class Subscription:
         "_pumping",
         "_state",
         "active",
+        "counted",
         "cursor",
         "paused",
         "registration",
@@ -177,6 +178,7 @@ class Subscription:
         self.cursor = cursor
         self.active = True
         self.paused = True
+        self.counted = True
         self._hub = hub
         self._state = state
         self._deliver = deliver
@@ -369,16 +371,19 @@ class Hub:
         end: EndFn,
         *,
         max_backlog_bytes: int | None = None,
+        counted: bool = True,
     ) -> Subscription:
         """A paused subscription positioned after ``since`` (see the module docstring).
 
         Raises :class:`RegistrationEnded` when ``registration`` is no longer live and
-        :class:`TooManyClients` when it has ``max_clients`` clients already.
+        :class:`TooManyClients` when it has ``max_clients`` counted clients already.
+        ``counted=False`` is for in-process listeners and sinks (the library's): trusted
+        code, not a remote token holder, so neither limited nor counted.
         """
         state = self._agents.get(registration.agent)
         if self._stopped or state is None or state.registration is not registration:
             raise RegistrationEnded(registration.agent)
-        if len(state.subs) >= self.max_clients:
+        if counted and sum(1 for s in state.subs if s.counted) >= self.max_clients:
             raise TooManyClients(registration.agent, self.max_clients)
         elog = state.log
         # queue states not yet in the log go in first: a resume must see them after ``since``
@@ -400,6 +405,7 @@ class Hub:
                 cursor = elog.last_id
                 self._append_snapshot(state, reset=bool(since))
         sub = Subscription(self, state, transport, deliver, end, cursor, max_backlog_bytes)
+        sub.counted = counted
         if not state.subs:
             self._listen(state, True)
         state.subs.append(sub)
