@@ -135,8 +135,7 @@ class CallCenter:
         self.reactor = reactor
         self.now_ms: Callable[[], int] = now_ms or _wall_ms
         agents = config.agents
-        # queue_events: a queue's caller count is one event, not one per watching agent;
-        # the hub writes it into the logs that need it (issue #20, pbxis.hub.hub)
+        # queue_events: a queue's caller count is one event, not one per watching agent
         self.tracker = Tracker(
             interface_template=agents.interface, hint_context=agents.hint_context, queue_events=True
         )
