@@ -322,6 +322,7 @@ async def run_one(
             f"{seen} of {total} events in {elapsed:.2f} s, daemon CPU {100 * cpu / elapsed:.0f}%; "
             f"{failed} clients failed; "
             f"hub: {hub_stats['events_published']} events published, "
+            f"{hub_stats['queue_flushes']} queue flushes, "
             f"{sum(hub_stats['log_sizes'].values())} entries in logs"
         )
         if profiler is not None:
