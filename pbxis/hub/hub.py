@@ -36,11 +36,10 @@ agents with a connected client, before any other event appended to that agent's 
 it), and when a client subscribes. Flushes are at least ``queue_tick`` seconds apart
 (the first change after a quiet spell goes out at the end of its reactor turn), so a
 flood costs at most one ``queueCount`` per listening agent and queue per tick: with the
-default 0.2 s, five counts a second per queue, more than anybody reads, and 5,000
-connected agents on busy shared queues cost 25,000 appends a second, not one per
-caller per agent. Agents
-without clients cost nothing per caller; when
-one comes back its log catches up with the latest state of each queue, once. States
+default 0.2 s, five counts a second per queue (more than anybody reads), so 5,000
+connected agents on one busy queue cost 25,000 appends a second however many callers
+come and go. Agents without clients cost nothing per caller; when one comes back its
+log catches up with the latest state of each queue, once. States
 are absolute and the latest wins: a burst of a hundred joins within one turn is one
 ``queueCount`` per listening agent, not a hundred. The JSON after the agent is rendered
 once per state and shared. Ids stay consecutive per registration and every guarantee
