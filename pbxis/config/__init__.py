@@ -101,7 +101,7 @@ class AgentsConfig:
     max_log_bytes: int = 256 * 1024 * 1024
     max_clients: int = 20
     snapshot_window: float = 1.0
-    queue_tick: float = 0.05
+    queue_tick: float = 0.2
 
 
 #: Premium-rate prefixes (international 900, North American 1-900), with or without
