@@ -162,12 +162,14 @@ def floor(port: int) -> None:
     count = 0
     buf = b""
     started = None
+    cpu_started = 0.0
     while True:
         data = sock.recv(262144)
         if not data:
             break
         if started is None:
             started = time.perf_counter()
+            cpu_started = time.process_time()
         buf += data
         *messages, buf = buf.split(b"\r\n\r\n")
         for message in messages:
@@ -178,7 +180,8 @@ def floor(port: int) -> None:
             if fields.get(b"Event") is not None:
                 count += 1
     elapsed = time.perf_counter() - (started or time.perf_counter())
-    print(f"{count} {elapsed}", flush=True)
+    cpu = time.process_time() - cpu_started if started is not None else 0.0
+    print(f"{count} {elapsed} {cpu}", flush=True)
 
 
 # -- the bench ----------------------------------------------------------------------------
@@ -264,9 +267,10 @@ async def run_one(reactor: Any, n_agents: int, n_events: int, n_clients: int, pr
         if profile:
             from pyinstrument import Profiler
 
-            profiler = Profiler(interval=0.0005)
+            profiler = Profiler(interval=0.0005, async_mode="disabled")
             profiler.start()
         started = time.perf_counter()
+        cpu_started = time.process_time()
         progress, last_seen = started, 0
         while True:
             seen = events_in(service) - base_count
@@ -279,6 +283,7 @@ async def run_one(reactor: Any, n_agents: int, n_events: int, n_clients: int, pr
                 break
             await task.deferLater(reactor, 0.005, lambda: None)
         ended = progress
+        cpu = time.process_time() - cpu_started
         if profiler is not None:
             profiler.stop()
         if seen >= total:
@@ -286,20 +291,28 @@ async def run_one(reactor: Any, n_agents: int, n_events: int, n_clients: int, pr
         rss_after = rss_kib()
         elapsed = ended - (first[0] if first else started)
         rate = seen / elapsed
-        # the floor, the same run: the same bytes from the same peer
+        # the floor, the same run: the same bytes from the same peer (see floor())
         floor_proc = _Child(reactor, "bench_ingest.py", "floor", str(floor_port))
         floor_words = (await floor_proc.expect()).split()
         await floor_proc.pipe.ended
         floor_rate = int(floor_words[0]) / float(floor_words[1])
+        floor_cpu_rate = int(floor_words[0]) / float(floor_words[2])
         name = f"ingest.{n_agents}-agents-{opened}-sse"
         figure(f"{name}.pbxis", rate, "events/s")
         figure(f"{name}.floor", floor_rate, "events/s")
         ratio(f"{name}.pbxis-vs-floor", rate, floor_rate)
+        # Other processes on the cores delay both: events per CPU second compare the
+        # work, whatever the machine's load (the floor's counts its loop only).
+        figure(f"{name}.pbxis-per-cpu-s", seen / cpu, "events/s")
+        figure(f"{name}.floor-per-cpu-s", floor_cpu_rate, "events/s")
+        ratio(f"{name}.pbxis-vs-floor-per-cpu-s", seen / cpu, floor_cpu_rate)
         figure(f"{name}.rss-before", rss_before / 1024, "MiB")
         figure(f"{name}.rss-after", rss_after / 1024, "MiB")
         hub_stats = service.hub.stats()
         note(
-            f"{seen} of {total} events in {elapsed:.2f} s; {failed} clients failed; "
+            f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+            f"{seen} of {total} events in {elapsed:.2f} s, daemon CPU {100 * cpu / elapsed:.0f}%; "
+            f"{failed} clients failed; "
             f"hub: {hub_stats['events_published']} events published, "
             f"{sum(hub_stats['log_sizes'].values())} entries in logs"
         )

@@ -147,6 +147,7 @@ class CallCenter:
             max_log_bytes=agents.max_log_bytes,
             max_clients=agents.max_clients,
             snapshot_window=agents.snapshot_window,
+            queue_tick=agents.queue_tick,
             now_ms=self.now_ms,
         )
         self.hub.on_expired = self._expired

@@ -33,7 +33,10 @@ enters an agent's log, as an ordinary numbered ``queueCount`` of that agent, whe
 log needs it: at the end of the reactor turn (one flush for every dirty queue) for
 agents with a connected client, before any other event appended to that agent's log
 (so order is kept: what happened to the queue before an agent's event is logged before
-it), and when a client subscribes. Agents without clients cost nothing per caller; when
+it), and when a client subscribes. Flushes are at least ``queue_tick`` seconds apart
+(the first change after a quiet spell goes out at the end of its reactor turn), so a
+flood costs at most one ``queueCount`` per listening agent and queue per tick. Agents
+without clients cost nothing per caller; when
 one comes back its log catches up with the latest state of each queue, once. States
 are absolute and the latest wins: a burst of a hundred joins within one turn is one
 ``queueCount`` per listening agent, not a hundred. The JSON after the agent is rendered
@@ -264,6 +267,7 @@ class Hub:
         max_log_bytes: int = 256 * 1024 * 1024,
         max_clients: int = 20,
         snapshot_window: float = 1.0,
+        queue_tick: float = 0.05,
         store: HubStore | None = None,
         now_ms: Callable[[], int] | None = None,
     ) -> None:
@@ -273,6 +277,9 @@ class Hub:
             raise ValueError("max_clients must be at least 1")
         if snapshot_window < 0:
             raise ValueError("snapshot_window must not be negative")
+        if queue_tick < 0:
+            raise ValueError("queue_tick must not be negative")
+        self.queue_tick = queue_tick
         self.clock = clock
         self.grace_period = grace_period
         self.max_log = max_log
@@ -289,6 +296,7 @@ class Hub:
         self._listening: dict[str, dict[str, _Agent]] = {}
         self._dirty: set[str] = set()
         self._flush_call: IDelayedCall | None = None
+        self._last_flush = float("-inf")
         self._published = 0
         self._snapshots = 0
         self._stopped = False
@@ -440,11 +448,15 @@ class Hub:
         if event.queue in self._listening:
             self._dirty.add(event.queue)
             if self._flush_call is None and not self._stopped:
-                self._flush_call = self.clock.callLater(0, self._flush)
+                # the first change after a quiet spell goes out at the end of this turn;
+                # under a flood, at most one flush per queue_tick (the latest state wins)
+                delay = max(0.0, self._last_flush + self.queue_tick - self.clock.seconds())
+                self._flush_call = self.clock.callLater(delay, self._flush)
 
     def _flush(self) -> None:
         """End of the reactor turn: dirty queues' states into the logs of listening agents."""
         self._flush_call = None
+        self._last_flush = self.clock.seconds()
         dirty, self._dirty = self._dirty, set()
         targets: dict[str, _Agent] = {}
         for queue in dirty:

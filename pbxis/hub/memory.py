@@ -55,7 +55,7 @@ class MemoryLog(EventLog):
     @property
     def snapshot(self) -> SnapshotSpan | None:
         span = self._snapshot
-        if span is not None and span.first < self.first_id:
+        if span is not None and (span.first if span.reset is None else span.reset) < self.first_id:
             self._snapshot = span = None  # trimmed: nobody can read it from the start
         return span
 
