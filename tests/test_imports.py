@@ -25,7 +25,7 @@ LAYERS = (
     ("pbxis.sync", "pbxis.commands", "pbxis.engine"),
     ("pbxis.web",),
     ("pbxis.simulator",),
-    ("pbxis.service", "pbxis.testing"),
+    ("pbxis.service", "pbxis.gcpolicy", "pbxis.testing"),
 )
 
 
