@@ -26,7 +26,7 @@ LAYERS = (
     ("pbxis.sync", "pbxis.commands", "pbxis.engine", "pbxis.metrics"),
     ("pbxis.web",),
     ("pbxis.simulator",),
-    ("pbxis.service", "pbxis.testing"),
+    ("pbxis.service", "pbxis.gcpolicy", "pbxis.testing"),
 )
 
 
