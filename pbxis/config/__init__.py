@@ -433,17 +433,24 @@ def _match_simulated_driver(sim: dict[str, Any], agents: dict[str, Any]) -> None
     """The embedded simulator's Asterisk and the agents' interface must agree.
 
     ``[agents].interface`` defaults to the simulated driver's (``PJSIP/{agent}`` for
-    Asterisk 22); one naming the other driver would match no queue member.
+    Asterisk 22); without ``[simulator] asterisk``/``tech`` a ``PJSIP/`` interface picks
+    Asterisk 22. An interface of the other driver would match no queue member: an error.
     """
     from ..simulator.personality import personality
 
+    chosen = "asterisk" in sim or bool(sim.get("tech"))
+    given = agents.get("interface")
+    if not chosen and isinstance(given, str) and given.startswith("PJSIP/"):
+        sim["asterisk"], sim["tech"] = "22", "pjsip"
     try:
         plays = personality(sim.get("asterisk", "20"), sim.get("tech") or None)
     except ValueError as e:
         raise ConfigError(f"[simulator].tech: {e}") from None
+    sim["asterisk"], sim["tech"] = plays.asterisk, plays.tech.lower()
     wanted = f"{plays.tech}/{{agent}}"
     given = agents.setdefault("interface", wanted)
-    if not given.startswith(f"{plays.tech}/"):
+    other = "SIP/" if plays.tech == "PJSIP" else "PJSIP/"
+    if given.startswith(other):
         raise ConfigError(
             f"[agents].interface: the simulator plays Asterisk {plays.asterisk} with {plays.tech}"
             f' phones; use "{wanted}" (got {given!r})'
