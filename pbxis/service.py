@@ -23,7 +23,10 @@ from twisted.logger import Logger
 
 from .ami.client import AMIClientFactory
 from .config import Config
+from .events import AgentEvent
 from .hub import Hub
+from .supervisors import QueueBoard, agents_by_template, is_supervisor_key
+from .supervisors.sync import SupervisorSync
 from .sync import StateSync
 from .tracker import Tracker
 from .web.app import WebSettings, build_app
@@ -114,7 +117,7 @@ class PbxisService(MultiService):
         self.hub = Hub(
             reactor,
             grace_period=agents.grace_period,
-            snapshot=lambda agent: self.tracker.snapshot(agent, self.now_ms()),
+            snapshot=self._snapshot,
             max_log=agents.max_log,
             now_ms=now_ms,
         )
@@ -134,6 +137,17 @@ class PbxisService(MultiService):
         )
         self.sync = StateSync(self.ami, self.tracker, self.hub.publish, clock=reactor, now_ms=now_ms)
         self.ami.add_observer(self.sync)
+        self.board = QueueBoard(agents_by_template(agents.interface))
+        self.supervisors = SupervisorSync(
+            self.ami,
+            self.board,
+            self.hub.publish,
+            self.sync,
+            clock=reactor,
+            now_ms=now_ms,
+            action_timeout=ami.action_timeout,
+        )
+        self.ami.add_observer(self.supervisors)  # after the agents' sync: it sees each event second
 
         self.simulator_service: _SimulatorService | None = None
         if config.demo:
@@ -162,6 +176,8 @@ class PbxisService(MultiService):
                 add_stream_routes, hub=self.hub, allowed_origins=http.allowed_origins, clock=reactor
             ),
             client_installer=add_client_routes,
+            supervisors=self.supervisors,
+            supervisor_settings=config.supervisors,
             clock=reactor,
             now_ms=now_ms,
         )
@@ -180,7 +196,16 @@ class PbxisService(MultiService):
             return _DeferredEndpoint(self.reactor, self.simulator_service.ready)
         return clientFromString(self.reactor, self.config.ami.client_endpoint)
 
+    def _snapshot(self, key: str) -> list[AgentEvent]:
+        if is_supervisor_key(key):
+            return self.supervisors.snapshot(key)
+        return self.tracker.snapshot(key, self.now_ms())
+
     def _registration_expired(self, agent: str) -> None:
+        if is_supervisor_key(agent):
+            log.info("{key}: no client for the grace period; registration ended", key=agent)
+            self.supervisors.supervisor_unregistered(agent)
+            return
         log.info("agent {agent}: no client for the grace period; registration ended", agent=agent)
         self.tracker.unregister(agent)
 
@@ -202,6 +227,7 @@ class PbxisService(MultiService):
 
     def stopService(self) -> defer.Deferred[None]:
         self.hub.close_all("shutdown")
+        self.supervisors.stop()
         return defer.maybeDeferred(super().stopService)
 
 

@@ -100,6 +100,12 @@ class StateSync:
         self.ready = False
         self.filter_mode: str | None = None
         self.last_rebuild: RebuildStats | None = None
+        self._rebuild_listeners: list[Callable[[bool], None]] = []
+
+    def add_rebuild_listener(self, listener: Callable[[bool], None]) -> None:
+        """``listener(full)`` after each rebuild is published (``full``: the one after a
+        login, whose filter mode is then known). Supervisors load their queues then."""
+        self._rebuild_listeners.append(listener)
 
     # -- observer interface of the AMI client factory ---------------------------------
     def ami_logged_in(self, protocol: object) -> None:
@@ -206,6 +212,11 @@ class StateSync:
             duration=self.last_rebuild.duration,
         )
         self._publish(events)
+        for listener in list(self._rebuild_listeners):
+            try:
+                listener(full)
+            except Exception:
+                self.log.failure("rebuild listener {listener!r} failed", listener=listener)
         self._kick()
 
     async def _run(self, plan: list[PlannedAction], login: int) -> int:

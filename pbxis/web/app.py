@@ -25,12 +25,14 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
 from ..commands import Commands
+from ..config import SupervisorsConfig
 from ..metrics import build_registry
 from .api import add_api_routes, json_response
 from .auth import Authenticator
 from .cors import apply_cors
 from .errors import ApiError
 from .openapi import openapi_document
+from .supervisors import add_supervisor_routes
 
 __all__ = ["WebSettings", "build_app"]
 
@@ -63,6 +65,8 @@ def build_app(
     sync: Any,
     streams_installer: Callable[[Klein], Any],
     client_installer: Callable[[Klein], Any] | None = None,
+    supervisors: Any = None,
+    supervisor_settings: SupervisorsConfig | None = None,
     clock: IReactorTime | None = None,
     now_ms: Callable[[], int] | None = None,
 ) -> Klein:
@@ -105,6 +109,17 @@ def build_app(
         allowed_origins=origins,
         now_ms=now,
     )
+    if supervisors is not None:
+        add_supervisor_routes(
+            app,
+            hub=hub,
+            supervisors=supervisors,
+            auth=auth,
+            settings=supervisor_settings or SupervisorsConfig(),
+            public_base_url=settings.public_base_url,
+            grace_period=settings.grace_period,
+            allowed_origins=origins,
+        )
     streams = streams_installer(app)
     if client_installer is not None:
         client_installer(app)
