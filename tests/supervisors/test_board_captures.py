@@ -9,7 +9,7 @@ from pbxis.ami.message import Message
 from pbxis.ami.parser import AMIParser
 from pbxis.events import AgentEvent
 from pbxis.supervisors import NO_MEMBER, QueueBoard, supervisor_key
-from pbxis.testing import captures_dir
+from tests.support.shared import captures_dir
 from pbxis.tracker import PlannedAction
 
 BOSS = supervisor_key("boss")

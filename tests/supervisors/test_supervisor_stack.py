@@ -9,7 +9,7 @@ from typing import Any
 import pytest_twisted
 from twisted.internet import defer, task
 
-from pbxis.testing import API_KEY, Stack, start_stack, stop_stack
+from tests.support.stack import API_KEY, Stack, start_stack, stop_stack
 
 
 @pytest_twisted.async_yield_fixture
@@ -116,6 +116,7 @@ async def test_queue_stats_at_most_one_per_second(stack: Stack) -> None:
     _, reg = await stack.api("PUT", "/supervisors/boss", {"queues": ["sales"]})
     token = reg["token"]
     first = await collect(stack, token, None, lambda ev: of(ev, "queueStats"))
+    await task.deferLater(stack.service.reactor, 1.1, lambda: None)  # past the load's own queueStats
     for number in ("385910000001", "385910000002", "385910000003", "385910000004"):
         stack.simulator.customer_call("sales", number=number, max_wait=30)
     events = await collect(
@@ -125,7 +126,7 @@ async def test_queue_stats_at_most_one_per_second(stack: Stack) -> None:
         lambda ev: any(e["type"] == "queueStats" and e["waiting"] == 4 for e in ev),
     )
     stamps = [e["time"] for e in of(events, "queueStats")]  # live ones (a snapshot is per client)
-    assert len(stamps) >= 2
+    assert len(stamps) >= 2  # the first join at once, the next three coalesced a second later
     assert all(b - a >= 1000 for a, b in itertools.pairwise(stamps))
     assert len(of(events, "queueCallers")[-1]["callers"]) == 4  # callers are never throttled
 
