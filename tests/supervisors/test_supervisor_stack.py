@@ -181,3 +181,37 @@ async def test_supervisor_token_is_no_agent_token_and_delete_ends_the_stream(sta
     assert status == 404
     status, _ = await stack.api("GET", "/supervisors/1001")
     assert status == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_after_a_link_cut_the_view_is_reloaded_with_one_action_per_queue_and_only_changes(
+    stack: Stack,
+) -> None:
+    sim = stack.simulator
+    sim.queue_add("support", "SIP/1001", name="Alice")
+    sim.queue_add("support", "SIP/1002", name="Bob")
+    _, reg = await stack.api("PUT", "/supervisors/boss", {"queues": ["support"]})
+    token = reg["token"]
+    first = await collect(stack, token, None, lambda ev: len(of(ev, "queueMember")) >= 2)
+    await task.deferLater(stack.service.reactor, 1.1, lambda: None)  # past the throttle
+    supervisors = stack.service.supervisors
+    sent = supervisors.actions_sent
+
+    sim.drop_connections()
+    sim.queue_pause("SIP/1002", True, "support", "Outage")  # missed by pbxis: the link is down
+    after = await collect(
+        stack,
+        token,
+        first[-1]["id"],
+        lambda ev: of(ev, "pbxStatus", connected=True) and of(ev, "queueMember"),
+        timeout=10,
+    )
+    assert [e["connected"] for e in of(after, "pbxStatus")] == [False, True]
+    # Exactly the difference: Bob's pause; Alice and the callers did not change.
+    assert [(e["agent"], e["paused"], e["pausedReason"]) for e in of(after, "queueMember")] == [
+        ("1002", True, "Outage")
+    ]
+    assert of(after, "queueCallers") == []
+    assert [e["members"]["paused"] for e in of(after, "queueStats")] == [1]
+    # The reload: the support abandon filter again and one QueueStatus for the one queue.
+    assert supervisors.actions_sent - sent == 2

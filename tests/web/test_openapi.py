@@ -68,6 +68,15 @@ def test_every_contract_route_is_documented() -> None:
     assert contract <= paths
 
 
+class RouteOnlySupervisors:
+    """Enough of SupervisorSync for build_app to install the supervisor routes."""
+
+    def supervisor_registered(self, key: str, queues: Any) -> Any:
+        raise AssertionError("not called: these tests only list routes")
+
+    supervisor_unregistered = state = supervisor_registered
+
+
 def test_routes_and_document_agree_without_streams() -> None:
     """Our routes and the client's against the document; streams are checked below."""
     fakes = Fakes()
@@ -79,6 +88,7 @@ def test_routes_and_document_agree_without_streams() -> None:
         sync=fakes.sync,
         streams_installer=lambda app: fakes.streams,
         client_installer=add_client_routes,
+        supervisors=RouteOnlySupervisors(),
     )
     doc = documented(openapi_document("http://x"))
     routes = routed(app)
@@ -101,6 +111,7 @@ def test_routes_and_document_agree_with_real_streams() -> None:
             app, hub=fakes.hub, allowed_origins=["*"], clock=Clock()
         ),
         client_installer=add_client_routes,
+        supervisors=RouteOnlySupervisors(),
     )
     assert routed(app) == documented(openapi_document("http://x"))
 

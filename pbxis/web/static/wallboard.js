@@ -165,7 +165,14 @@
       dot.setAttribute("aria-hidden", "true");
       var who = document.createElement("span");
       who.className = "who";
-      who.textContent = (m.name && m.name !== m.agent ? m.name + " · " : "") + m.agent;
+      // "Alice 1001"; a name that already says the extension ("Agent 1001") is shown alone.
+      who.textContent = m.name || m.agent;
+      if (m.name && m.name.indexOf(m.agent) < 0) {
+        var ext = document.createElement("span");
+        ext.className = "agent";
+        ext.textContent = m.agent;
+        who.appendChild(ext);
+      }
       var state = document.createElement("span");
       state.className = "state";
       state.textContent = LABELS[cls] + (m.paused && m.pausedReason ? " (" + m.pausedReason + ")" : "");
