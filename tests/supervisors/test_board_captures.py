@@ -153,3 +153,19 @@ def test_unsupervised_queue_is_ignored_and_costs_nothing():
     assert {e.data["queue"] for e in events} == {"sales"}
     assert {e.type for e in events} == {"queueMember", "queueStats"}
     assert {e.data["agent"] for e in events if e.type == "queueMember"} == {"1001"}
+
+
+def test_waiting_callers_are_bounded_and_a_counter_read_corrects_drift():
+    board = QueueBoard(lab_agent, max_callers=50)
+    board.register(BOSS, ["support"], 0)
+    for i in range(55):  # joins whose leaving never came
+        join = {"Event": "QueueCallerJoin", "Queue": "support", "Uniqueid": f"u{i}", "Position": str(i + 1)}
+        board.handle(Message(join), i)
+    assert board.state(BOSS, 0)["queues"]["support"]["stats"]["waiting"] == 50
+    entry = Message(
+        {"Event": "QueueEntry", "Queue": "support", "Uniqueid": "u3", "Position": "1", "Wait": "7"}
+    )
+    read = PlannedAction("QueueStatus", (("Queue", "support"), ("Member", NO_MEMBER)))
+    events = board.apply_result(read, [entry], 20_000)
+    callers = [e.data["callers"] for e in events if e.type == "queueCallers"][-1]
+    assert callers == [{"position": 1, "number": None, "name": None, "since": 3}]  # u3 keeps its join time
