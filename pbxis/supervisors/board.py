@@ -237,9 +237,10 @@ class QueueBoard:
         return []
 
     def take_refreshes(self) -> list[PlannedAction]:
-        """The counter reads the last events call for (one per queue, then forgotten)."""
+        """The counter reads the last events call for (one per queue, then forgotten).
+        A queue not loaded yet needs none: its load reads the counters too."""
         names, self._refresh = sorted(self._refresh), set()
-        return [_counters_action(name) for name in names]
+        return [_counters_action(name) for name in names if self._queues[name].loaded]
 
     def link_down(self, now_ms: int) -> list[AgentEvent]:
         """The AMI link is gone: ``pbxStatus`` false; every queue is read again at login."""

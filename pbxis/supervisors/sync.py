@@ -74,8 +74,10 @@ class SupervisorSync:
         self._now_ms = now_ms or (lambda: int(clock.seconds() * 1000))
         self._timeout = action_timeout
         self._login = 0
+        self._logged_in = False
         self._ready = False
         self._filtered: set[str] = set()
+        self._loading: set[str] = set()  # queues whose load is in flight
         self._timer: IDelayedCall | None = None
         self.actions_sent = 0
         agent_sync.add_rebuild_listener(self._agents_rebuilt)
@@ -83,8 +85,10 @@ class SupervisorSync:
     # -- observer interface of the AMI client factory ------------------------------------
     def ami_logged_in(self, protocol: object) -> None:
         self._login += 1
+        self._logged_in = True
         self._ready = False
         self._filtered = set()  # a new session starts with no filter of ours
+        self._loading = set()
 
     def ami_event(self, message: Message) -> None:
         try:
@@ -93,14 +97,15 @@ class SupervisorSync:
             self.log.failure("supervisor board could not digest {event}", event=message.event)
             return
         self._publish(events)
-        if self._ready:
-            self._send(self._board.take_refreshes())
-        else:
-            self._board.take_refreshes()  # the load after login reads the counters anyway
+        refreshes = self._board.take_refreshes()  # only loaded queues': a load reads them too
+        if self._logged_in:
+            self._send(refreshes)
 
     def ami_lost(self, reason: Failure | None = None) -> None:
         self._login += 1
+        self._logged_in = False
         self._ready = False
+        self._loading = set()
         self._publish(self._board.link_down(self._now_ms()))
 
     # -- registrations -----------------------------------------------------------------
@@ -143,7 +148,8 @@ class SupervisorSync:
         await self._install_filters(login)
         if login != self._login:
             return
-        plan = self._board.plan_load()
+        plan = [p for p in self._board.plan_load() if p.header("Queue") not in self._loading]
+        self._loading.update(p.header("Queue") or "" for p in plan)  # one load per queue at a time
         await defer.DeferredList([self._read(planned, login) for planned in plan], consumeErrors=True)
 
     async def _install_filters(self, login: int) -> None:
@@ -172,12 +178,14 @@ class SupervisorSync:
 
         def apply(result: Any) -> None:
             if login == self._login:
+                self._loading.discard(planned.header("Queue") or "")
                 self._publish(self._board.apply_result(planned, result.events, self._now_ms()))
 
         def failed(failure: Failure) -> None:
             if failure.check(ActionFailed, ActionTimeout, AMIError) is None:
                 self.log.failure("supervisor read {action} failed", failure, action=planned.name)
             elif login == self._login:
+                self._loading.discard(planned.header("Queue") or "")
                 self.log.warn(
                     "supervisor read {action} {queue} failed: {error}",
                     action=planned.name,
