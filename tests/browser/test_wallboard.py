@@ -73,6 +73,20 @@ async def test_wallboard_caller_waits_is_answered_and_counters_move(
 
 
 @pytest_twisted.ensureDeferred
+async def test_demo_wallboard_registers_itself_with_an_open_api(browser: Browser, stack: Stack) -> None:
+    def script(page: Any) -> list[str]:
+        page.goto(f"{stack.base_url}/client")
+        page.get_by_role("link", name="sales and support").click()
+        expect(page.locator("#link")).to_have_attribute("data-state", "connected")
+        expect(page.locator("section.queue")).to_have_count(2)
+        expect(page.locator("#who")).to_have_text("wallboard")
+        return page.locator("section.queue h2").all_inner_texts()
+
+    assert [t.lower() for t in await browser.run(script)] == ["sales", "support"]
+    assert stack.service.hub.get("supervisor:wallboard") is not None
+
+
+@pytest_twisted.ensureDeferred
 async def test_wallboard_without_or_with_a_bad_token_says_so(browser: Browser, stack: Stack) -> None:
     def script(page: Any) -> None:
         page.goto(f"{stack.base_url}/wallboard")

@@ -7,6 +7,7 @@
  * corrected by the offset between this browser's clock and the server's.
  *
  * URL: /wallboard?token=...[&transport=sse|websocket|long-poll]
+ *      /wallboard?queues=sales,support[&supervisor=name]  (open API only: registers itself)
  *      [&waitAmber=30&waitRed=60&slAmber=80&slRed=60]  (override [supervisors] thresholds)
  */
 (function () {
@@ -14,7 +15,6 @@
 
   var config = JSON.parse(document.getElementById("pbxis-config").textContent || "{}");
   var params = new URLSearchParams(window.location.search);
-  var token = params.get("token") || "";
   var thresholds = config.thresholds || { defaults: {}, queues: {} };
   var OVERRIDES = ["waitAmber", "waitRed", "slAmber", "slRed"];
   // Server clock minus ours, in ms: no event is stamped in the server's future, so the
@@ -229,6 +229,7 @@
   }
 
   function start() {
+    var token = params.get("token") || "";
     var live = document.createElement("div");
     live.id = "announce";
     live.className = "sr-only";
@@ -236,11 +237,42 @@
     live.style.position = "absolute";
     live.style.left = "-10000px";
     document.body.appendChild(live);
-    if (!token) {
+    var queues = (params.get("queues") || "").split(",").filter(Boolean);
+    if (token) {
+      watch(token);
+    } else if (queues.length) {
+      register(queues).then(watch, function (err) {
+        link("failed", "Not registered");
+        notice(err.message);
+      });
+    } else {
       link("failed", "No token");
-      notice("Open this page with ?token=<the supervisor's stream token> (PUT /supervisors/{name} returns it).");
-      return;
+      notice("Open this page with ?token=<the supervisor's stream token> (PUT /supervisors/{name} returns it), " +
+        "or, with an open API (the demo), with ?queues=sales,support.");
     }
+    tick();
+    setInterval(tick, 1000);
+  }
+
+  /** With an open API (the demo) the page registers its supervisor itself, as the agent page does. */
+  function register(queues) {
+    var name = params.get("supervisor") || "wallboard";
+    return fetch("supervisors/" + encodeURIComponent(name), {
+      method: "PUT",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ queues: queues }),
+    }).then(function (resp) {
+      return resp.json().then(function (body) {
+        if (resp.ok) return body.token;
+        if (resp.status === 401) {
+          throw new Error("pbxis requires an API key to register supervisors: open this page from the CRM with ?token=…");
+        }
+        throw new Error("Could not register the wallboard: " + ((body.error && body.error.message) || resp.status));
+      });
+    });
+  }
+
+  function watch(token) {
     var base = new URL("stream/" + encodeURIComponent(token) + "/sse", window.location.href);
     client = window.Pbxis.connect(String(base), {
       supervisor: true,
@@ -264,8 +296,6 @@
       else if (s.connection === "failed") { link("failed", "Not found"); notice("This wallboard's token is unknown or expired: ask for a new one."); }
       else if (s.connection === "closed") { link("closed", "Ended"); notice("The supervisor registration ended."); }
     });
-    tick();
-    setInterval(tick, 1000);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
