@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import validation
+
 __all__ = ["supervisor_paths", "supervisor_schemas"]
 
 _NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,32}$", "example": "floor"}
 _QUEUE = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$", "example": "sales"}
+# Free text bound for AMI headers and logs: no control characters (validation.text).
+_TEXT = {"type": "string", "maxLength": 64, "pattern": r"^[^\x00-\x1f\x7f]*$", "example": "Floor"}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -67,19 +71,10 @@ def supervisor_paths() -> dict[str, Any]:
                 "tags": ["client"],
                 "summary": "The wallboard: a supervisor's queues, live (`?token=` from `PUT /supervisors`).",
                 "security": [],
-                "parameters": [
-                    {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}},
-                    {
-                        "name": "transport",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string", "enum": ["websocket", "sse", "long-poll"]},
-                    },
-                    *(
-                        {"name": k, "in": "query", "required": False, "schema": {"type": "number"}}
-                        for k in ("waitAmber", "waitRed", "slAmber", "slRed")
-                    ),
-                ],
+                "description": "The page reads its own query, so none of it reaches the server: "
+                "`token` (from `PUT /supervisors/{name}`), `transport` (`websocket`, `sse`, "
+                "`long-poll`), the thresholds `waitAmber`, `waitRed` (s), `slAmber`, `slRed` (%), "
+                "and, with an open API only, `queues` (the page then registers itself).",
                 "responses": {
                     "200": {
                         "description": "The page.",
@@ -98,8 +93,13 @@ def supervisor_schemas() -> dict[str, Any]:
             "additionalProperties": False,
             "required": ["queues"],
             "properties": {
-                "queues": {"type": "array", "items": _QUEUE, "minItems": 1, "maxItems": 64},
-                "name": {"type": "string", "maxLength": 64, "example": "Floor"},
+                "queues": {
+                    "type": "array",
+                    "items": _QUEUE,
+                    "minItems": 1,
+                    "maxItems": validation.MAX_QUEUES,
+                },
+                "name": _TEXT,
             },
         },
         "SupervisorRegistered": {

@@ -27,6 +27,7 @@ from twisted.web.server import Site
 from pbxis.ami.errors import ActionFailed, NotConnected
 from pbxis.ami.message import Message
 from pbxis.events import AgentEvent
+from pbxis.supervisors import QueueBoard
 from pbxis.web.app import WebSettings, build_app
 
 API_KEY = "crm-key-0123456789abcdef"
@@ -110,6 +111,23 @@ class FakeTracker:
 
     def interface_of(self, agent: str) -> str:
         return f"SIP/{agent}"
+
+
+class FakeSupervisors:
+    """SupervisorSync's web-facing part over a real board, with no AMI behind it."""
+
+    def __init__(self) -> None:
+        self.board = QueueBoard(lambda interface: None)
+
+    def supervisor_registered(self, key: str, queues: Sequence[str]) -> defer.Deferred[None]:
+        self.board.register(key, queues, 0)
+        return defer.succeed(None)
+
+    def supervisor_unregistered(self, key: str) -> None:
+        self.board.unregister(key)
+
+    def state(self, key: str) -> dict[str, Any] | None:
+        return self.board.state(key, 0)
 
 
 @dataclass
@@ -215,6 +233,7 @@ class Fakes:
     hub: FakeHub = field(default_factory=FakeHub)
     sync: FakeSync = field(default_factory=FakeSync)
     streams: FakeStreams = field(default_factory=FakeStreams)
+    supervisors: FakeSupervisors = field(default_factory=lambda: FakeSupervisors())
 
     def __post_init__(self) -> None:
         self.tracker = FakeTracker(self.calls)
@@ -240,6 +259,7 @@ def make_app(fakes: Fakes, clock: Any = None, client_installer: Any = None, **ov
         sync=fakes.sync,
         streams_installer=lambda app: fakes.streams,
         client_installer=client_installer,
+        supervisors=fakes.supervisors,
         clock=clock,
         now_ms=lambda: 1_700_000_000_000,
     )
