@@ -194,7 +194,7 @@ async def test_after_a_link_cut_the_view_is_reloaded_with_one_action_per_queue_a
     token = reg["token"]
     first = await collect(stack, token, None, lambda ev: len(of(ev, "queueMember")) >= 2)
     await task.deferLater(stack.service.reactor, 1.1, lambda: None)  # past the throttle
-    supervisors = stack.service.supervisors
+    supervisors = stack.service.center.supervision.sync
     sent = supervisors.actions_sent
 
     sim.drop_connections()
