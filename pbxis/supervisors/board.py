@@ -173,6 +173,11 @@ class QueueBoard:
         return self._supervisors.get(supervisor)
 
     @property
+    def watching(self) -> bool:
+        """Whether any queue is supervised: with none, events cost one test."""
+        return bool(self._queues)
+
+    @property
     def supervised(self) -> list[str]:
         """Every queue some supervisor watches."""
         return list(self._queues)

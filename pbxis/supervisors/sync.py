@@ -91,6 +91,8 @@ class SupervisorSync:
         self._loading = set()
 
     def ami_event(self, message: Message) -> None:
+        if not self._board.watching:
+            return  # no supervisor: the agents' hot path pays one attribute test
         try:
             events = self._board.handle(message, self._now_ms())
         except Exception:  # a board bug must not take the AMI link down with it
