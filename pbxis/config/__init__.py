@@ -31,6 +31,8 @@ __all__ = [
     "HTTPConfig",
     "OriginateConfig",
     "SimulatorConfig",
+    "SupervisorsConfig",
+    "Thresholds",
     "load_config",
     "parse_config",
 ]
@@ -139,12 +141,52 @@ class SimulatorConfig:
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """When a wallboard tile turns amber and red: the longest wait at or above
+    ``wait_*`` seconds, the service level performance at or below ``service_level_*``
+    percent."""
+
+    wait_amber: int = 30
+    wait_red: int = 60
+    service_level_amber: float = 80.0
+    service_level_red: float = 60.0
+
+
+@dataclass(frozen=True)
+class SupervisorsConfig:
+    """``[supervisors]``: the wallboard's thresholds, and per-queue overrides
+    (``[supervisors.queues.sales]``)."""
+
+    wait_amber: int = 30
+    wait_red: int = 60
+    service_level_amber: float = 80.0
+    service_level_red: float = 60.0
+    queues: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
+
+    @property
+    def defaults(self) -> Thresholds:
+        return Thresholds(self.wait_amber, self.wait_red, self.service_level_amber, self.service_level_red)
+
+    def thresholds(self, queue: str) -> Thresholds:
+        """The defaults with ``queue``'s overrides applied."""
+        overrides = dict(dict(self.queues).get(queue, ()))
+        base = self.defaults
+        return Thresholds(
+            wait_amber=int(overrides.get("wait_amber", base.wait_amber)),
+            wait_red=int(overrides.get("wait_red", base.wait_red)),
+            service_level_amber=float(overrides.get("service_level_amber", base.service_level_amber)),
+            service_level_red=float(overrides.get("service_level_red", base.service_level_red)),
+        )
+
+
+@dataclass(frozen=True)
 class Config:
     ami: AMIConfig = AMIConfig()
     http: HTTPConfig = HTTPConfig()
     agents: AgentsConfig = AgentsConfig()
     originate: OriginateConfig = OriginateConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    supervisors: SupervisorsConfig = SupervisorsConfig()
     source: str = "<defaults>"
 
     @property
@@ -256,6 +298,34 @@ def _optional_seed(key: str, value: Any) -> int:
     return int(_number(low=0, high=2**63 - 1, integer=True)(key, value))
 
 
+_THRESHOLD_CHECKS: dict[str, Check] = {
+    "wait_amber": _number(low=1, high=86400, integer=True),
+    "wait_red": _number(low=1, high=86400, integer=True),
+    "service_level_amber": _number(low=0, high=100),
+    "service_level_red": _number(low=0, high=100),
+}
+
+
+def _queue_thresholds(key: str, value: Any) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
+    """``[supervisors.queues.<queue>]`` tables of threshold overrides."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected tables [supervisors.queues.<queue>], got {_show(value)}")
+    out = []
+    for queue, body in value.items():
+        name = f"[supervisors.queues.{queue}]"
+        if not _QUEUE.match(queue):
+            raise ConfigError(f"{name}: not a queue name (1-64 of A-Z a-z 0-9 _ . -)")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{name}: expected a table of thresholds, got {_show(body)}")
+        items = []
+        for item, threshold in body.items():
+            if item not in _THRESHOLD_CHECKS:
+                raise ConfigError(f"{name}.{item}: unknown key (known: {', '.join(_THRESHOLD_CHECKS)})")
+            items.append((item, float(_THRESHOLD_CHECKS[item](f"{name}.{item}", threshold))))
+        out.append((queue, tuple(items)))
+    return tuple(out)
+
+
 SCHEMA: dict[str, dict[str, Check]] = {
     "ami": {
         "host": _string(allow_empty=False),
@@ -321,6 +391,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "asterisk": _string(choices=("20", "22")),
         "tech": _string(choices=("", "sip", "pjsip")),
     },
+    "supervisors": {**_THRESHOLD_CHECKS, "queues": _queue_thresholds},
 }
 
 
@@ -425,6 +496,7 @@ def parse_config(
         agents=AgentsConfig(**agents),
         originate=OriginateConfig(**values.get("originate", {})),
         simulator=SimulatorConfig(**sim),
+        supervisors=SupervisorsConfig(**values.get("supervisors", {})),
         source=source,
     )
 

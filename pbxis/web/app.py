@@ -35,6 +35,7 @@ from .errors import ApiError
 from .openapi import openapi_document
 from .redact import redact_url
 from .streams import add_stream_routes
+from .supervisors import add_supervisor_routes
 
 __all__ = ["StreamOptions", "build_app"]
 
@@ -71,6 +72,7 @@ def build_app(
         return _render_error(request, failure, http.allowed_origins)
 
     add_api_routes(app, center=center, auth=auth, public_base_url=http.public_url.rstrip("/"))
+    add_supervisor_routes(app, center=center, auth=auth, public_base_url=http.public_url.rstrip("/"))
     stream_routes = add_stream_routes(
         app, center.hub, allowed_origins=http.allowed_origins, clock=clock, **dict(streams or {})
     )

@@ -14,6 +14,7 @@ from typing import Any
 from .. import __version__
 from ..names import AGENT_PATTERN, NUMBER_PATTERN, QUEUE_PATTERN
 from . import validation
+from .openapi_supervisors import supervisor_paths, supervisor_schemas
 
 __all__ = ["openapi_document"]
 
@@ -546,10 +547,11 @@ def openapi_document(public_base_url: str) -> dict[str, Any]:
             {"name": "commands", "description": "API key, or the agent's own stream token."},
             {"name": "queues"},
             {"name": "streams", "description": "Authorized by the stream token in the path."},
+            {"name": "supervisors", "description": "Supervisors of whole queues (CRM API key)."},
             {"name": "client"},
             {"name": "operations"},
         ],
-        "paths": _paths(),
+        "paths": {**_paths(), **supervisor_paths()},
         "components": {
             "securitySchemes": {
                 "bearerAuth": {
@@ -558,6 +560,6 @@ def openapi_document(public_base_url: str) -> dict[str, Any]:
                     "description": "A CRM API key, or an agent's stream token (that agent's routes only).",
                 }
             },
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **supervisor_schemas()},
         },
     }
