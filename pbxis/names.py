@@ -33,12 +33,17 @@ NUMBER_MAX: Final = 32
 AGENT_PATTERN: Final = rf"^(?!\.{{1,2}}$)[A-Za-z0-9_.-]{{1,{AGENT_MAX}}}$"
 QUEUE_PATTERN: Final = rf"^(?!\.{{1,2}}$)[A-Za-z0-9_.-]{{1,{QUEUE_MAX}}}$"
 PBX_PATTERN: Final = AGENT_PATTERN
-#: What a phone can dial: digits, ``+``, ``*`` and ``#``.
-NUMBER_PATTERN: Final = rf"^[0-9+*#]{{1,{NUMBER_MAX}}}$"
+#: What a phone can dial: digits, ``*`` and ``#``; or ``+`` first, then a country code
+#: (E.164: never 0). A ``+`` further in (``++900``, ``0+0900``, ``+0900``) dials nothing
+#: on purpose, but a dialplan that strips it would dial what ``[originate].deny`` was
+#: written to refuse.
+NUMBER_PATTERN: Final = rf"^(?:\+[1-9][0-9*#]{{0,{NUMBER_MAX - 2}}}|[0-9*#]{{1,{NUMBER_MAX}}})$"
 
 AGENT_HINT: Final = f"1 to {AGENT_MAX} letters, digits, '_', '.' or '-' (e.g. 1001)"
 QUEUE_HINT: Final = f"1 to {QUEUE_MAX} letters, digits, '_', '.' or '-' (e.g. sales)"
-NUMBER_HINT: Final = f"1 to {NUMBER_MAX} digits, '+', '*' or '#' (e.g. 0911234567)"
+NUMBER_HINT: Final = (
+    f"1 to {NUMBER_MAX} digits, '*' or '#', or '+' and a country code (e.g. 0911234567, +385911234567)"
+)
 
 _AGENT = re.compile(AGENT_PATTERN)
 _QUEUE = re.compile(QUEUE_PATTERN)

@@ -198,3 +198,25 @@ def test_originate_config_is_validated() -> None:
     with pytest.raises(ConfigError, match=r"\[originate\]\.agent_rate"):
         parse_config({"originate": {"agent_rate": -1}})
     assert parse_config({}).originate.deny == (r"^(00|\+)?(900|1900)",)
+
+
+@pytest.mark.parametrize("number", ["++900123", "0+0900123", "+00900", "+0900", "9+1900", "+", "++", "+*72"])
+def test_plus_is_only_a_leading_prefix(number: str) -> None:
+    """``+`` anywhere but first is not a dialable number: a dialplan that strips it
+    (``FILTER(0-9,...)``) turns ``++900123`` into ``900123``, which the default deny
+    pattern is there to refuse and would not see."""
+    from pbxis.names import is_number
+    from pbxis.web.errors import ApiError
+    from pbxis.web.validation import phone_number
+
+    assert not is_number(number)
+    with pytest.raises(ApiError):
+        phone_number(number)
+
+
+@pytest.mark.parametrize("number", ["+385911234567", "0911234567", "1" * 32, "+" + "1" * 31, "*72", "#31#"])
+def test_numbers_a_phone_dials_still_pass(number: str) -> None:
+    from pbxis.names import is_number
+
+    assert is_number(number)
+    assert not is_number(number + "1" * 32), "still at most 32 characters"
