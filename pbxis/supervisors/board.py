@@ -27,6 +27,7 @@ are few, queues' events many.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -546,6 +547,8 @@ def _counters(item: Message) -> _Counters:
         performance = round(float(perf or 0), 1)
     except ValueError:
         performance = 0.0
+    if not math.isfinite(performance):
+        performance = 0.0  # ``nan``/``inf`` would be rendered as NaN/Infinity: not JSON
     return _Counters(
         completed=to_int(item.get("Completed")),
         abandoned=to_int(item.get("Abandoned")),

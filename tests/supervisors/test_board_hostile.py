@@ -1,0 +1,37 @@
+"""Hostile AMI bytes into the supervisor board: whatever a peer sends, what reaches a
+supervisor's browser is valid JSON and the board's memory stays bounded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pbxis.ami.message import Message
+from pbxis.supervisors import QueueBoard, supervisor_key
+from pbxis.tracker import PlannedAction
+
+BOSS = supervisor_key("boss")
+LOAD = PlannedAction("QueueStatus", (("Queue", "support"),))
+
+
+def board() -> QueueBoard:
+    b = QueueBoard(lambda interface: None)
+    b.register(BOSS, ["support"], 0)
+    return b
+
+
+@pytest.mark.parametrize("perf", ["nan", "NaN", "inf", "-inf", "1e999", "-1e999"])
+def test_a_non_finite_service_level_is_not_sent_as_invalid_json(perf: str) -> None:
+    """``float()`` reads ``nan`` and ``inf``; ``json.dumps`` writes them as ``NaN`` and
+    ``Infinity``, which ``JSON.parse`` in every wallboard refuses: one QueueParams item
+    would break every supervisor's stream of that queue."""
+    b = board()
+    params = Message(
+        {"Event": "QueueParams", "Queue": "support", "Completed": "3", "ServicelevelPerf": perf}
+    )
+    events = b.apply_result(LOAD, [params], 1000)
+    stats = [e.data for e in events if e.type == "queueStats"][-1]
+    assert stats["completed"] == 3
+    json.dumps(stats, allow_nan=False)
+    json.dumps(b.state(BOSS, 1000), allow_nan=False)
