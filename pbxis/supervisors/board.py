@@ -47,6 +47,10 @@ MAX_CALLERS: Final = 10_000
 replaces the list with Asterisk's own, so this only bounds memory against a stream
 that announces callers and never their leaving."""
 
+MAX_MEMBERS: Final = 10_000
+"""Members kept per queue, for the same reason: a member is created by any
+``QueueMember*`` event naming a new interface, and a load's answer replaces them all."""
+
 NO_MEMBER: Final = "pbxis/no-such-member"
 """``QueueStatus`` ``Member`` value that matches no member (``Member`` is compared
 with each member's interface and name; this is neither a channel technology nor a
@@ -131,10 +135,12 @@ class QueueBoard:
         *,
         stats_interval_ms: int = STATS_INTERVAL_MS,
         max_callers: int = MAX_CALLERS,
+        max_members: int = MAX_MEMBERS,
     ) -> None:
         self._agent_of = agent_of
         self._interval = stats_interval_ms
         self._max_callers = max_callers
+        self._max_members = max_members
         self._queues: dict[str, _Queue] = {}
         self._supervisors: dict[str, tuple[str, ...]] = {}
         self._refresh: set[str] = set()
@@ -292,7 +298,7 @@ class QueueBoard:
                 entries.append(item)
             elif kind == "QueueMember" and full:
                 interface = item.get("Location") or item.get("Interface")
-                if interface:
+                if interface and (interface in members or len(members) < self._max_members):
                     members[interface] = self._loaded_member(queue, interface, item, now_ms)
         events: list[AgentEvent] = []
         if full:
@@ -336,6 +342,8 @@ class QueueBoard:
             return []
         member = queue.members.get(interface)
         if member is None:
+            if len(queue.members) >= self._max_members:
+                return []
             member = queue.members[interface] = _Member(interface, interface, since=now_ms)
         before = (member.status, member.paused)
         member.name = unescape(message.get("MemberName")) or member.name

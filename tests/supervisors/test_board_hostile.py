@@ -35,3 +35,23 @@ def test_a_non_finite_service_level_is_not_sent_as_invalid_json(perf: str) -> No
     assert stats["completed"] == 3
     json.dumps(stats, allow_nan=False)
     json.dumps(b.state(BOSS, 1000), allow_nan=False)
+
+
+def test_members_per_queue_are_bounded_against_a_stream_of_new_interfaces() -> None:
+    """Callers are bounded (``max_callers``); members were not: each QueueMemberStatus
+    with an interface never seen added one, for ever (and one ``shown_members`` entry)."""
+    b = QueueBoard(lambda interface: None, max_members=50)
+    b.register(BOSS, ["support"], 0)
+    b.apply_result(LOAD, [], 0)
+    for i in range(80):
+        b.handle(Message({"Event": "QueueMemberStatus", "Queue": "support", "Interface": f"X/{i}"}), i)
+    members = b.state(BOSS, 100)["queues"]["support"]["members"]
+    assert len(members) == 50
+    # a known member still updates, and a QueueStatus answer is bounded the same way
+    events = b.handle(
+        Message({"Event": "QueueMemberStatus", "Queue": "support", "Interface": "X/3", "Paused": "1"}), 200
+    )
+    assert [e.data["paused"] for e in events if e.type == "queueMember"] == [True]
+    items = [Message({"Event": "QueueMember", "Queue": "support", "Location": f"Y/{i}"}) for i in range(70)]
+    b.apply_result(LOAD, items, 300)
+    assert len(b.state(BOSS, 300)["queues"]["support"]["members"]) == 50
