@@ -220,3 +220,36 @@ def test_numbers_a_phone_dials_still_pass(number: str) -> None:
 
     assert is_number(number)
     assert not is_number(number + "1" * 32), "still at most 32 characters"
+
+
+def test_a_new_registration_does_not_reset_the_agents_quota() -> None:
+    """The per-agent count used to be forgotten when the registration ended
+    (``DELETE /agents/{agent}`` or the grace period): unregister, register again, and
+    the agent had a fresh ``agent_rate`` at once. The count now leaves with its window."""
+    clock = Clock()
+    guard = OriginateGuard(clock, OriginateConfig(agent_rate=2, global_rate=100, rate_window=60.0))
+    guard.admit("1001", "0911")
+    guard.admit("1001", "0911")
+    guard.forget("1001")  # the registration ended
+    with pytest.raises(RateLimited):
+        guard.admit("1001", "0911")
+    clock.advance(60)
+    guard.admit("1001", "0911")
+
+
+def test_idle_rate_keys_are_swept_without_being_seen_again() -> None:
+    """Keys are kept past a registration now, so idle ones must go by themselves:
+    many agents each dialling once, long ago, leave nothing behind."""
+    clock = Clock()
+    limiter = RateLimiter(clock, 5, 10.0)
+    for i in range(5000):
+        limiter.record(f"agent{i}")
+    clock.advance(11)
+    for i in range(5000):
+        limiter.record(f"other{i}")
+    assert len(limiter) <= 5000 + 2048
+    clock.advance(11)
+    limiter.record("last")
+    for i in range(3000):
+        limiter.record(f"more{i}")
+    assert len(limiter) <= 3001 + 2048
