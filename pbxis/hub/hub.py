@@ -460,7 +460,10 @@ class Hub:
             if self._flush_call is None and not self._stopped:
                 # the first change after a quiet spell goes out at the end of this turn;
                 # under a flood, at most one flush per queue_tick (the latest state wins)
-                delay = max(0.0, self._last_flush + self.queue_tick - self.clock.seconds())
+                # (never more than a tick: the clock is the wall clock, and one stepped
+                # back must not hold every count for the length of the step)
+                wait = self._last_flush + self.queue_tick - self.clock.seconds()
+                delay = min(self.queue_tick, max(0.0, wait))
                 self._flush_call = self.clock.callLater(delay, self._flush)
 
     def _flush(self) -> None:
