@@ -325,10 +325,15 @@ class QueueBoard:
         ]
         return min(due, default=None)
 
+    @property
+    def stats_interval_ms(self) -> int:
+        return self._interval
+
     def flush(self, now_ms: int) -> list[AgentEvent]:
         """The coalesced ``queueStats`` whose interval has passed."""
         events: list[AgentEvent] = []
         for queue in self._queues.values():
+            self._clock_check(queue, now_ms)
             if queue.stats_due and (queue.stats_emitted_at or 0) + self._interval <= now_ms:
                 queue.stats_due = False
                 events.extend(self._stats_changed(queue, now_ms))
@@ -505,6 +510,7 @@ class QueueBoard:
         if comparable == queue.shown_stats:
             queue.stats_due = False
             return []
+        self._clock_check(queue, now_ms)
         if queue.stats_emitted_at is not None and now_ms - queue.stats_emitted_at < self._interval:
             queue.stats_due = True
             return []
@@ -512,6 +518,12 @@ class QueueBoard:
         queue.stats_emitted_at = now_ms
         queue.stats_due = False
         return self._fan_out(queue, QUEUE_STATS, now_ms, self._stats(queue, now_ms))
+
+    def _clock_check(self, queue: _Queue, now_ms: int) -> None:
+        """``now_ms`` is the wall clock: one stepped back to before the last emission
+        counts as the interval passed, not as a wait for the length of the step."""
+        if queue.stats_emitted_at is not None and now_ms < queue.stats_emitted_at:
+            queue.stats_emitted_at = now_ms - self._interval
 
     def _fan_out(self, queue: _Queue, kind: str, now_ms: int, data: dict[str, Any]) -> list[AgentEvent]:
         return [AgentEvent(s, kind, now_ms, data) for s in queue.supervisors]

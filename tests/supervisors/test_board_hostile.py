@@ -55,3 +55,21 @@ def test_members_per_queue_are_bounded_against_a_stream_of_new_interfaces() -> N
     items = [Message({"Event": "QueueMember", "Queue": "support", "Location": f"Y/{i}"}) for i in range(70)]
     b.apply_result(LOAD, items, 300)
     assert len(b.state(BOSS, 300)["queues"]["support"]["members"]) == 50
+
+
+def test_a_wall_clock_stepped_back_does_not_hold_queue_stats() -> None:
+    """``now_ms`` is the wall clock: stepped back an hour, a change within the throttle
+    was due "an hour and a second after the last one", and the wallboard showed stale
+    stats as final for that hour."""
+    b = board()
+    b.apply_result(LOAD, [], 5_000_000)
+    b.link_up(5_000_000)
+    join = {"Event": "QueueCallerJoin", "Queue": "support", "Uniqueid": "u1", "Position": "1"}
+    assert [e.type for e in b.handle(Message(join), 5_002_000)].count("queueStats") == 1
+    back = 5_002_100 - 3_600_000  # the clock steps back an hour
+    leave = {"Event": "QueueCallerLeave", "Queue": "support", "Uniqueid": "u1"}
+    events = b.handle(Message(leave), back)
+    due = b.next_flush_ms()
+    assert due is None or due <= back + 1000
+    events += b.flush(back + 1000)
+    assert [e.data["waiting"] for e in events if e.type == "queueStats"] == [0]
