@@ -34,7 +34,7 @@ from pbxis.config import Config, ConfigError, load_config, parse_config
 from pbxis.errors import CommandError, Forbidden, InvalidArgument, UnknownAgent, UnknownPbx
 from pbxis.events import AgentEvent
 from pbxis.hub import Hub, LogEntry, Registration, RegistrationEnded, Subscription
-from pbxis.names import AGENT_HINT, NUMBER_HINT, QUEUE_HINT, is_agent, is_number, is_queue
+from pbxis.names import AGENT_HINT, NUMBER_HINT, QUEUE_HINT, is_agent, is_number, is_queue, is_variable
 from pbxis.supervisors import is_supervisor_key
 from pbxis.sync import StateSync
 from pbxis.tracker import Tracker
@@ -377,6 +377,12 @@ class CallCenter:
         _check_agent(agent)
         if not is_number(number):
             raise InvalidArgument(f"number: use {NUMBER_HINT}")
+        for key, value in (variables or {}).items():
+            if not is_variable(key) or not isinstance(value, str):
+                raise InvalidArgument(
+                    f"variables: {str(key)[:40]!r}: a name of 1 to 64 of A-Za-z0-9_, not starting "
+                    "with a digit, and a string value"
+                )
         registration = self.hub.get(agent)
         if registration is None:
             # The failure of a click-to-call arrives on the agent's stream; without a
