@@ -30,6 +30,8 @@ from .web.app import WebSettings, build_app
 from .web.client import add_client_routes
 from .web.site import build_site
 from .web.streams import add_stream_routes
+from .webhooks import Webhooks, treq_post
+from .webhooks.metrics import WebhookCollector
 
 __all__ = ["PbxisService", "make_service"]
 
@@ -132,6 +134,12 @@ class PbxisService(MultiService):
             max_delay=ami.reconnect_max_delay,
             clock=reactor,
         )
+        # Webhooks read the agents' logs as the hub writes them; with none configured
+        # nothing is built and the hub has no observer.
+        self.webhooks: Webhooks | None = None
+        if config.webhooks:
+            self.webhooks = Webhooks(config.webhooks, reactor, treq_post(reactor), wall=time.time)
+            self.hub.observers.append(self.webhooks.hub_observer("default"))
         self.sync = StateSync(self.ami, self.tracker, self.hub.publish, clock=reactor, now_ms=now_ms)
         self.ami.add_observer(self.sync)
 
@@ -164,6 +172,7 @@ class PbxisService(MultiService):
             client_installer=add_client_routes,
             clock=reactor,
             now_ms=now_ms,
+            extra_collectors=[WebhookCollector(self.webhooks)] if self.webhooks is not None else [],
         )
         self.site = build_site(self.app, http.allowed_origins)
         self.web = StreamServerEndpointService(serverFromString(reactor, http.listen), self.site)
@@ -202,6 +211,8 @@ class PbxisService(MultiService):
 
     def stopService(self) -> defer.Deferred[None]:
         self.hub.close_all("shutdown")
+        if self.webhooks is not None:
+            self.webhooks.stop()
         return defer.maybeDeferred(super().stopService)
 
 

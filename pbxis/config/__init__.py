@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..webhooks.config import WebhookConfig, WebhookConfigError, parse_webhooks
+
 __all__ = [
     "SAMPLE_PATH",
     "AMIConfig",
@@ -102,6 +104,7 @@ class Config:
     http: HTTPConfig = HTTPConfig()
     agents: AgentsConfig = AgentsConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    webhooks: tuple[WebhookConfig, ...] = ()
     source: str = "<defaults>"
 
     @property
@@ -298,10 +301,18 @@ def parse_config(
     """Validate a parsed TOML document and build a :class:`Config`."""
     environ = os.environ if environ is None else environ
     values: dict[str, dict[str, Any]] = {}
+    webhooks: tuple[WebhookConfig, ...] = ()
     for section, body in data.items():
+        if section == "webhooks":  # an array of tables, validated by its own module
+            try:
+                webhooks = parse_webhooks(body, environ=environ, base=base)
+            except WebhookConfigError as e:
+                raise ConfigError(str(e)) from None
+            continue
         if section not in SCHEMA:
             raise ConfigError(
-                f"[{section}]: unknown section; expected one of {', '.join(f'[{s}]' for s in SCHEMA)}"
+                f"[{section}]: unknown section; expected one of "
+                f"{', '.join(f'[{s}]' for s in SCHEMA)}, [[webhooks]]"
             )
         if not isinstance(body, dict):
             raise ConfigError(f"{section}: expected a table [{section}], got {_show(body)}")
@@ -342,6 +353,7 @@ def parse_config(
         http=HTTPConfig(**http),
         agents=AgentsConfig(**values.get("agents", {})),
         simulator=SimulatorConfig(**sim),
+        webhooks=webhooks,
         source=source,
     )
 

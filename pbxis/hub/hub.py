@@ -231,6 +231,9 @@ class Hub:
         self.grace_period = grace_period
         self.max_log = max_log
         self.on_expired: Callable[[str], None] | None = None
+        #: Called with each registration and the entries just logged for it (webhooks).
+        #: Observers must return at once and never raise; a raise is logged and ignored.
+        self.observers: list[Callable[[Registration, list[LogEntry]], None]] = []
         self._snapshot = snapshot
         self._now_ms = now_ms or (lambda: int(clock.seconds() * 1000))
         self._agents: dict[str, _Agent] = {}
@@ -348,7 +351,15 @@ class Hub:
     # internals
 
     def _append(self, state: _Agent, events: list[AgentEvent]) -> None:
+        before = state.log.last_id
         size = state.log.append(events, self.clock.seconds())
+        if self.observers:
+            entries = state.log.after(before, len(events))
+            for observer in self.observers:
+                try:
+                    observer(state.registration, entries)
+                except Exception:
+                    log.failure("hub observer {observer!r} failed", observer=observer)
         for sub in list(state.subs):
             sub._offer(size)
         self._trim(state)

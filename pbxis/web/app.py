@@ -17,6 +17,7 @@ from typing import Any
 
 from klein import Klein
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -65,6 +66,7 @@ def build_app(
     client_installer: Callable[[Klein], Any] | None = None,
     clock: IReactorTime | None = None,
     now_ms: Callable[[], int] | None = None,
+    extra_collectors: Sequence[Collector] = (),
 ) -> Klein:
     """Build the app; ``streams_installer(app)`` adds ``/stream/...`` and returns its stats source.
 
@@ -109,6 +111,8 @@ def build_app(
     if client_installer is not None:
         client_installer(app)
     registry = build_registry(ami=ami, hub=hub, streams=streams, sync=sync)
+    for collector in extra_collectors:  # e.g. webhook delivery
+        registry.register(collector)
     document = json.dumps(openapi_document(settings.public_base_url or "/")).encode("utf-8")
 
     @app.route("/health", methods=["GET"])
