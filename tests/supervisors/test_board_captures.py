@@ -9,8 +9,8 @@ from pbxis.ami.message import Message
 from pbxis.ami.parser import AMIParser
 from pbxis.events import AgentEvent
 from pbxis.supervisors import NO_MEMBER, QueueBoard, supervisor_key
-from pbxis.testing import captures_dir
 from pbxis.tracker import PlannedAction
+from tests.support.shared import captures_dir
 
 BOSS = supervisor_key("boss")
 STEP_MS = 100  # replay time: message index * 100 ms

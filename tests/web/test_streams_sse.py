@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
 
-from pbxis.testing_streams import SSEClient
+from tests.support.streams import SSEClient
 
 pytestmark = pytest.mark.timeout(30)
 
