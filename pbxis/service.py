@@ -159,6 +159,8 @@ class PbxisService(MultiService):
             originate_timeout=agents.originate_timeout,
             grace_period=agents.grace_period,
             caller_id_template=agents.caller_id or None,
+            transfer_context=agents.transfer_context,
+            spy_context=agents.spy_context,
         )
         self.app = build_app(
             settings=settings,

@@ -84,6 +84,8 @@ class AgentsConfig:
     caller_id: str = ""
     grace_period: float = 60.0
     max_log: int = 10_000
+    transfer_context: str = ""
+    spy_context: str = "pbxis-spy"
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,8 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "caller_id": _caller_id,
         "grace_period": _number(low=1, high=86400),
         "max_log": _number(low=100, high=1_000_000, integer=True),
+        "transfer_context": _string(),
+        "spy_context": _string(allow_empty=False),
     },
     "simulator": {
         "enabled": _boolean,

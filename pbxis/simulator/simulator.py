@@ -11,7 +11,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from ..ami.message import Message
-from . import codes, sip_actions
+from . import call_control, codes, sip_actions
 from .actions import action_table
 from .center import CallCenter
 from .config import BEHAVIOURS, Behaviour, SimulatorConfig
@@ -55,7 +55,7 @@ class Simulator:
         self.rng = random.Random(seed)
         self.username, self.secret = username, secret
         self.sessions: list[AMISession] = []
-        self.actions: MutableMapping[str, Handler] = action_table(sip_actions.ACTIONS)
+        self.actions: MutableMapping[str, Handler] = action_table(sip_actions.ACTIONS, call_control.ACTIONS)
         self.history: deque[Message] = deque(maxlen=history)
         self.stalled = False
         self.shutting_down = False

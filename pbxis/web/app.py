@@ -25,10 +25,12 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
+from ..call_control import CallControl
 from ..commands import Commands
 from ..metrics import build_registry
 from .api import add_api_routes, json_response
 from .auth import Authenticator
+from .call_control import add_call_control_routes
 from .cors import apply_cors
 from .errors import ApiError
 from .openapi import openapi_document
@@ -53,6 +55,8 @@ class WebSettings:
     originate_timeout: float = 30.0
     grace_period: float = 60.0
     caller_id_template: str | None = None
+    transfer_context: str = ""  # empty: originate_context
+    spy_context: str = "pbxis-spy"
 
 
 def build_app(
@@ -90,6 +94,14 @@ def build_app(
         caller_id_template=settings.caller_id_template,
     )
     origins = settings.allowed_origins
+    control = CallControl(
+        commands,
+        tracker,
+        hub.publish,
+        now,
+        transfer_context=settings.transfer_context or settings.originate_context,
+        spy_context=settings.spy_context,
+    )
 
     @app.handle_errors(Exception)
     def render_error(request: IRequest, failure: Failure) -> bytes | None:
@@ -107,6 +119,7 @@ def build_app(
         allowed_origins=origins,
         now_ms=now,
     )
+    add_call_control_routes(app, hub=hub, control=control, auth=auth, allowed_origins=origins)
     streams = streams_installer(app)
     if client_installer is not None:
         client_installer(app)

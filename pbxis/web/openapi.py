@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import __version__
 from . import validation
+from .call_control import call_control_paths, call_control_schemas
 
 __all__ = ["openapi_document"]
 
@@ -493,6 +494,11 @@ def _schemas() -> dict[str, Any]:
     }
 
 
+def _call_control_paths() -> dict[str, Any]:
+    shared = {"body": _BODY_ERRORS, "auth": _AUTH_ERRORS, "pbx": _PBX_ERRORS, "json": _json, "error": _error}
+    return call_control_paths(_agent_param(), shared, _ref)
+
+
 def openapi_document(public_base_url: str) -> dict[str, Any]:
     """The document for a server reachable at ``public_base_url``."""
     return {
@@ -512,7 +518,7 @@ def openapi_document(public_base_url: str) -> dict[str, Any]:
             {"name": "client"},
             {"name": "operations"},
         ],
-        "paths": _paths(),
+        "paths": {**_paths(), **_call_control_paths()},
         "components": {
             "securitySchemes": {
                 "bearerAuth": {
@@ -521,6 +527,6 @@ def openapi_document(public_base_url: str) -> dict[str, Any]:
                     "description": "A CRM API key, or an agent's stream token (that agent's routes only).",
                 }
             },
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **call_control_schemas()},
         },
     }

@@ -15,10 +15,10 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
-from pbxis.testing import Stack, stack_config
 from pbxis.webhooks import Webhooks, treq_post
 from pbxis.webhooks.config import WebhookConfig
 from pbxis.webhooks.signing import decode_secret
+from tests.support.stack import Stack, stack_config
 
 from .receiver import Receiver
 
