@@ -12,23 +12,17 @@ a ``MixMonitorMute`` event (channel header, ``Direction``, ``State``: reference 
 lists it in class call). Channels are looked up by name or Uniqueid, as
 ``ast_channel_get_by_name`` does.
 
-The simulated PBX transfers queue calls (:mod:`.transfer`); an attended transfer is
-answered like Asterisk answers it but consults no target here: :func:`atxfer` answers
-``Atxfer successfully queued`` and dials the target through a Local channel that the
-dialplan's busy or no-answer ends (the case pbxis reports), while an answered one
-stays a consultation until ``CancelAtxfer``.
+The simulated PBX transfers connected queue calls, blind and attended (:mod:`.transfer`).
 """
 
 from __future__ import annotations
 
 from ..ami.message import Message
-from . import codes
 from .context import ActionContext, Handler, SessionState
 from .customer import CustomerCall
-from .flow import Timers, dial_event
 from .model import Channel
 from .replies import Reply, error, success
-from .transfer import TRANSFER_DIAL_TIMEOUT, TransferredCall, blind_transfer
+from .transfer import Consultation, TransferredCall, blind_transfer
 
 __all__ = ["ACTIONS"]
 
@@ -78,70 +72,12 @@ def atxfer(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     ch = found
     context = msg.get("Context") or ch.context
     reply = success(msg, "Atxfer successfully queued")
-    _consult(sim, ch, exten, context)
+    flow = sim.center.owner.get(ch.name)
+    # The DTMF feature runs only for a bridged channel; the simulated PBX consults for
+    # connected queue calls (other calls ignore it, as a channel in no bridge does).
+    if isinstance(flow, CustomerCall) and flow.agent is not None and flow.agent.channel is ch and ch.bridge:
+        Consultation(flow, ch, exten, context).start()
     return reply
-
-
-def _consult(sim: ActionContext, transferer: Channel, exten: str, context: str) -> None:
-    """The transferer's consultation call: ``Local/<exten>@<context>`` dials the target."""
-    pbx = sim.pbx
-    one, two = pbx.new_local_pair(exten, context)
-    one.cid_num, one.cid_name = transferer.cid_num, transferer.cid_name
-    two.cid_num, two.cid_name = transferer.cid_num, transferer.cid_name
-    pbx.channel_event("Newchannel", one)
-    pbx.channel_event("Newchannel", two)
-    phone = pbx.config.phone(exten)
-    if phone is None:
-        pbx.hangup(two, codes.NORMAL_CLEARING)
-        pbx.hangup(one, codes.NORMAL_CLEARING)
-        return
-    target = pbx.new_channel(
-        phone.device, linkedid=one.uniqueid, cid_num=phone.exten, cid_name=phone.name, context=context
-    )
-    pbx.channel_event("Newchannel", target)
-    dial_event(pbx, "DialBegin", two, target, ("DialString", exten))
-    behaviour = pbx.behaviour.get(exten, "answer")
-    consult = _Consultation(sim, transferer, one, two, target)
-    if behaviour == "busy":
-        consult.fail("BUSY", codes.USER_BUSY)
-        return
-    pbx.refresh_device(target.device)
-    target.state = codes.RINGING_STATE
-    pbx.channel_event("Newstate", target)
-    sim.center.own(consult, one, two, target)
-    consult.timers.later(TRANSFER_DIAL_TIMEOUT, consult.fail, "NOANSWER", codes.NORMAL_CLEARING)
-
-
-class _Consultation:
-    """An attended transfer's consultation leg while it rings (or was answered)."""
-
-    def __init__(
-        self, sim: ActionContext, transferer: Channel, one: Channel, two: Channel, target: Channel
-    ) -> None:
-        self.sim, self.transferer = sim, transferer
-        self.one, self.two, self.target = one, two, target
-        self.timers = Timers(sim.pbx)
-        self.done = False
-
-    def fail(self, status: str, cause: int) -> None:
-        """Busy, no answer or cancelled: the consultation ends; the transferer is back."""
-        if self.done:
-            return
-        self.done = True
-        self.timers.cancel()
-        pbx = self.sim.pbx
-        dial_event(pbx, "DialEnd", self.two, self.target, ("DialStatus", status))
-        pbx.hangup(self.target, cause)
-        pbx.refresh_device(self.target.device)
-        pbx.hangup(self.two, cause)
-        pbx.hangup(self.one, cause)
-        self.sim.center.finished(self)
-
-    def hangup_channel(self, ch: Channel, cause: int) -> None:
-        self.fail("CANCEL", codes.NORMAL_CLEARING)
-
-    def hold(self, ch: Channel, on: bool) -> None:
-        """Nobody to hold in a consultation that only rings."""
 
 
 def cancel_atxfer(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
@@ -149,9 +85,9 @@ def cancel_atxfer(sim: ActionContext, session: SessionState, msg: Message) -> Re
     if isinstance(found, Reply):
         return found
     reply = success(msg, "CancelAtxfer successfully queued")
-    for flow in list(sim.center.flows):
-        if isinstance(flow, _Consultation) and flow.transferer is found:
-            flow.fail("CANCEL", codes.NORMAL_CLEARING)
+    flow = sim.center.owner.get(found.name)
+    if isinstance(flow, Consultation):
+        flow.cancel()
     return reply
 
 

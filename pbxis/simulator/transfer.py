@@ -28,7 +28,7 @@ from .model import Bridge, Channel
 if TYPE_CHECKING:
     from .customer import CustomerCall
 
-__all__ = ["TransferredCall", "blind_transfer"]
+__all__ = ["Consultation", "TransferredCall", "blind_transfer"]
 
 TRANSFER_DIAL_TIMEOUT = 20.0
 _SUBSCRIBER_ABSENT = 20  # include/asterisk/causes.h (reference §4.5)
@@ -216,6 +216,225 @@ class TransferredCall:
                 self.center.finished(self)
             return
         self.end(first=ch)
+
+    def hold(self, ch: Channel, on: bool) -> None:
+        hold(self.pbx, ch, on)
+
+
+def _prefixed(prefix: str, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A bridge snapshot under a prefix (``OrigBridgeUniqueid``...), as manager_bridges.c builds it."""
+    return [(prefix + key, value) for key, value in pairs]
+
+
+class Consultation:
+    """An attended transfer (``Atxfer`` on the agent's leg of a connected queue call).
+
+    Asterisk 20 (main/bridge_basic.c, the attended transfer state machine): the
+    transferer leaves the caller's bridge, which plays the caller music on hold; it is
+    put in a consultation bridge, and ``Local/<exten>@<context>`` dials the target. The
+    target answers: the ``;1`` half joins the consultation bridge. The transferer hangs
+    up: ``AttendedTransfer`` (Transferee = the caller, TransferTarget = the ``;1`` half,
+    both transferer legs the agent's channel, ``DestType: Bridge``), app_queue's
+    ``AgentComplete`` (Reason ``transfer``), the ``;1`` half moves into the caller's bridge
+    and the Local pair optimises away, leaving the caller bridged with the target. Busy,
+    no answer or ``CancelAtxfer``: the consultation ends and the transferer returns.
+    """
+
+    def __init__(self, call: CustomerCall, transferer: Channel, exten: str, context: str) -> None:
+        self.call = call
+        self.center, self.pbx = call.center, call.pbx
+        self.transferer, self.exten, self.context = transferer, exten, context
+        self.timers = Timers(self.pbx)
+        self.done = False
+        self.answered = False
+        self.target: Channel | None = None
+        self.target_bridge: Bridge | None = None
+
+    def start(self) -> None:
+        pbx, call, ch = self.pbx, self.call, self.transferer
+        assert call.bridge is not None
+        _leave(call, call.bridge, ch)
+        pbx.channel_event("MusicOnHoldStart", call.two, ("Class", "default"))
+        self.consult_bridge = pbx.new_bridge()
+        pbx.bridge_event("BridgeCreate", self.consult_bridge)
+        self.consult_bridge.channels.append(ch)
+        ch.bridge = self.consult_bridge.uniqueid
+        pbx.bridge_event("BridgeEnter", self.consult_bridge, ch)
+        one, two = self.one, self.two = pbx.new_local_pair(self.exten, self.context)
+        for half in (one, two):
+            half.cid_num, half.cid_name = ch.cid_num, ch.cid_name
+            pbx.channel_event("Newchannel", half)
+        self.center.own(self, ch, one, two)
+        phone = pbx.config.phone(self.exten)
+        if phone is None:  # the context has no such extension: the Local channel dies at once
+            self._back("", 0)
+            return
+        target = self.target = pbx.new_channel(
+            phone.device,
+            linkedid=one.uniqueid,
+            cid_num=phone.exten,
+            cid_name=phone.name,
+            context=self.context,
+        )
+        target.conn_num, target.conn_name = ch.cid_num, ch.cid_name
+        self.center.own(self, target)
+        pbx.channel_event("Newchannel", target)
+        dial_event(pbx, "DialBegin", two, target, ("DialString", self.exten))
+        behaviour = pbx.behaviour.get(self.exten, "answer")
+        if behaviour == "busy":
+            self._back("BUSY", codes.USER_BUSY)
+            return
+        if behaviour == "unavailable":
+            self._back("CHANUNAVAIL", _SUBSCRIBER_ABSENT)
+            return
+        pbx.refresh_device(target.device)
+        target.state = codes.RINGING_STATE
+        pbx.channel_event("Newstate", target)
+        if behaviour == "answer":
+            self.timers.later(pbx.ring_delay.get(self.exten, 1.0), self._answered)
+        self.timers.later(TRANSFER_DIAL_TIMEOUT, self._back, "NOANSWER", codes.NORMAL_CLEARING)
+
+    def _answered(self) -> None:
+        if self.done:
+            return
+        self.timers.cancel()
+        self.answered = True
+        pbx, target, one, two = self.pbx, self.target, self.one, self.two
+        assert target is not None
+        target.state = codes.UP
+        pbx.refresh_device(target.device)
+        pbx.channel_event("Newstate", target)
+        dial_event(pbx, "DialEnd", two, target, ("DialStatus", "ANSWER"))
+        bridge = self.target_bridge = pbx.new_bridge()
+        pbx.bridge_event("BridgeCreate", bridge)
+        for ch in (target, two):
+            bridge.channels.append(ch)
+            ch.bridge = bridge.uniqueid
+            pbx.bridge_event("BridgeEnter", bridge, ch)
+        one.state = two.state = codes.UP
+        pbx.channel_event("Newstate", one)
+        self.consult_bridge.channels.append(one)
+        one.bridge = self.consult_bridge.uniqueid
+        pbx.bridge_event("BridgeEnter", self.consult_bridge, one)
+
+    def cancel(self) -> None:
+        """``CancelAtxfer`` (or the target hung up): back to the caller."""
+        self._back("" if self.answered else "CANCEL", codes.NORMAL_CLEARING)
+
+    def _back(self, status: str, cause: int) -> None:
+        """The consultation ends without a transfer; the transferer returns to the caller."""
+        if self.done:
+            return
+        self.done = True
+        self.timers.cancel()
+        pbx, call, ch, target = self.pbx, self.call, self.transferer, self.target
+        if target is not None:
+            if status:
+                dial_event(pbx, "DialEnd", self.two, target, ("DialStatus", status))
+            if self.target_bridge is not None:
+                for leg in (target, self.two):
+                    _leave(call, self.target_bridge, leg)
+                pbx.bridges.pop(self.target_bridge.uniqueid, None)
+                pbx.bridge_event("BridgeDestroy", self.target_bridge)
+            pbx.hangup(target, cause)
+            pbx.refresh_device(target.device)
+        if self.one.bridge:
+            _leave(call, self.consult_bridge, self.one)
+        pbx.hangup(self.two, cause)
+        pbx.hangup(self.one, cause)
+        _leave(call, self.consult_bridge, ch)
+        pbx.bridges.pop(self.consult_bridge.uniqueid, None)
+        pbx.bridge_event("BridgeDestroy", self.consult_bridge)
+        pbx.channel_event("MusicOnHoldStop", call.two)
+        assert call.bridge is not None
+        call.bridge.channels.append(ch)
+        ch.bridge = call.bridge.uniqueid
+        pbx.bridge_event("BridgeEnter", call.bridge, ch)
+        self.center.finished(self)
+        self.center.own(call, ch)
+
+    def complete(self) -> None:
+        """The transferer hung up with the target on the line: the caller gets the target."""
+        self.done = True
+        self.timers.cancel()
+        pbx, call, ch, target = self.pbx, self.call, self.transferer, self.target
+        assert target is not None and self.target_bridge is not None and call.bridge is not None
+        assert call.agent is not None
+        caller_bridge, q, m = call.bridge, call.queue, call.agent.member
+        pbx.emit(
+            "AttendedTransfer",
+            [
+                ("Result", "Success"),
+                *channel_header(ch, "OrigTransferer"),
+                *_prefixed("Orig", bridge_header(caller_bridge)),
+                *channel_header(ch, "SecondTransferer"),
+                *_prefixed("Second", bridge_header(self.consult_bridge)),
+                *channel_header(call.two, "Transferee"),
+                *channel_header(self.one, "TransferTarget"),
+                ("IsExternal", "No"),
+                ("DestType", "Bridge"),
+                ("DestBridgeUniqueid", caller_bridge.uniqueid),
+            ],
+        )
+        talk = int(pbx.now() - call.answered_at)
+        dial_event(
+            pbx,
+            "AgentComplete",
+            call.two,
+            ch,
+            ("Queue", q.name),
+            ("Interface", m.interface),
+            ("MemberName", m.name),
+            ("HoldTime", str(call.hold_time)),
+            ("TalkTime", str(talk)),
+            ("Reason", "transfer"),
+        )
+        call.done = True
+        call.timers.cancel()
+        _leave(call, self.consult_bridge, ch)
+        pbx.hangup(ch, codes.NORMAL_CLEARING)
+        pbx.complete_member_call(m.interface)
+        q.record_completed(call.hold_time, talk)
+        pbx.refresh_device(ch.device)
+        pbx.channel_event("MusicOnHoldStop", call.two)
+        _leave(call, self.consult_bridge, self.one)
+        pbx.bridges.pop(self.consult_bridge.uniqueid, None)
+        pbx.bridge_event("BridgeDestroy", self.consult_bridge)
+        caller_bridge.channels.append(self.one)
+        self.one.bridge = caller_bridge.uniqueid
+        pbx.bridge_event("BridgeEnter", caller_bridge, self.one)
+        # The Local pair optimises away: the target takes the ;1 half's place.
+        pbx.channel_event("LocalOptimizationBegin", self.one, ("Id", "1"))
+        _leave(call, self.target_bridge, target)
+        caller_bridge.channels.append(target)
+        target.bridge = caller_bridge.uniqueid
+        pbx.bridge_event("BridgeEnter", caller_bridge, target)
+        _leave(call, caller_bridge, self.one)
+        _leave(call, self.target_bridge, self.two)
+        pbx.channel_event("LocalOptimizationEnd", self.one, ("Success", "Yes"), ("Id", "1"))
+        pbx.bridges.pop(self.target_bridge.uniqueid, None)
+        pbx.bridge_event("BridgeDestroy", self.target_bridge)
+        pbx.hangup(self.one, codes.NORMAL_CLEARING)
+        pbx.hangup(self.two, codes.NORMAL_CLEARING)
+        talk_left = max(call.talk_time - (pbx.now() - call.answered_at), 1.0)
+        self.center.finished(self)
+        call.center.finished(call)
+        flow = TransferredCall(call, self.exten, self.context, talk_left)
+        flow.target, flow.bridge = target, caller_bridge
+        self.center.own(flow, call.one, call.two, target)
+        flow.timers.later(talk_left, flow.end)
+
+    def hangup_channel(self, ch: Channel, cause: int) -> None:
+        if self.done:
+            return
+        if ch is self.transferer:
+            if self.answered:
+                self.complete()
+            else:  # gave up while it rang: the consultation goes, then the agent's call
+                self._back("CANCEL", codes.NORMAL_CLEARING)
+                self.call.hangup_channel(ch, cause)
+        else:  # the target (or the Local channel) hung up: back to the caller
+            self._back("" if self.answered else "CANCEL", cause)
 
     def hold(self, ch: Channel, on: bool) -> None:
         hold(self.pbx, ch, on)

@@ -131,6 +131,9 @@ class State:
         # ones by the prefix of the Local channel Asterisk creates to dial the target.
         self.transfers = _Bounded()  # transferee Uniqueid -> (action id, agent, to)
         self.consults = _Bounded()  # "Local/<to>@<context>-" -> (action id, agent, to)
+        # Local channel pairs whose ;2 half dials an agent, by the pair's name without
+        # ";n": an attended transfer names its target by the ;1 half (bridge_basic.c).
+        self.local_legs = _Bounded()  # "Local/1002@agents-00000003" -> (agent, its leg's Uniqueid)
         # Agents whose state may have changed with no event naming them (a rebuild of
         # other agents reloaded a shared queue's count, a rebuild was given up): their
         # whole view is compared at their next change, not only the entry it touches.
@@ -364,6 +367,8 @@ class State:
                 )
                 if self._start_call(dest_agent, call):
                     changed.append(dest_agent)
+                if caller_channel.endswith(";2") and caller_channel[:6].lower() == "local/":
+                    self.local_legs.remember(caller_channel[:-2], (dest_agent, dest_key))
         src_agent = self.agent_of_channel(caller_channel)
         if src_agent and caller_key:
             # The dialled number is where the agent's channel is in the dialplan; the
@@ -472,8 +477,14 @@ class State:
 
     def _take_party(self, message: Message, mine: str, theirs: str, facing: str) -> str | None:
         """``mine``'s call (if an agent's) now shows party ``theirs``; the agent, if it changed."""
-        agent = self.agent_of_channel(message.get(mine + "Channel"))
+        channel = message.get(mine + "Channel") or ""
+        agent = self.agent_of_channel(channel)
         key = message.get(mine + "Uniqueid")
+        if agent is None and channel.endswith(";1"):
+            # Atxfer dials the target through Local/<exten>@<context>: the target party
+            # is the ;1 half, and the agent's leg is the one its ;2 half dialled.
+            agent, key = self.local_legs.get(channel[:-2], (None, None))
+            agent = agent if agent in self.agents else None
         party = message.get(theirs + "Uniqueid")
         if agent is None or not key or not party:
             return None

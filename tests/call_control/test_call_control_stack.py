@@ -91,6 +91,36 @@ async def test_a_transfer_to_a_busy_phone_reports_transfer_failed(stack: Stack) 
 
 
 @pytest_twisted.ensureDeferred
+async def test_attended_transfer_completes_when_the_agent_hangs_up(stack: Stack) -> None:
+    alice, a_since = await register(stack, "1001", login=True)
+    bob, b_since = await register(stack, "1002", login=False)
+    events = await answered_call(stack, alice, a_since, "385915555555")
+    a_since = events[-1]["id"]
+    caller = of(events, "phoneNumber", number="385915555555")[0]
+    status, body = await stack.api(
+        "POST", "/agents/1001/transfer", {"to": "1002", "mode": "attended"}, token=alice
+    )
+    assert status == 202, body
+    # 1002 first talks to 1001 (the consultation), then gets the caller.
+    consult = await collect(stack, bob, b_since, lambda ev: of(ev, "extensionStatus", status="inuse"))
+    assert of(consult, "phoneNumber", number="1001")
+    b_since = consult[-1]["id"]
+    status, body = await stack.api("POST", "/agents/1001/hangup", token=alice)
+    assert status == 200, body
+    mine = await collect(stack, alice, a_since, lambda ev: of(ev, "phoneNumber", number=None))
+    assert of(mine, "agentComplete")[0]["reason"] == "transfer"
+    assert not of(mine, "transferFailed")
+    theirs = await collect(stack, bob, b_since, lambda ev: of(ev, "phoneNumber", number="385915555555"))
+    now = of(theirs, "phoneNumber", number="385915555555")[0]
+    assert now["uniqueId"] == caller["uniqueId"] and now["queue"] == "support"
+    status, body = await stack.api("POST", "/agents/1002/recording/pause", token=bob)
+    assert status == 200 and body["recording"], body  # the caller's MixMonitor goes on
+    status, _ = await stack.api("POST", "/agents/1002/hangup", token=bob)
+    assert status == 200
+    await collect(stack, bob, theirs[-1]["id"], lambda ev: of(ev, "phoneNumber", number=None))
+
+
+@pytest_twisted.ensureDeferred
 async def test_attended_transfer_fails_on_busy_and_can_be_cancelled(stack: Stack) -> None:
     alice, since = await register(stack, "1001", login=True)
     events = await answered_call(stack, alice, since, "385913333333")
