@@ -32,7 +32,8 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
-from .commands import Commands, Conflict, PbxRefused, escape_variable_value
+from .commands import Commands, escape_variable_value
+from .errors import Conflict, PbxRefused
 from .events import AgentEvent
 from .tracker import CurrentCall
 

@@ -1,33 +1,29 @@
 """The call-control routes: hang up, transfer (and cancel), recording pause/resume, spy.
 
-Thin like :mod:`.api`: authenticate, validate, call :class:`pbxis.call_control.CallControl`,
-render. The OpenAPI fragment for these routes lives here too (merged by
+Thin like :mod:`.api`: authenticate, validate, call the engine
+(:class:`~pbxis.engine.CallCenter`), render. The OpenAPI fragment for these routes lives here too (merged by
 :mod:`.openapi`), next to the code it describes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from klein import Klein
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from ..call_control import SPY_MODES, TRANSFER_MODES, CallControl
+from ..call_control import SPY_MODES, TRANSFER_MODES
+from ..engine import CallCenter
 from . import validation as v
 from .api import _run, json_response
 from .auth import Authenticator
-from .cors import apply_cors
 from .errors import ApiError
 
 __all__ = ["add_call_control_routes", "call_control_paths", "call_control_schemas"]
 
 log = Logger(namespace="pbxis.web.call_control")
-
-
-class _Registrations(Protocol):
-    def get(self, agent: str) -> Any: ...
 
 
 def _choice(choices: Sequence[str]) -> Callable[[object, str], str]:
@@ -39,63 +35,51 @@ def _choice(choices: Sequence[str]) -> Callable[[object, str], str]:
     return check
 
 
-def add_call_control_routes(
-    app: Klein,
-    *,
-    hub: _Registrations,
-    control: CallControl,
-    auth: Authenticator,
-    allowed_origins: Sequence[str],
-) -> None:
+def add_call_control_routes(app: Klein, *, center: CallCenter, auth: Authenticator) -> None:
     """Install the call-control routes of the contract on ``app``."""
 
-    def reply(request: IRequest, document: Any, status: int = 200) -> bytes:
-        apply_cors(request, allowed_origins)
-        return json_response(request, document, status)
-
-    def registered(request: IRequest, agent: str, *, crm_only: bool = False) -> None:
+    def allowed(request: IRequest, agent: str, *, crm_only: bool = False) -> None:
         if crm_only:
             auth.require_crm(request)
         else:
             auth.require_agent(request, agent)
         v.agent_name(agent)
-        if hub.get(agent) is None:
-            raise ApiError(
-                404, "unknown_agent", f"agent {agent} is not registered; register it with PUT /agents/{agent}"
-            )
 
     @app.route("/agents/<agent>/hangup", methods=["POST"])
     async def hangup(request: IRequest, agent: str) -> bytes:
-        registered(request, agent)
+        allowed(request, agent)
         v.Fields(v.read_json_object(request), set())
-        await _run(control.hangup(agent))
+        await _run(center.hangup(agent))
         log.info("agent {agent}: call hung up through the API", agent=agent)
-        return reply(request, {"agent": agent, "hungUp": True})
+        return json_response(request, {"agent": agent, "hungUp": True})
 
     @app.route("/agents/<agent>/transfer", methods=["POST"])
     async def transfer(request: IRequest, agent: str) -> bytes:
-        registered(request, agent)
+        allowed(request, agent)
         body = v.Fields(v.read_json_object(request), {"to", "mode"})
         to = body.get("to", lambda value, key: v.phone_number(value, key))
         if to is None:
             raise ApiError(400, "invalid_field", 'to: required, e.g. {"to": "1002", "mode": "blind"}')
         mode = body.get("mode", _choice(TRANSFER_MODES), "blind")
-        action_id = await _run(control.transfer(agent, to, mode))
+        action_id = await _run(center.transfer(agent, to, mode=mode))
         log.info("agent {agent}: {mode} transfer to {to} ({id})", agent=agent, mode=mode, to=to, id=action_id)
-        return reply(request, {"actionId": action_id}, 202)
+        return json_response(request, {"actionId": action_id}, 202)
 
     @app.route("/agents/<agent>/transfer/cancel", methods=["POST"])
     async def cancel_transfer(request: IRequest, agent: str) -> bytes:
-        registered(request, agent)
+        allowed(request, agent)
         v.Fields(v.read_json_object(request), set())
-        action_id = await _run(control.cancel_transfer(agent))
-        return reply(request, {"actionId": action_id, "cancelled": True})
+        action_id = await _run(center.cancel_transfer(agent))
+        return json_response(request, {"actionId": action_id, "cancelled": True})
 
     async def recording(request: IRequest, agent: str, paused: bool) -> bytes:
-        registered(request, agent)
+        allowed(request, agent)
         v.Fields(v.read_json_object(request), set())
-        call = await _run(control.recording(agent, paused=paused))
-        return reply(request, {"uniqueId": call.unique_id, "recording": call.recording, "paused": paused})
+        change = center.pause_recording if paused else center.resume_recording
+        call = await _run(change(agent))
+        return json_response(
+            request, {"uniqueId": call.unique_id, "recording": call.recording, "paused": paused}
+        )
 
     @app.route("/agents/<agent>/recording/pause", methods=["POST"])
     async def recording_pause(request: IRequest, agent: str) -> bytes:
@@ -107,7 +91,7 @@ def add_call_control_routes(
 
     @app.route("/agents/<agent>/spy", methods=["POST"])
     async def spy(request: IRequest, agent: str) -> bytes:
-        registered(request, agent, crm_only=True)  # a team lead's power, not the agent's
+        allowed(request, agent, crm_only=True)  # a team lead's power, not the agent's
         body = v.Fields(v.read_json_object(request), {"supervisor", "mode"})
         supervisor = body.get(
             "supervisor", lambda value, key: v.agent_name(value if isinstance(value, str) else "", key)
@@ -115,9 +99,9 @@ def add_call_control_routes(
         if supervisor is None:
             raise ApiError(400, "invalid_field", 'supervisor: required, e.g. {"supervisor": "1003"}')
         mode = body.get("mode", _choice(SPY_MODES), "listen")
-        action_id = await _run(control.spy(agent, supervisor, mode))
+        action_id = await _run(center.spy(agent, supervisor, mode=mode))
         log.info("agent {agent}: {who} spies ({mode})", agent=agent, who=supervisor, mode=mode)
-        return reply(request, {"actionId": action_id}, 202)
+        return json_response(request, {"actionId": action_id}, 202)
 
 
 # -- OpenAPI -------------------------------------------------------------------------------

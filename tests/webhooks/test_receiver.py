@@ -15,8 +15,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
-from pbxis.webhooks import Webhooks, treq_post
 from pbxis.webhooks.config import WebhookConfig
+from pbxis.webhooks.delivery import Webhooks, treq_post
 from pbxis.webhooks.signing import decode_secret
 from tests.support.stack import Stack, stack_config
 
@@ -81,6 +81,7 @@ async def test_delivery_survives_failures_stalls_and_a_restart(receiver: Receive
         await until(lambda: endpoint.stats.retried >= 3, what="a retry after refusal")
         receiver.start()  # back on the same port
         await until(lambda: len(receiver.received) == 6, what="delivery after the restart")
+        await until(lambda: endpoint.stats.delivered == 6, what="the 2xx of the last delivery")
     finally:
         hooks.stop()
 
