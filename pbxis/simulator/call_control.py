@@ -110,7 +110,8 @@ def mix_monitor_mute(sim: ActionContext, session: SessionState, msg: Message) ->
     recording = (isinstance(flow, CustomerCall) and flow.agent is not None) or isinstance(
         flow, TransferredCall
     )
-    if not recording or ch is not getattr(flow, "two", None):
+    recorded: Channel | None = getattr(flow, "two", None)  # MixMonitor runs on the caller
+    if not recording or recorded is not ch:
         return error(msg, "Cannot set mute flag")  # no MixMonitor on that channel
     muted = "0" if state.strip().lower() in ("0", "no", "false", "off", "n", "f") else "1"
     reply = success(msg)

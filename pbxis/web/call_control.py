@@ -8,6 +8,7 @@ Thin like :mod:`.api`: authenticate, validate, call the engine
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from klein import Klein
@@ -21,7 +22,7 @@ from .api import _run, json_response
 from .auth import Authenticator
 from .errors import ApiError
 
-__all__ = ["add_call_control_routes", "call_control_paths", "call_control_schemas"]
+__all__ = ["SharedResponses", "add_call_control_routes", "call_control_paths", "call_control_schemas"]
 
 log = Logger(namespace="pbxis.web.call_control")
 
@@ -109,10 +110,21 @@ def add_call_control_routes(app: Klein, *, center: CallCenter, auth: Authenticat
 _AGENT = {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,32}$", "example": "1001"}
 
 
-def call_control_paths(
-    agent_param: dict[str, Any], errors: dict[str, dict[str, Any]], ref: Callable[[str], dict[str, Any]]
-) -> dict[str, Any]:
-    """Path items; ``errors`` holds the shared responses (``body``, ``auth``, ``pbx``, ``json``)."""
+@dataclass(frozen=True)
+class SharedResponses:
+    """The pieces of :mod:`.openapi` these paths reuse (so responses read the same)."""
+
+    body_errors: dict[str, Any]
+    auth_errors: dict[str, Any]
+    pbx_errors: dict[str, Any]
+    json: Callable[[dict[str, Any], str], dict[str, Any]]
+    error: Callable[[str], dict[str, Any]]
+    ref: Callable[[str], dict[str, Any]]
+
+
+def call_control_paths(agent_param: dict[str, Any], shared: SharedResponses) -> dict[str, Any]:
+    """The path items of the call-control routes."""
+    ref, error = shared.ref, shared.error
 
     def op(summary: str, ok: str, status: str, response: str, body: str | None = None) -> dict[str, Any]:
         operation: dict[str, Any] = {
@@ -120,14 +132,14 @@ def call_control_paths(
             "summary": summary,
             "parameters": [agent_param],
             "responses": {
-                status: errors["json"](ref(response), ok),
-                **errors["body"],
-                **errors["auth"],
-                "404": errors["error"]("The agent is not registered."),
-                "409": errors["error"](
+                status: shared.json(ref(response), ok),
+                **shared.body_errors,
+                **shared.auth_errors,
+                "404": error("The agent is not registered."),
+                "409": error(
                     "`no_call`: the agent is on no call (or `not_recording`, `no_transfer`)."
                 ),
-                **errors["pbx"],
+                **shared.pbx_errors,
             },
         }
         operation["requestBody"] = {

@@ -14,7 +14,7 @@ from typing import Any
 from .. import __version__
 from ..names import AGENT_PATTERN, NUMBER_PATTERN, QUEUE_PATTERN
 from . import validation
-from .call_control import call_control_paths, call_control_schemas
+from .call_control import SharedResponses, call_control_paths, call_control_schemas
 
 __all__ = ["openapi_document"]
 
@@ -505,8 +505,8 @@ def _schemas() -> dict[str, Any]:
 
 
 def _call_control_paths() -> dict[str, Any]:
-    shared = {"body": _BODY_ERRORS, "auth": _AUTH_ERRORS, "pbx": _PBX_ERRORS, "json": _json, "error": _error}
-    return call_control_paths(_agent_param(), shared, _ref)
+    shared = SharedResponses(_BODY_ERRORS, _AUTH_ERRORS, _PBX_ERRORS, _json, _error, _ref)
+    return call_control_paths(_agent_param(), shared)
 
 
 def openapi_document(public_base_url: str) -> dict[str, Any]:

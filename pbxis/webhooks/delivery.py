@@ -345,7 +345,7 @@ def treq_post(reactor: Any, *, max_per_host: int = 8) -> PostFn:
     import treq
     from twisted.web.client import HTTPConnectionPool
 
-    pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
+    pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = max_per_host
     pool.retryAutomatically = False  # a POST must not be re-sent behind our back
 
