@@ -89,6 +89,10 @@ class AgentsConfig:
     max_log: int = 10_000
     transfer_context: str = ""
     spy_context: str = "pbxis-spy"
+    max_log_bytes: int = 256 * 1024 * 1024
+    max_clients: int = 20
+    snapshot_window: float = 1.0
+    queue_tick: float = 0.05
 
 
 #: Premium-rate prefixes (international 900, North American 1-900), with or without
@@ -274,6 +278,10 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "max_log": _number(low=100, high=1_000_000, integer=True),
         "transfer_context": _string(),
         "spy_context": _string(allow_empty=False),
+        "max_log_bytes": _number(low=1024 * 1024, high=64 * 1024**3, integer=True),
+        "max_clients": _number(low=1, high=10_000, integer=True),
+        "snapshot_window": _number(low=0, high=60),
+        "queue_tick": _number(low=0, high=5),
     },
     "originate": {
         "allow": _regex_list,
