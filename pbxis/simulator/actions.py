@@ -14,8 +14,8 @@ import hashlib
 from collections.abc import Mapping
 
 from ..ami.message import Message
-from . import channel_actions as ch
 from . import call_control, pjsip_actions, sip_actions
+from . import channel_actions as ch
 from . import queue_actions as qa
 from .context import ActionContext, Handler, SessionState
 from .filters import FilterError, parse_filter, parse_mask

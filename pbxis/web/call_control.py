@@ -136,9 +136,7 @@ def call_control_paths(agent_param: dict[str, Any], shared: SharedResponses) -> 
                 **shared.body_errors,
                 **shared.auth_errors,
                 "404": error("The agent is not registered."),
-                "409": error(
-                    "`no_call`: the agent is on no call (or `not_recording`, `no_transfer`)."
-                ),
+                "409": error("`no_call`: the agent is on no call (or `not_recording`, `no_transfer`)."),
                 **shared.pbx_errors,
             },
         }
