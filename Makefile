@@ -15,11 +15,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed: setup.cfg setup.py pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e . --config-settings editable_mode=compat
+	$(BIN)/python -m pip install -q -e .
 	touch $@
 
 $(VENV)/.installed-test: setup.cfg setup.py pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test,bench]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

@@ -13,9 +13,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from corpus import captures_dir
+
 from pbxis.ami.message import Message
 from pbxis.ami.parser import AMIParser
-from pbxis.testing import captures_dir
 from pbxis.tracker.filters import legacy_passes, passes
 
 SCENARIOS = ("inbound_call", "queue_waiting", "originate_out", "originate_fail", "state_dump")

@@ -18,7 +18,9 @@ from twisted.internet import defer, task, threads
 
 from pbxis.config import parse_config
 from pbxis.service import PbxisService
-from pbxis.testing import CHROMIUM_ARGS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for tests.support
+from tests.support.chromium import CHROMIUM_ARGS
 
 AGENT = "1001"
 

@@ -29,6 +29,15 @@ ORIGINATE_FAILED: Final = "originateFailed"
 PBX_STATUS: Final = "pbxStatus"
 CLOSED: Final = "closed"
 RESET: Final = "reset"
+# Supervisor streams (pbxis.supervisors): absolute per-queue state.
+QUEUE_STATS: Final = "queueStats"
+QUEUE_MEMBER: Final = "queueMember"
+QUEUE_CALLERS: Final = "queueCallers"
+
+SUPERVISOR_PREFIX: Final = "supervisor:"
+"""A supervisor's registration in the hub is keyed ``supervisor:<name>``: the colon is
+outside the agent-name alphabet, so a supervisor and an agent of the same name never
+share a log, a token or a command right; its events say ``"supervisor": name``."""
 
 EVENT_TYPES: Final = (
     QUEUE_MEMBER_STATUS,
@@ -40,6 +49,9 @@ EVENT_TYPES: Final = (
     PBX_STATUS,
     CLOSED,
     RESET,
+    QUEUE_STATS,
+    QUEUE_MEMBER,
+    QUEUE_CALLERS,
 )
 
 # Device state codes 0..8 (Asterisk's enum ast_device_state) as the contract spells them.
@@ -80,12 +92,17 @@ class AgentEvent:
     data: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self, event_id: int) -> dict[str, Any]:
-        """The contract's JSON object: ``id``, ``type``, ``agent``, ``time`` and the fields."""
-        out: dict[str, Any] = {
-            "id": event_id,
-            "type": self.type,
-            "agent": self.agent,
-            "time": self.time,
-        }
+        """The contract's JSON object: ``id``, ``type``, ``agent`` (or ``supervisor``),
+        ``time`` and the fields."""
+        agent = self.agent
+        if agent.startswith(SUPERVISOR_PREFIX):
+            out: dict[str, Any] = {
+                "id": event_id,
+                "type": self.type,
+                "supervisor": agent[len(SUPERVISOR_PREFIX) :],
+                "time": self.time,
+            }
+        else:
+            out = {"id": event_id, "type": self.type, "agent": agent, "time": self.time}
         out.update(self.data)
         return out

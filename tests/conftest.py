@@ -1,4 +1,4 @@
-"""Shared fixtures: the daemon in demo mode against its simulator (see :mod:`pbxis.testing`)."""
+"""Shared fixtures: the daemon in demo mode against its simulator (see :mod:`tests.support.stack`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest_twisted
 
-from pbxis.testing import API_KEY, Stack, start_stack, stop_stack
+from tests.support.stack import API_KEY, Stack, start_stack, stop_stack
 
 
 @pytest_twisted.async_yield_fixture

@@ -39,10 +39,11 @@ def test_run_all_runs_the_parse_bench_with_every_parser_and_ratio() -> None:
     figures = run_quick("run_all.py", "bench_parse")
     for kind in ("unfiltered", "filtered"):
         for size in ("4KiB", "64KiB"):
-            for parser in ("pbxis", "panoramisk", "split"):
+            for parser in ("pbxis", "panoramisk", "floor", "split"):
                 assert figures[f"parse.{kind}.{parser}-{size}"] > 0
                 assert figures[f"parse.{kind}.{parser}-{size}.MB"] > 0
             assert figures[f"parse.{kind}.speedup-vs-panoramisk-{size}"] > 0
+            assert figures[f"parse.{kind}.slowdown-vs-floor-{size}"] > 0
             # The split-only floor is a floor: nothing that builds messages beats it.
             assert figures[f"parse.{kind}.slowdown-vs-split-{size}"] > 1
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest_twisted
 
-from pbxis.testing import API_KEY, Stack
+from tests.support.stack import API_KEY, Stack
 
 
 async def poll(stack: Stack, token: str, since: int | None = None, timeout: float = 0) -> dict[str, Any]:

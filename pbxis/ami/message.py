@@ -17,6 +17,8 @@ HeaderInput = Mapping[str, object] | HeaderPairs
 
 __all__ = ["Banner", "HeaderInput", "Message", "normalise_headers"]
 
+_new = object.__new__
+
 
 class Banner:
     """The one line Asterisk writes on accept: ``Asterisk Call Manager/9.0.0``.
@@ -78,26 +80,55 @@ class Message:
     ``headers`` is the tuple of ``(key, value)`` pairs as they arrived. Look-ups by
     key are case-insensitive and return the first occurrence, which is what Asterisk
     itself does with the headers it reads.
+
+    Data layout. The parser's fast path hands over each line as ``str.partition``
+    left it, ``(key, ": ", value)``: that is one C call per line and no further copy.
+    ``headers`` is built from those triples only when something iterates the pairs
+    (few consumers do: the tracker only looks keys up), and the look-up index is built
+    from them on the first look-up.
     """
 
-    __slots__ = ("_index", "headers")
+    __slots__ = ("_headers", "_index", "_triples")
 
     def __init__(self, headers: HeaderInput = ()) -> None:
-        self.headers: tuple[tuple[str, str], ...] = tuple(normalise_headers(headers))
+        self._headers: tuple[tuple[str, str], ...] | None = tuple(normalise_headers(headers))
+        self._triples: list[tuple[str, str, str]] | None = None
         self._index: dict[str, str] | None = None
 
     @classmethod
     def _trusted(cls, headers: tuple[tuple[str, str], ...]) -> Message:
-        """Build from pairs already known to be ``(str, str)`` (the parser's fast path)."""
-        self = cls.__new__(cls)
-        self.headers = headers
+        """Build from pairs already known to be ``(str, str)`` (the parser's general path)."""
+        self = _new(cls)
+        self._headers = headers
+        self._triples = None
         self._index = None
         return self
+
+    @classmethod
+    def _partitioned(cls, triples: list[tuple[str, str, str]]) -> Message:
+        """Build from ``line.partition(": ")`` results whose separator is never empty."""
+        self = _new(cls)
+        self._headers = None
+        self._triples = triples
+        self._index = None
+        return self
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """Every ``(key, value)`` pair in wire order, repeats included."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = tuple([(key, value) for key, _, value in self._triples or ()])
+        return headers
 
     # -- look-ups ---------------------------------------------------------------
     def _build_index(self) -> dict[str, str]:
         # Built from the end so that the first occurrence of a repeated key wins.
-        index = {key.lower(): value for key, value in reversed(self.headers)}
+        triples = self._triples
+        if triples is not None:
+            index = {key.lower(): value for key, _, value in reversed(triples)}
+        else:
+            index = {key.lower(): value for key, value in reversed(self.headers)}
         self._index = index
         return index
 
@@ -128,15 +159,22 @@ class Message:
         return iter(self.headers)
 
     def __len__(self) -> int:
-        return len(self.headers)
+        triples = self._triples
+        return len(triples) if triples is not None else len(self.headers)
 
     # -- what kind of message ---------------------------------------------------
     @property
     def event(self) -> str | None:
         """The ``Event`` name. OriginateResponse carries ``Response:`` too; it is an event."""
-        headers = self.headers
-        if headers and headers[0][0] == "Event":  # how Asterisk writes every event
-            return headers[0][1]
+        triples = self._triples
+        if triples:
+            first = triples[0]
+            if first[0] == "Event":  # how Asterisk writes every event
+                return first[2]
+        else:
+            headers = self.headers
+            if headers and headers[0][0] == "Event":
+                return headers[0][1]
         return self.get("Event")
 
     @property

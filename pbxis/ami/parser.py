@@ -27,6 +27,8 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Iterator
+from itertools import repeat
+from operator import itemgetter
 from typing import Final
 
 from .message import Banner, Message
@@ -77,6 +79,13 @@ _FOLLOWS_HEADER_KEYS = frozenset({"response", "privilege", "actionid", "message"
 
 DEFAULT_MAX_MESSAGE_SIZE: Final = 4 * 1024 * 1024
 
+# The fast path's pieces: ``map(_partition, lines, _SEPARATOR)`` is ``line.partition(": ")``
+# for every line without a bytecode per line; ``_SEPARATOR_OF`` picks the ": " (empty when
+# the line had none).
+_partition = str.partition
+_SEPARATOR: Final = repeat(": ")
+_SEPARATOR_OF: Final = itemgetter(1)
+
 
 def parse_block(block: bytes) -> Message | None:
     """Parse one framed message (without its blank line); ``None`` if it holds no header.
@@ -91,9 +100,9 @@ def parse_block(block: bytes) -> Message | None:
     if text.endswith("\r"):  # the CR of the last line's CRLF (the frame ends at its LF)
         text = text[:-1]
     lines = text.split("\r\n")
-    pairs = [line.split(": ", 1) for line in lines]
-    if min(map(len, pairs)) == 2 and text.count("\n") == len(lines) - 1:
-        return Message._trusted(tuple(map(tuple, pairs)))  # type: ignore[arg-type]
+    triples = list(map(_partition, lines, _SEPARATOR))
+    if all(map(_SEPARATOR_OF, triples)) and text.count("\n") == len(lines) - 1:
+        return Message._partitioned(triples)
     found = _HEADER_LINE.findall(text)
     if not found:
         return None
@@ -184,8 +193,9 @@ class AMIParser:
                 if banner is NEED_DATA:
                     return NEED_DATA
                 if banner is not None:
-                    return banner  # type: ignore[return-value]
+                    return banner
                 continue
+            item: Message | _NeedData | None
             if _FOLLOWS_PREFIX.match(buf, start):
                 item = self._take_follows()
             elif self._take_batch():
@@ -245,15 +255,19 @@ class AMIParser:
         text = bytes(buf[start:end]).decode("utf-8", "replace")
         if text.count("\n") != text.count("\r\n") or "Follows" in text:
             return False
-        ready = self._ready
+        append = self._ready.append
+        partitioned = Message._partitioned
+        partition, separator, separator_of = _partition, _SEPARATOR, _SEPARATOR_OF
         for block in text.split("\r\n\r\n"):
-            pairs = [line.split(": ", 1) for line in block.split("\r\n")]
-            if min(map(len, pairs)) == 2:
-                ready.append(Message._trusted(tuple(map(tuple, pairs))))  # type: ignore[arg-type]
+            # One C-level call per line (map, no bytecode per line); ``all`` checks that
+            # every line had its ": " (a line without one takes the general pattern).
+            triples = list(map(partition, block.split("\r\n"), separator))
+            if all(map(separator_of, triples)):
+                append(partitioned(triples))
             else:
                 found = _HEADER_LINE.findall(block)
                 if found:
-                    ready.append(Message._trusted(tuple(found)))
+                    append(Message._trusted(tuple(found)))
         self._start = self._scan = end + 4
         return True
 

@@ -37,9 +37,12 @@ Asterisk 20 does. Usage::
 Modules, one job each:
 
 * wire: ``session`` (the Twisted protocol and factory);
-* actions: ``actions`` (routing, Login/Filter/Events...), ``queue_actions``,
-  ``channel_actions``, ``originate``, ``replies`` (response and list layout),
-  ``filters`` (event masks and the Filter action, pure);
+* actions: ``context`` (the narrow seams handlers and sessions see, instead of the
+  façade), ``actions`` (the action table and routing, Login/Filter/Events...),
+  ``queue_actions``, ``channel_actions``, ``sip_actions`` (chan_sip's), ``originate``,
+  ``replies`` (response and list layout), ``filters`` (event masks and the Filter
+  action, pure). A new action is a handler ``(ctx, session, msg) -> Reply`` in its
+  own module's ``ACTIONS`` table, merged by ``actions.action_table``;
 * model: ``pbx`` (state, identifiers, device state), ``model``, ``headers`` (how
   channels and members print), ``codes`` (Asterisk's numeric vocabularies);
 * call flows: ``flow`` (shared bits), ``customer``, ``click2call``, ``center``

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
+from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 
 from .config import SimulatorConfig, parse_agents
@@ -75,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pbxis-simulator: {exc}", file=sys.stderr)
         return 2
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
-    reactor.run()  # type: ignore[attr-defined]
+    cast(IReactorCore, reactor).run()
     return 0
 
 

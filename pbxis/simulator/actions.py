@@ -1,6 +1,7 @@
 """AMI actions: routing, plus the connection-level ones (Login, Filter, Events...).
 
-Each handler takes the simulator, the session and the action and returns a
+Each handler takes an :class:`~.context.ActionContext`, the asking session's
+:class:`~.context.SessionState` and the action, and returns a
 :class:`~.replies.Reply`: the response (plus list items, contiguous as Asterisk
 writes them), and whether the session must close. Events the action causes are
 emitted while the handler runs; the session holds them back until the response is
@@ -10,30 +11,24 @@ written, which is the order a real Asterisk session thread produces.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 from ..ami.message import Message
 from . import channel_actions as ch
 from . import queue_actions as qa
+from .context import ActionContext, Handler, SessionState
 from .filters import FilterError, parse_filter, parse_mask
 from .originate import originate
 from .replies import Reply, error, response, success
 
-if TYPE_CHECKING:
-    from .session import AMISession
-    from .simulator import Simulator
-
-__all__ = ["HANDLERS", "Reply", "dispatch"]
-
-Handler = Callable[["Simulator", "AMISession", Message], Reply]
+__all__ = ["CONNECTION_ACTIONS", "Handler", "Reply", "action_table", "dispatch"]
 
 
-def login(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def login(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     if session.authenticated:
         return success(msg, "Already authenticated")
     username = msg.get("Username", "")
-    if msg.get("AuthType", "").lower() == "md5":
+    if (msg.get("AuthType") or "").lower() == "md5":
         expected = hashlib.md5(((session.challenge or "") + sim.secret).encode()).hexdigest()
         ok = session.challenge is not None and (msg.get("Key") or "").lower() == expected
     else:
@@ -63,32 +58,32 @@ def login(sim: Simulator, session: AMISession, msg: Message) -> Reply:
     return reply
 
 
-def challenge(sim: Simulator, session: AMISession, msg: Message) -> Reply:
-    if msg.get("AuthType", "").lower() != "md5":
+def challenge(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
+    if (msg.get("AuthType") or "").lower() != "md5":
         return error(msg, "Must specify AuthType")
     if session.challenge is None:
         session.challenge = str(sim.rng.randrange(1, 2**31))
     return Reply([response(msg, "Success", ("Challenge", session.challenge))])
 
 
-def logoff(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def logoff(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     return Reply([response(msg, "Goodbye", ("Message", "Thanks for all the fish."))], close=True)
 
 
-def ping(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def ping(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     stamp = f"{sim.pbx.epoch() + sim.pbx.now() % 1:.6f}"
     return Reply([response(msg, "Success", ("Ping", "Pong"), ("Timestamp", stamp))])
 
 
-def events(sim: Simulator, session: AMISession, msg: Message) -> Reply:
-    mask = parse_mask(msg.get("EventMask", ""))
+def events(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
+    mask = parse_mask(msg.get("EventMask") or "")
     if mask is None:
         return error(msg, "Invalid event mask")
     session.mask = mask
     return Reply([response(msg, "Success", ("Events", "On" if mask else "Off"))])
 
 
-def filter_(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def filter_(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     if (msg.get("Operation") or "").lower() != "add":
         return error(msg, "Unknown operation")
     try:
@@ -98,7 +93,7 @@ def filter_(sim: Simulator, session: AMISession, msg: Message) -> Reply:
     return success(msg, "Success")
 
 
-def user_event(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def user_event(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     name = msg.get("UserEvent")
     if not name:
         return error(msg, "UserEvent header missing")
@@ -107,7 +102,8 @@ def user_event(sim: Simulator, session: AMISession, msg: Message) -> Reply:
     return success(msg, "Event Sent")
 
 
-HANDLERS: dict[str, Handler] = {
+#: manager.c's own actions (the connection and its events)
+CONNECTION_ACTIONS: Mapping[str, Handler] = {
     "login": login,
     "challenge": challenge,
     "logoff": logoff,
@@ -115,26 +111,29 @@ HANDLERS: dict[str, Handler] = {
     "events": events,
     "filter": filter_,
     "userevent": user_event,
-    "queueadd": qa.queue_add,
-    "queueremove": qa.queue_remove,
-    "queuepause": qa.queue_pause,
-    "queuestatus": qa.queue_status,
-    "queuesummary": qa.queue_summary,
-    "extensionstate": ch.extension_state,
-    "extensionstatelist": ch.extension_state_list,
-    "devicestatelist": ch.device_state_list,
-    "coreshowchannels": ch.core_show_channels,
-    "status": ch.status,
-    "hangup": ch.hangup,
-    "originate": originate,
-    "sippeers": ch.sip_peers,
-    "corestatus": ch.core_status,
-    "coresettings": ch.core_settings,
 }
 _BEFORE_LOGIN = frozenset({"login", "challenge", "logoff"})
 
 
-def dispatch(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def action_table(*extra: Mapping[str, Handler]) -> dict[str, Handler]:
+    """The action set of one simulated Asterisk: the core's, then ``extra`` tables.
+
+    Each module of handlers exports an ``ACTIONS`` mapping (lower-case names); a
+    later table overrides an earlier one, so a channel driver's module can replace
+    what the core answers.
+    """
+    table: dict[str, Handler] = {
+        **CONNECTION_ACTIONS,
+        **qa.ACTIONS,
+        **ch.ACTIONS,
+        "originate": originate,
+    }
+    for more in extra:
+        table.update(more)
+    return table
+
+
+def dispatch(table: Mapping[str, Handler], sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     """Route one action; never raises for bad input (Asterisk answers an error)."""
     action = msg.action
     if not action:
@@ -144,7 +143,7 @@ def dispatch(sim: Simulator, session: AMISession, msg: Message) -> Reply:
         return error(msg, "Permission denied")
     if sim.shutting_down and name != "logoff":
         return error(msg, "Asterisk is shutting down")
-    handler = HANDLERS.get(name)
+    handler = table.get(name)
     if handler is None:
         return error(
             msg, f"Invalid/unknown command: {action}. Use Action: ListCommands to show available commands."

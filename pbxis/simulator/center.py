@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from . import codes
 from .config import PhoneConfig
-from .customer import CustomerCall
 from .flow import Flow, hold
 from .model import Channel, Member, QueueState
 from .pbx import PBX
@@ -61,7 +60,7 @@ class CallCenter:
         """Offer waiting callers (in order) to free members; autofill=yes."""
         for entry in list(q.callers):
             call = entry.call
-            if not isinstance(call, CustomerCall) or call.ringing or call.done:
+            if call.ringing or call.done:
                 continue
             free = [(m, p) for m in q.members.values() if (p := self._free(m)) is not None]
             if not free:
@@ -82,7 +81,8 @@ class CallCenter:
         device = f"SIP/{agent}"
         chans = [c for c in self.pbx.channels.values() if c.device == device]
         up = [c for c in chans if c.state == codes.UP]
-        return (up or chans or [None])[0]
+        found = up or chans
+        return found[0] if found else None
 
     def hangup(self, ch: Channel, cause: int = codes.NORMAL_CLEARING) -> bool:
         flow = self.owner.get(ch.name)

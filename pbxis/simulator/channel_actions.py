@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from ..ami.message import Message
 from . import codes
+from .context import ActionContext, Handler, SessionState
 from .headers import Pairs, channel_header
 from .replies import Reply, error, event_list, list_item, response, success
 
-if TYPE_CHECKING:
-    from .session import AMISession
-    from .simulator import Simulator
-
 __all__ = [
+    "ACTIONS",
     "core_settings",
     "core_show_channels",
     "core_status",
@@ -22,12 +19,11 @@ __all__ = [
     "extension_state",
     "extension_state_list",
     "hangup",
-    "sip_peers",
     "status",
 ]
 
 
-def _hint_pairs(sim: Simulator, exten: str, context: str) -> Pairs:
+def _hint_pairs(sim: ActionContext, exten: str, context: str) -> Pairs:
     phone = sim.config.phone(exten) if context == sim.config.hint_context else None
     if phone is None:
         return [("Exten", exten), ("Context", context), ("Hint", ""), ("Status", "-1"),
@@ -42,7 +38,7 @@ def _hint_pairs(sim: Simulator, exten: str, context: str) -> Pairs:
     ]
 
 
-def extension_state(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def extension_state(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     exten = msg.get("Exten")
     if not exten:
         return error(msg, "Extension not specified")
@@ -50,7 +46,7 @@ def extension_state(sim: Simulator, session: AMISession, msg: Message) -> Reply:
     return success(msg, "Extension Status", *pairs)
 
 
-def extension_state_list(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def extension_state_list(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     ctx = sim.config.hint_context
     items = [
         list_item(msg, "ExtensionStatus", _hint_pairs(sim, p.exten, ctx), id_first=True)
@@ -61,7 +57,7 @@ def extension_state_list(sim: Simulator, session: AMISession, msg: Message) -> R
     return event_list(msg, "Extension Statuses will follow", "ExtensionStateListComplete", items)
 
 
-def device_state_list(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def device_state_list(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     items = [
         list_item(msg, "DeviceStateChange", [("Device", d), ("State", codes.DEVICE_TOKENS[s])], id_first=True)
         for d, s in sim.pbx.devices.items()
@@ -75,7 +71,7 @@ def _duration(seconds: float) -> str:
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def core_show_channels(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def core_show_channels(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     pbx = sim.pbx
     items = [
         list_item(
@@ -95,7 +91,7 @@ def core_show_channels(sim: Simulator, session: AMISession, msg: Message) -> Rep
     return event_list(msg, "Channels will follow", "CoreShowChannelsComplete", items)
 
 
-def status(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def status(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     pbx = sim.pbx
     wanted = msg.get("Channel") or None
     if wanted is not None:
@@ -132,7 +128,7 @@ def status(sim: Simulator, session: AMISession, msg: Message) -> Reply:
     return event_list(msg, "Channel status will follow", "StatusComplete", items, ("Items", str(len(items))))
 
 
-def hangup(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def hangup(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     name = msg.get("Channel")
     if not name:
         return error(msg, "No channel specified")
@@ -148,40 +144,7 @@ def hangup(sim: Simulator, session: AMISession, msg: Message) -> Reply:
     return reply
 
 
-def sip_peers(sim: Simulator, session: AMISession, msg: Message) -> Reply:
-    peers = [(p.exten, p.sip_port) for p in sim.config.phones]
-    peers.append((sim.config.trunk.split("/", 1)[1], sim.config.trunk_port))
-    items = [
-        list_item(
-            msg,
-            "PeerEntry",
-            [
-                ("Channeltype", "SIP"),
-                ("ObjectName", name),
-                ("ChanObjectType", "peer"),
-                ("IPaddress", "127.0.0.1"),
-                ("IPport", str(port)),
-                ("Dynamic", "no"),
-                ("AutoForcerport", "no"),
-                ("Forcerport", "no"),
-                ("AutoComedia", "no"),
-                ("Comedia", "no"),
-                ("VideoSupport", "no"),
-                ("TextSupport", "no"),
-                ("ACL", "no"),
-                ("Status", "Unmonitored"),
-                ("RealtimeDevice", "no"),
-                ("Description", ""),
-                ("Accountcode", ""),
-            ],
-            id_first=True,
-        )
-        for name, port in peers
-    ]
-    return event_list(msg, "Peer status list will follow", "PeerlistComplete", items)
-
-
-def core_status(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def core_status(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     started = time.gmtime(sim.pbx.epoch() - sim.pbx.uptime())
     date, clock = time.strftime("%Y-%m-%d", started), time.strftime("%H:%M:%S", started)
     return Reply(
@@ -200,7 +163,7 @@ def core_status(sim: Simulator, session: AMISession, msg: Message) -> Reply:
     )
 
 
-def core_settings(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def core_settings(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     pairs = [
         ("AMIversion", "9.0.0"),
         ("AsteriskVersion", sim.config.version),
@@ -216,3 +179,15 @@ def core_settings(sim: Simulator, session: AMISession, msg: Message) -> Reply:
         ("SoundsSearchCustomDir", "No"),
     ]
     return Reply([response(msg, "Success", *pairs)])
+
+
+ACTIONS: dict[str, Handler] = {
+    "extensionstate": extension_state,
+    "extensionstatelist": extension_state_list,
+    "devicestatelist": device_state_list,
+    "coreshowchannels": core_show_channels,
+    "status": status,
+    "hangup": hangup,
+    "corestatus": core_status,
+    "coresettings": core_settings,
+}

@@ -7,15 +7,10 @@ the ``_X.`` dialplan dials ``<trunk>/<number>``, which talks ``TALK`` seconds.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from . import codes
 from .config import PhoneConfig
-from .flow import CID_PRES, Origin, Timers, dial_event, hold
+from .flow import CID_PRES, FlowHost, Origin, Timers, dial_event, hold
 from .model import Bridge, Channel
-
-if TYPE_CHECKING:
-    from .center import CallCenter
 
 __all__ = ["AgentCall"]
 
@@ -29,7 +24,7 @@ class AgentCall:
 
     def __init__(
         self,
-        center: CallCenter,
+        center: FlowHost,
         phone: PhoneConfig,
         origin: Origin,
         timeout: float,

@@ -8,17 +8,13 @@ unanswered (queue timeout, originate timeout, abandon).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IDelayedCall
 
 from . import codes
 from .config import PhoneConfig
-from .flow import CID_PRES, Origin, Timers, dial_event, hold
+from .flow import CID_PRES, FlowHost, Origin, Timers, dial_event, hold
 from .model import Bridge, Channel, Member, QueueCaller, QueueState
-
-if TYPE_CHECKING:
-    from .center import CallCenter
 
 __all__ = ["CustomerCall"]
 
@@ -40,7 +36,7 @@ class CustomerCall:
 
     def __init__(
         self,
-        center: CallCenter,
+        center: FlowHost,
         queue: QueueState,
         number: str,
         name: str,

@@ -14,10 +14,10 @@ from twisted.internet.interfaces import IDelayedCall
 
 from . import codes
 from .headers import Pairs, channel_header
-from .model import Channel
+from .model import Channel, QueueState
 from .pbx import PBX
 
-__all__ = ["CID_PRES", "Flow", "Origin", "Timers", "dial_event", "hold"]
+__all__ = ["CID_PRES", "Flow", "FlowHost", "Origin", "Timers", "dial_event", "hold"]
 
 CID_PRES = ("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")
 
@@ -69,6 +69,18 @@ class Flow(Protocol):
     def hangup_channel(self, ch: Channel, cause: int) -> None: ...
 
     def hold(self, ch: Channel, on: bool) -> None: ...
+
+
+class FlowHost(Protocol):
+    """What a flow needs from the live-call registry (:class:`.center.CallCenter`)."""
+
+    pbx: PBX
+
+    def own(self, flow: Flow, *channels: Channel) -> None: ...
+
+    def finished(self, flow: Flow) -> None: ...
+
+    def dispatch(self, q: QueueState) -> None: ...
 
 
 class Timers:

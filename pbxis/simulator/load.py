@@ -7,23 +7,48 @@ a while with a plausible reason, so a demo page shows life.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import random
+from typing import Protocol
 
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-if TYPE_CHECKING:
-    from .simulator import Simulator
+from .pbx import PBX
 
-__all__ = ["Load"]
+__all__ = ["Load", "LoadHost"]
 
 log = Logger()
 PAUSE_REASONS = ("Coffee", "Lunch break", "Meeting", "Paperwork", "Coaching")
 _NAMES = ("Ana Horvat", "Ivan Kovac", "Marta Babic", "Luka Novak", "Petra Juric", "Customer")
 
 
+class LoadHost(Protocol):
+    """The part of the simulator the demo load drives."""
+
+    rng: random.Random
+    clock: IReactorTime
+    pbx: PBX
+
+    def customer_call(
+        self,
+        queue: str,
+        number: str = ...,
+        name: str = ...,
+        talk_time: float = ...,
+        max_wait: float = ...,
+        *,
+        hangup_after: float | None = None,
+    ) -> str: ...
+
+    def queue_pause(
+        self, interface: str, paused: bool = True, queue: str | None = None, reason: str = ""
+    ) -> None: ...
+
+
 class Load:
-    def __init__(self, sim: Simulator) -> None:
+    """Demo traffic: Poisson arrivals into random queues and agents' breaks."""
+
+    def __init__(self, sim: LoadHost) -> None:
         self.sim = sim
         self.rate = 0.0
         self.talk = (20.0, 60.0)

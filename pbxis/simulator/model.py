@@ -7,10 +7,12 @@ No clock, no I/O: the flows in :mod:`.calls` mutate these and ask
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from . import codes
+from .config import PhoneConfig
 
-__all__ = ["Bridge", "Channel", "Member", "QueueCaller", "QueueState"]
+__all__ = ["Bridge", "Channel", "Member", "QueueCaller", "QueueState", "QueuedCall"]
 
 
 @dataclass
@@ -82,7 +84,18 @@ class QueueCaller:
     channel: Channel
     joined: float
     original_position: int
-    call: object  # the CustomerCall flow that owns it
+    call: QueuedCall  # the flow that owns it (a customer.CustomerCall)
+
+
+class QueuedCall(Protocol):
+    """What app_queue's distribution needs from a waiting call."""
+
+    done: bool
+
+    @property
+    def ringing(self) -> bool: ...
+
+    def ring(self, m: Member, phone: PhoneConfig, *, more: bool = False) -> None: ...
 
 
 @dataclass

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from twisted.internet.defer import Deferred
 
 from ..ami.message import Message
 from . import codes
 from .click2call import AgentCall
+from .context import ActionContext, SessionState
 from .customer import CustomerCall
 from .flow import Origin
 from .replies import Reply, error, response, success, truthy
-
-if TYPE_CHECKING:
-    from .session import AMISession
-    from .simulator import Simulator
 
 __all__ = ["originate"]
 
@@ -42,7 +37,7 @@ def _variables(msg: Message) -> dict[str, str]:
     return out
 
 
-def _exten_exists(sim: Simulator, context: str, exten: str) -> bool:
+def _exten_exists(sim: ActionContext, context: str, exten: str) -> bool:
     if context == sim.config.hint_context:
         return exten.isdigit()
     if context in ("customer-talk", "default"):
@@ -52,7 +47,7 @@ def _exten_exists(sim: Simulator, context: str, exten: str) -> bool:
     return context == "incoming"
 
 
-def originate(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def originate(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     channel = msg.get("Channel")
     if not channel:
         return error(msg, "Channel not specified")
@@ -103,7 +98,7 @@ def originate(sim: Simulator, session: AMISession, msg: Message) -> Reply:
     return reply
 
 
-def _start_originate(sim: Simulator, origin: Origin, timeout: float, variables: dict[str, str]) -> None:
+def _start_originate(sim: ActionContext, origin: Origin, timeout: float, variables: dict[str, str]) -> None:
     tech, _, resource = origin.channel.partition("/")
     pbx = sim.pbx
     talk = _talk_from(origin, variables, sim.config.default_talk)
@@ -150,7 +145,7 @@ def _seconds(value: str | None, default: float) -> float:
         return default
 
 
-def _local_failure(sim: Simulator, origin: Origin, exten: str, context: str) -> None:
+def _local_failure(sim: ActionContext, origin: Origin, exten: str, context: str) -> None:
     """``Local/x@nosuchcontext``: both halves appear and die with cause 0 (capture)."""
     pbx = sim.pbx
     one, two = pbx.new_local_pair(exten, context)

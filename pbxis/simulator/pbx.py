@@ -79,12 +79,12 @@ class PBX:
                 )
             self.queues[q.name] = q
         for m in kept or ():
-            q = self.queues.get(m.queue)
-            if q is not None and m.interface not in q.members:
+            home = self.queues.get(m.queue)
+            if home is not None and m.interface not in home.members:
                 m.calls_taken = m.last_call = 0
                 m.in_call = False
                 m.login_time = login
-                q.members[m.interface] = m
+                home.members[m.interface] = m
         for phone in self.config.phones:
             self.devices[phone.device] = self._phone_state(phone.device)
         for q in self.queues.values():

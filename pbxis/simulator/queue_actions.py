@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..ami.message import Message
 from . import codes
+from .context import ActionContext, Handler, SessionState
 from .headers import queue_member_item
 from .model import QueueState
 from .pbx import MemberError
 from .replies import Reply, error, event_list, list_item, success, truthy
 
-if TYPE_CHECKING:
-    from .session import AMISession
-    from .simulator import Simulator
-
-__all__ = ["queue_add", "queue_pause", "queue_remove", "queue_status", "queue_summary"]
+__all__ = ["ACTIONS", "queue_add", "queue_pause", "queue_remove", "queue_status", "queue_summary"]
 
 
-def queue_add(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def queue_add(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     queue, interface = msg.get("Queue"), msg.get("Interface")
     if not queue:
         return error(msg, "'Queue' not specified.")
@@ -47,7 +42,7 @@ def queue_add(sim: Simulator, session: AMISession, msg: Message) -> Reply:
     return reply
 
 
-def queue_remove(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def queue_remove(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     queue, interface = msg.get("Queue"), msg.get("Interface")
     if not queue or not interface:
         return error(msg, "Need 'Queue' and 'Interface' parameters.")
@@ -58,7 +53,7 @@ def queue_remove(sim: Simulator, session: AMISession, msg: Message) -> Reply:
     return success(msg, "Removed interface from queue")
 
 
-def queue_pause(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def queue_pause(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     interface, paused = msg.get("Interface"), msg.get("Paused")
     if not interface or not paused:
         return error(msg, "Need 'Interface' and 'Paused' parameters.")
@@ -76,7 +71,7 @@ def _perf(q: QueueState) -> str:
     return f"{100.0 * q.within_sl / q.completed:.1f}" if q.completed else "0.0"
 
 
-def queue_status(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def queue_status(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     pbx = sim.pbx
     want_q, want_m = msg.get("Queue") or None, msg.get("Member") or None
     items: list[Message] = []
@@ -135,7 +130,7 @@ def _plain(value: str) -> str:
     return "unknown" if value == "<unknown>" else value
 
 
-def queue_summary(sim: Simulator, session: AMISession, msg: Message) -> Reply:
+def queue_summary(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     pbx = sim.pbx
     want = msg.get("Queue") or None
     items: list[Message] = []
@@ -162,3 +157,12 @@ def queue_summary(sim: Simulator, session: AMISession, msg: Message) -> Reply:
             )
         )
     return event_list(msg, "Queue summary will follow", "QueueSummaryComplete", items)
+
+
+ACTIONS: dict[str, Handler] = {
+    "queueadd": queue_add,
+    "queueremove": queue_remove,
+    "queuepause": queue_pause,
+    "queuestatus": queue_status,
+    "queuesummary": queue_summary,
+}

@@ -11,7 +11,6 @@ per-session thread does).
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory, Protocol
@@ -21,14 +20,13 @@ from twisted.python.failure import Failure
 from ..ami.message import Message
 from ..ami.parser import AMIParser, RemoteProtocolError
 from .actions import dispatch
+from .context import SessionHost
 from .filters import ALL_CLASSES, EventFilter, filters_allow
 from .replies import Reply
 
-if TYPE_CHECKING:
-    from .simulator import Simulator
-
 __all__ = ["BANNER", "AMIServerFactory", "AMISession"]
 
+#: The default (Asterisk 20) banner; the host's ``banner`` is what a session writes.
 BANNER = b"Asterisk Call Manager/9.0.0\r\n"
 MAX_ACTION_SIZE = 128 * 1024
 log = Logger()
@@ -37,7 +35,7 @@ log = Logger()
 class AMISession(Protocol):
     """Per-connection state: login, event mask, filters, and what the client sent."""
 
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: SessionHost) -> None:
         self.sim = sim
         self.parser = AMIParser(expect_banner=False, max_message_size=MAX_ACTION_SIZE)
         self.authenticated = False
@@ -58,9 +56,10 @@ class AMISession(Protocol):
     # -- Twisted callbacks -----------------------------------------------------------------------
     def connectionMade(self) -> None:
         # Asterisk writes each event as it happens; Nagle would hold small ones back.
-        if hasattr(self.transport, "setTcpNoDelay"):
-            self.transport.setTcpNoDelay(True)
-        self.sim.sessions.append(self)
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
+        self.sim.attach(self)
         if self.sim.stalled:
             self.stall(True)
         self._write(BANNER)
@@ -72,8 +71,7 @@ class AMISession(Protocol):
             self._close()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
-        if self in self.sim.sessions:
-            self.sim.sessions.remove(self)
+        self.sim.detach(self)
         for call in (self._delayed, self._auth_timer):
             if call is not None and call.active():
                 call.cancel()
@@ -111,7 +109,7 @@ class AMISession(Protocol):
                 self.received.append(msg)
                 self._busy += 1
                 try:
-                    reply = dispatch(self.sim, self, msg)
+                    reply = dispatch(self.sim.actions, self.sim, self, msg)
                 except Exception:
                     log.failure("simulator action {action} crashed", action=msg.action)
                     reply = Reply([Message([("Response", "Error"), ("Message", "Internal simulator error")])])
@@ -203,7 +201,7 @@ class AMIServerFactory(Factory):
 
     noisy = False
 
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: SessionHost) -> None:
         self.sim = sim
 
     def buildProtocol(self, addr: object) -> AMISession:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
+from typing import cast
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from ..ami.message import Message
-from . import codes
+from . import codes, sip_actions
+from .actions import action_table
 from .center import CallCenter
 from .config import BEHAVIOURS, Behaviour, SimulatorConfig
+from .context import EventSink, Handler
 from .customer import CustomerCall
 from .headers import Pairs
 from .load import Load
@@ -45,13 +48,14 @@ class Simulator:
         if clock is None:
             from twisted.internet import reactor
 
-            clock = reactor  # type: ignore[assignment]
+            clock = cast(IReactorTime, reactor)
         assert clock is not None
         self.config = config or SimulatorConfig.lab()
         self.clock = clock
         self.rng = random.Random(seed)
         self.username, self.secret = username, secret
         self.sessions: list[AMISession] = []
+        self.actions: MutableMapping[str, Handler] = action_table(sip_actions.ACTIONS)
         self.history: deque[Message] = deque(maxlen=history)
         self.stalled = False
         self.shutting_down = False
@@ -61,6 +65,17 @@ class Simulator:
         self.center = CallCenter(self.pbx)
         self.factory = AMIServerFactory(self)
         self.load = Load(self)
+
+    # -- sessions (the SessionHost seam) ---------------------------------------------------------
+    def attach(self, session: EventSink) -> None:
+        """A session connected: it gets events from now on."""
+        if not isinstance(session, AMISession):
+            raise TypeError(f"not an AMI session: {session!r}")
+        self.sessions.append(session)
+
+    def detach(self, session: EventSink) -> None:
+        if session in self.sessions:
+            self.sessions.remove(session)
 
     # -- events -------------------------------------------------------------------------------------
     def publish(self, name: str, pairs: Pairs) -> None:

@@ -15,6 +15,7 @@ from ..events import MEMBER_STATUSES
 __all__ = [
     "dial_failure_reason",
     "extension_status",
+    "hangup_failure_reason",
     "member_status",
     "originate_reason",
     "to_int",
@@ -78,6 +79,20 @@ _ORIGINATE_REASONS: Final = {5: "busy", 3: "no_answer", 8: "congestion"}
 def originate_reason(code: int) -> str:
     """OriginateResponse ``Reason`` -> ``busy``/``no_answer``/``congestion``/``failed``."""
     return _ORIGINATE_REASONS.get(code, "failed")
+
+
+# Hangup Cause of the agent's own leg of an Originate that failed (Q.850).
+_HANGUP_FAILURES: Final = {17: "busy", 18: "no_answer", 19: "no_answer", 34: "congestion", 42: "congestion"}
+
+
+def hangup_failure_reason(cause: int) -> str:
+    """The ``originateFailed`` reason a failed leg's Hangup ``Cause`` gives (default ``failed``).
+
+    Asterisk 21+ answers an Originate whose phone said 486 with ``Reason: 0`` (PJSIP
+    hangs the channel up before any BUSY control frame reaches the originate thread):
+    busy is only in ``DialEnd DialStatus: BUSY`` and ``Hangup Cause: 17``.
+    """
+    return _HANGUP_FAILURES.get(cause, "failed")
 
 
 _DIAL_FAILURES: Final = {

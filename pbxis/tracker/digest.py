@@ -18,6 +18,14 @@ maps to a registered agent; calls are keyed by the agent channel's ``Uniqueid``;
 recordings by the caller's ``Uniqueid``. Events about different topics (AgentComplete
 versus Hangup) may come in either order, so nothing here depends on that order.
 
+Asterisk 22 with PJSIP (``shared/ami/captures-pjsip22``) tells the same story with two
+twists handled here: an ``AgentComplete`` that lost the race with the caller's hangup
+(seen on 20 too) has no ``Channel``/``Uniqueid``/``CallerID*``, so the agent (Interface)
+and its leg (``DestUniqueid``) find the call we saw ring, live or just ended; and an
+Originate the phone refused with 486 gets ``OriginateResponse Reason: 0`` (not 5), busy
+being only in the leg's ``DialEnd DialStatus: BUSY`` / ``Hangup Cause: 17``, which may
+come after the response: that ``originateFailed`` waits for the leg to say why.
+
 Transfers (Asterisk 12+). An attended transfer keeps the target's and the transferee's
 channels and merges or links their bridges, so ``AttendedTransfer`` is the only event
 that says who now talks to whom: each of the two that is a registered agent's call
@@ -36,7 +44,7 @@ from typing import Any, Final
 from ..ami.message import Message
 from ..events import AGENT_COMPLETE, ORIGINATE_FAILED
 from .channels import AgentDirectory, unescape
-from .codes import dial_failure_reason, originate_reason, to_int, truth
+from .codes import dial_failure_reason, hangup_failure_reason, originate_reason, to_int, truth
 from .model import (
     EXTENSION_KEY,
     PHONE_KEY,
@@ -55,6 +63,7 @@ RECORDING_VARIABLE: Final = "MIXMONITOR_FILENAME"
 # Correlation tables that Asterisk never tells us to forget (a recording whose call had
 # no AgentComplete, an originate whose response never came) are bounded.
 _MAX_REMEMBERED: Final = 4096
+_NORMAL_CLEARING: Final = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +120,12 @@ class State:
         self.recordings = _Bounded()  # caller Uniqueid -> path
         self.queue_callers = _Bounded()  # caller Uniqueid -> queue
         self.originates = _Bounded()  # ActionID -> (agent, number)
+        # Queue calls whose agent leg hung up, by that leg's Uniqueid: an AgentComplete
+        # that lost the race with both channels still names the call by DestUniqueid.
+        self.ended_calls = _Bounded()
+        # ActionID -> failure reason, for an originated leg that hung up before its
+        # OriginateResponse arrived (the leg's call is gone by then).
+        self.originate_failures = _Bounded()
         # Agents whose state may have changed with no event naming them (a rebuild of
         # other agents reloaded a shared queue's count, a rebuild was given up): their
         # whole view is compared at their next change, not only the entry it touches.
@@ -280,20 +295,32 @@ class State:
         return self._agent_called(message)
 
     def _agent_complete(self, message: Message) -> Outcome:
-        found = self._queue_call(message)
+        found = self._queue_call(message) or self._completed_call(message)
         if found is None:
             return NOTHING
         agent, call = found
         recording = self.recordings.pop(call.unique_id, None)
         data = {
             "uniqueId": call.unique_id,
-            "queue": call.queue,
+            "queue": message.get("Queue") or call.queue,
             "talkTime": to_int(message.get("TalkTime")),
             "holdTime": to_int(message.get("HoldTime")),
             "recording": recording,
             "reason": (message.get("Reason") or "caller").lower(),
         }
         return (), (), (Instant(agent, AGENT_COMPLETE, data),)
+
+    def _completed_call(self, message: Message) -> tuple[str, Call] | None:
+        """An AgentComplete without ``Channel``/``Uniqueid``/``CallerID*`` (a race seen on
+        Asterisk 20 and 22: the caller's channel was gone when app_queue reported). The
+        agent (Interface, else DestChannel) and its leg's ``DestUniqueid`` still name the
+        call we saw ring, live or just hung up."""
+        agent = self.agent_of_member(message) or self.agent_of_channel(message.get("DestChannel"))
+        key = message.get("DestUniqueid")
+        if agent is None or not key:
+            return None
+        call = self.agents[agent].calls.get(key) or self.ended_calls.get(key)
+        return (agent, call) if call is not None else None
 
     def _dial_begin(self, message: Message) -> Outcome:
         changed: list[str] = []
@@ -322,7 +349,9 @@ class State:
         if src_agent and caller_key:
             # The dialled number is where the agent's channel is in the dialplan; the
             # far end's caller ID is a copy of ours unless it is another agent.
-            dialled = _number(message.get("Exten")) or _number(message.get("DestCallerIDNum"))
+            # ``Exten: s`` is where an originated channel starts (Asterisk 22 shows it).
+            exten = _number(message.get("Exten"))
+            dialled = (exten if exten != "s" else None) or _number(message.get("DestCallerIDNum"))
             name = _name(message.get("DestCallerIDName")) if dest_agent else None
             call = Call(caller_key, dialled, name, "out", caller_key)
             if self._start_call(src_agent, call) and src_agent not in changed:
@@ -341,10 +370,15 @@ class State:
         return any(c.action_id == action_id for c in self.agents[agent].calls.values())
 
     def _dial_end(self, message: Message) -> Outcome:
-        """The outgoing leg of a click-to-call failed after the agent answered."""
+        """The outgoing leg of a click-to-call failed after the agent answered, or the
+        agent's own phone refused the originated call (no ``Channel``: the originate
+        thread dialled it)."""
         reason = dial_failure_reason(message.get("DialStatus"))
         if reason is None:
             return NOTHING
+        if message.get("Channel") is None:
+            return self._leg_failed(self.agent_of_channel(message.get("DestChannel")),
+                                    message.get("DestUniqueid"), reason)  # fmt: skip
         agent = self.agent_of_channel(message.get("Channel"))
         key = message.get("Uniqueid")
         if agent is None or key is None:
@@ -354,6 +388,25 @@ class State:
             return NOTHING
         call.failure_reported = True
         data = {"actionId": call.action_id, "number": call.number, "reason": reason}
+        return (), (), (Instant(agent, ORIGINATE_FAILED, data),)
+
+    def _leg_failed(self, agent: str | None, key: str | None, reason: str) -> Outcome:
+        """Why the agent's originated leg failed; sends an ``originateFailed`` held back for it."""
+        if agent is None or not key:
+            return NOTHING
+        call = self.agents[agent].calls.get(key)
+        if call is None or call.action_id is None:
+            return NOTHING
+        if call.failure is None:
+            call.failure = reason
+        return self._release_failure(agent, call)
+
+    def _release_failure(self, agent: str, call: Call) -> Outcome:
+        data, call.pending_failure = call.pending_failure, None
+        if data is None or call.failure_reported:
+            return NOTHING
+        call.failure_reported = True
+        data["reason"] = call.failure or "failed"
         return (), (), (Instant(agent, ORIGINATE_FAILED, data),)
 
     def _attended_transfer(self, message: Message) -> Outcome:
@@ -420,9 +473,20 @@ class State:
         self.queue_callers.pop(key, None)
         # Calls are keyed by the agent's own channel, so its Hangup names the agent.
         agent = self.agent_of_channel(message.get("Channel"))
-        if agent and self.agents[agent].calls.pop(key, None) is not None:
-            return PHONE_KEY, (agent,), ()
-        return NOTHING
+        call = self.agents[agent].calls.pop(key, None) if agent else None
+        if agent is None or call is None:
+            return NOTHING
+        instants: Sequence[Instant] = ()
+        if call.queue is not None and call.direction == "in":
+            self.ended_calls.remember(key, call)
+        elif call.action_id is not None and not call.failure_reported:
+            if call.failure is None and to_int(message.get("Cause")) != _NORMAL_CLEARING:
+                call.failure = hangup_failure_reason(to_int(message.get("Cause")))
+            if call.pending_failure is not None:
+                instants = self._release_failure(agent, call)[2]
+            elif call.failure is not None and call.action_id in self.originates:
+                self.originate_failures.remember(call.action_id, call.failure)
+        return PHONE_KEY, (agent,), instants
 
     def _varset(self, message: Message) -> Outcome:
         uid = message.get("Uniqueid")
@@ -446,6 +510,19 @@ class State:
                 if self._start_call(agent, call):
                     return PHONE_KEY, (agent,), ()
             return NOTHING
-        reason = originate_reason(to_int(message.get("Reason"), 0))
-        data = {"actionId": action_id, "number": number, "reason": reason}
+        code = to_int(message.get("Reason"), 0)
+        data = {"actionId": action_id, "number": number, "reason": originate_reason(code)}
+        if code == 0:
+            # Asterisk 21+ (PJSIP): a phone that said 486 fails the originate with
+            # Reason 0; its leg's DialEnd/Hangup tell busy apart from a real failure.
+            known = self.originate_failures.pop(action_id, None)
+            leg = self._bound_call(agent, action_id)
+            if known is not None:
+                data["reason"] = known
+            elif leg is not None and not leg.failure_reported:
+                leg.pending_failure = data
+                return self._release_failure(agent, leg) if leg.failure else NOTHING
         return (), (), (Instant(agent, ORIGINATE_FAILED, data),)
+
+    def _bound_call(self, agent: str, action_id: str) -> Call | None:
+        return next((c for c in self.agents[agent].calls.values() if c.action_id == action_id), None)

@@ -78,6 +78,10 @@ class Call:
     queue: str | None = None
     action_id: str | None = None
     failure_reported: bool = False
+    #: why the agent's phone did not take an originated call (DialEnd/Hangup of its leg)
+    failure: str | None = None
+    #: an ``originateFailed`` held back until the leg says why (Reason 0 on Asterisk 21+)
+    pending_failure: dict[str, Any] | None = None
     stale: bool = False
 
     def data(self) -> dict[str, Any]:

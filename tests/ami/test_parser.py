@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from pbxis.ami.message import Banner, Message
 from pbxis.ami.parser import NEED_DATA, AMIParser, RemoteProtocolError
-from pbxis.testing import captures_dir
+from tests.support.shared import captures_dir
 
 CAPTURES = captures_dir()
 SUMMARY_LINE = re.compile(r"^(\S+\.ami): (\d+) events, (\d+) responses: (.*)$")

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 from twisted.internet import defer, reactor, threads
 
-from pbxis.testing import CHROMIUM_ARGS
+from tests.support.chromium import CHROMIUM_ARGS
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ import pytest
 import pytest_twisted
 from playwright.sync_api import expect
 
-from pbxis.testing import Stack
+from tests.support.stack import Stack
 
 from .conftest import Browser, on_reactor
 from .proxy import DroppingProxy

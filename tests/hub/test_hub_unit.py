@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 
 from pbxis.events import AgentEvent
 from pbxis.hub import CHUNK, Hub, LogEntry, Registration, RegistrationEnded, Subscription
-from pbxis.testing_streams import StreamRecorder
+from tests.support.streams import StreamRecorder
 
 GRACE = 30.0
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest_twisted
 from rel_stack import start_fast
 
-from pbxis.testing import API_KEY, Stack, stop_stack
+from tests.support.stack import API_KEY, Stack, stop_stack
 
 
 @pytest_twisted.async_yield_fixture

@@ -23,9 +23,9 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 
 from pbxis.simulator import codes as sim_codes
-from pbxis.testing import Stack
-from pbxis.testing_streams import DEADLINE, SSEClient, StreamRecorder, WSClient, connect_ws
 from pbxis.tracker.codes import extension_status, member_status
+from tests.support.stack import Stack
+from tests.support.streams import DEADLINE, SSEClient, StreamRecorder, WSClient, connect_ws
 
 # -- truth ---------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pbxis.testing import Stack, start_stack
+from tests.support.stack import Stack, start_stack
 
 FAST_AMI: dict[str, Any] = {
     "reconnect_min_delay": 0.01,

@@ -35,7 +35,7 @@ from rel_stack import FAST_AMI, start_fast
 from twisted.internet import defer, reactor
 from twisted.web.client import HTTPConnectionPool
 
-from pbxis.testing import Stack, stop_stack
+from tests.support.stack import Stack, stop_stack
 
 AGENTS = {"1001": ["sales", "support"], "1002": ["support"], "1003": ["sales"]}
 ALLOWED_COMMAND_STATUSES = {200, 202, 409, 503, 504}
@@ -472,7 +472,7 @@ def _delays(lines: list[str]) -> list[str]:
 async def start_fast_bad_secret() -> Stack:
     """The daemon with an [ami].secret Asterisk (the simulator) does not accept."""
     from pbxis.service import PbxisService
-    from pbxis.testing import stack_config
+    from tests.support.stack import stack_config
 
     service = PbxisService(stack_config(ami={**FAST_AMI, "reconnect_max_delay": 0.04}), reactor)
     assert service.simulator_service is not None

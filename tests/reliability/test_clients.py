@@ -16,7 +16,7 @@ from rel_stack import start_fast
 from twisted.internet import defer, reactor, utils
 from twisted.web.client import HTTPConnectionPool
 
-from pbxis.testing import Stack, stop_stack
+from tests.support.stack import Stack, stop_stack
 
 TARGET_CYCLES = 2000
 CYCLE_DEADLINE = 90.0  # seconds; about 12 on an idle 2-core machine

@@ -8,7 +8,7 @@ import pytest_twisted
 from rel_helpers import captured_log
 from twisted.internet import defer, endpoints, protocol, reactor
 
-from pbxis.testing import Stack
+from tests.support.stack import Stack
 
 PLAIN = b"Host: x\r\nConnection: close\r\n\r\n"
 

@@ -14,8 +14,8 @@ from rel_stack import start_fast
 from twisted.internet import reactor
 from twisted.web.client import HTTPConnectionPool
 
-from pbxis.testing import API_KEY, Stack, stop_stack
 from pbxis.web.openapi import openapi_document
+from tests.support.stack import API_KEY, Stack, stop_stack
 
 CRM = "https://crm.example"
 PUBLIC = {"/health", "/openapi.json", "/client", "/client/{tech}/{agent}", "/static/{name}"}

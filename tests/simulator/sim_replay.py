@@ -28,7 +28,7 @@ from twisted.internet.testing import StringTransport
 from pbxis.ami.message import Message
 from pbxis.ami.parser import AMIParser
 from pbxis.simulator import Simulator, SimulatorConfig
-from pbxis.testing import captures_dir
+from tests.support.shared import captures_dir
 
 CAPTURES = captures_dir()
 STEP = 0.05

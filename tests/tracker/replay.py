@@ -5,22 +5,25 @@ from __future__ import annotations
 from pbxis.ami.message import Message
 from pbxis.ami.parser import AMIParser
 from pbxis.events import AgentEvent
-from pbxis.testing import captures_dir
 from pbxis.tracker import Tracker
+from tests.support.shared import captures_dir
 
 CAPTURES = captures_dir()
+#: the same scenarios on Asterisk 20 with chan_sip and on Asterisk 22 with PJSIP
+CAPTURE_SETS = {"chan_sip20": CAPTURES, "pjsip22": CAPTURES.parent / "captures-pjsip22"}
+TECH = {"chan_sip20": "SIP", "pjsip22": "PJSIP"}
 AGENTS = ("1001", "1002", "1003")
 QUEUES = ("sales", "support")
 
 
-def messages(name: str) -> list[Message]:
+def messages(name: str, capture_set: str = "chan_sip20") -> list[Message]:
     parser = AMIParser()
-    parser.receive_data((CAPTURES / name).read_bytes())
+    parser.receive_data((CAPTURE_SETS[capture_set] / name).read_bytes())
     return [m for m in parser.messages() if isinstance(m, Message)]
 
 
-def lab_tracker(*extra_agents: str) -> Tracker:
-    tracker = Tracker(interface_template="SIP/{agent}", hint_context="agents")
+def lab_tracker(*extra_agents: str, tech: str = "SIP") -> Tracker:
+    tracker = Tracker(interface_template=tech + "/{agent}", hint_context="agents")
     for agent in (*AGENTS, *extra_agents):
         assert tracker.register(agent, QUEUES, 0) == []
     return tracker

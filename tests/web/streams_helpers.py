@@ -21,9 +21,9 @@ from twisted.web.server import Site
 
 from pbxis.events import AgentEvent
 from pbxis.hub import Hub
-from pbxis.testing_streams import DEADLINE, CloseResult, SSEClient, StreamRecorder, WSClient, connect_ws
 from pbxis.web.errors import ApiError
 from pbxis.web.streams import StreamRoutes, add_stream_routes
+from tests.support.streams import DEADLINE, CloseResult, SSEClient, StreamRecorder, WSClient, connect_ws
 
 ORIGIN = "https://crm.example"
 

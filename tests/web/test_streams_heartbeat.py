@@ -10,8 +10,8 @@ from streams_helpers import EventLog, make_hub, open_ws, start_server
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
-from pbxis.testing_streams import WSClient
 from pbxis.web.streams._common import HEARTBEAT_TICK, Heartbeat
+from tests.support.streams import WSClient
 
 pytestmark = pytest.mark.timeout(30)
 

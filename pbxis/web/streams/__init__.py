@@ -21,7 +21,16 @@ from pbxis.hub import Hub
 from pbxis.web.cors import apply_cors
 from pbxis.web.errors import ApiError
 
-from ._common import LONG_POLL, SSE, WEBSOCKET, StreamConfig, find_registration, parse_since, query_arg
+from ._common import (
+    LONG_POLL,
+    SSE,
+    WEBSOCKET,
+    StreamConfig,
+    find_registration,
+    parse_last_event_id,
+    parse_since,
+    query_arg,
+)
 from .poll import LongPoll, parse_timeout
 from .sse import SSEStream
 from .ws import make_ws_resource
@@ -79,7 +88,7 @@ def add_stream_routes(
         registration = find_registration(hub, token)
         last_event_id = request.getHeader(b"last-event-id")
         if last_event_id is not None:
-            since = parse_since(last_event_id.decode("latin-1"), "Last-Event-ID")
+            since = parse_last_event_id(last_event_id)
         else:
             since = parse_since(query_arg(request, "since"))
         return SSEStream(config, request, registration, since).start()

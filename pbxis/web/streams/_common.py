@@ -179,6 +179,29 @@ def parse_since(raw: str | None, what: str = "since") -> int | None:
     return int(raw)
 
 
+#: An id no log ever reaches. The hub answers a resume from it, like one from any id above
+#: its last (a restarted daemon's client), with ``reset`` and a fresh snapshot.
+UNSERVABLE_ID = 2**63 - 1
+
+
+def parse_last_event_id(raw: bytes | None) -> int | None:
+    """The id an EventSource sends back on reconnect, or :data:`UNSERVABLE_ID`; never an error.
+
+    A browser's EventSource treats any answer but 200 as fatal and never reconnects, so a
+    400 here would leave the agent with a dead page and no message. A ``Last-Event-ID``
+    the log cannot serve (mangled by a proxy, from an older deployment, not a number at
+    all) therefore gets what an unknown number gets: ``reset``, then a fresh snapshot.
+    """
+    if raw is None:
+        return None
+    text = raw.strip()
+    if not text:
+        return None
+    if not text.isdigit() or len(text) > 18:  # bytes.isdigit is ASCII digits only
+        return UNSERVABLE_ID
+    return int(text)
+
+
 def no_delay(request: IRequest) -> None:
     """Switch Nagle's algorithm off for a stream's connection.
 

@@ -8,10 +8,8 @@ drives calls itself through ``stack.simulator`` and observes them over real HTTP
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, reactor, task
@@ -19,36 +17,6 @@ from twisted.internet import defer, reactor, task
 from pbxis.config import parse_config
 
 API_KEY = "test-api-key-0123456789"
-
-#: Headless Chromium flags for tests and screenshots: no sandbox (root), and none of the
-#: background connections a closed network refuses by the dozen at every start.
-CHROMIUM_ARGS = (
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-)
-
-
-def shared_dir() -> Path:
-    """The project's ``shared/`` reference (AMI captures), beside the checkout.
-
-    ``PBXIS_SHARED`` overrides it; otherwise it is ``../shared`` from the repository root,
-    which is where CI and every developer checkout have it.
-    """
-    override = os.environ.get("PBXIS_SHARED")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parents[1].parent / "shared"
-
-
-def captures_dir() -> Path:
-    """Raw AMI captures recorded from a real Asterisk 20."""
-    return shared_dir() / "ami" / "captures"
-
 
 @dataclass
 class Stack:
