@@ -33,7 +33,7 @@ from pbxis.events import (
 
 from .redis_keys import Keys, token_digest
 from .redis_link import RedisError, RedisLink
-from .redis_scripts import APPEND, END, EXPIRE_DUE, REFRESH, REGISTER, TRIM
+from .redis_scripts import APPEND, CLAIM, END, EXPIRE_DUE, REFRESH, REGISTER, TRIM
 
 __all__ = [
     "Appended",
@@ -112,12 +112,6 @@ class Appended:
     bytes: int
 
 
-def _check(reply: Any) -> Any:
-    if isinstance(reply, Exception):
-        raise reply
-    return reply
-
-
 class RedisBackend:
     """See the module docstring. ``grace_ms``: a registration without clients lives that long."""
 
@@ -168,12 +162,10 @@ class RedisBackend:
 
     async def claim(self, agent: str) -> int:
         """Become the writer of ``agent``'s log: the fencing token for :meth:`append`."""
-        reg = self.keys.reg(agent)
-        replies = await self.link.pipeline([("EXISTS", reg), ("HINCRBY", reg, "fence", 1)])
-        if not int(_check(replies[0])):
-            await self.link.command("DEL", reg)  # HINCRBY created it: undo
+        fence = int(await self.link.script(CLAIM, [self.keys.reg(agent)], []))
+        if not fence:
             raise NotRegistered(agent)
-        return int(_check(replies[1]))
+        return fence
 
     # -- the log ---------------------------------------------------------------------
 

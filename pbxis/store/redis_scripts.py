@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .redis_link import Script
 
-__all__ = ["APPEND", "CLAIM_COMMAND", "END", "EXPIRE_DUE", "REFRESH", "REGISTER", "TRIM"]
+__all__ = ["APPEND", "CLAIM", "CLAIM_COMMAND", "END", "EXPIRE_DUE", "REFRESH", "REGISTER", "TRIM"]
 
 _NOW = """
 local function now_ms()
@@ -159,6 +159,15 @@ if last >= start then
   end
 end
 return {start, last, bytes}
+""",
+)
+
+# KEYS: reg -> the new fencing token, or 0 when the agent is not registered
+CLAIM = Script(
+    "claim",
+    """
+if redis.call('HEXISTS', KEYS[1], 'token') == 0 then return 0 end
+return redis.call('HINCRBY', KEYS[1], 'fence', 1)
 """,
 )
 

@@ -50,3 +50,17 @@ async def link(redis_config: RedisConfig) -> AsyncIterator[RedisLink]:
         yield lk
     finally:
         await lk.stop()
+
+
+@pytest_twisted.async_yield_fixture
+async def second_link(redis_config: RedisConfig) -> AsyncIterator[RedisLink]:
+    """Another connection, standing for another node on the same Redis."""
+    from twisted.internet import reactor
+
+    lk = RedisLink(redis_config, reactor, name="second")
+    lk.start()
+    await lk.when_connected(timeout=10)
+    try:
+        yield lk
+    finally:
+        await lk.stop()
