@@ -105,7 +105,8 @@ class StoredEntry:
 
 @dataclass(frozen=True, slots=True)
 class Appended:
-    """Ids ``first..last`` were added (``first == last + 1``: nothing was)."""
+    """Ids ``first..last`` were added (``first == last + 1``: nothing was; ``first == 0``:
+    the batch had been applied already)."""
 
     first: int
     last: int
@@ -170,9 +171,17 @@ class RedisBackend:
     # -- the log ---------------------------------------------------------------------
 
     async def append(
-        self, agent: str, events: Sequence[AgentEvent], fence: int, *, only_changes: bool = False
+        self,
+        agent: str,
+        events: Sequence[AgentEvent],
+        fence: int,
+        *,
+        only_changes: bool = False,
+        batch: int = 0,
     ) -> Appended:
-        args: list[str | int] = [fence, 1 if only_changes else 0, self.max_log, len(events)]
+        """Append under ``fence``. ``batch`` (1, 2, 3... per claim) makes a retry of the
+        same batch after a timeout a no-op (``first == 0``) instead of a duplicate."""
+        args: list[str | int] = [fence, 1 if only_changes else 0, self.max_log, batch, len(events)]
         for event in events:
             rest, value = encode_event(event)
             args += [event.type, state_key(event), value, rest]

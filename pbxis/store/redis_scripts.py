@@ -115,9 +115,11 @@ return deadline
 )
 
 # KEYS: reg, log, state
-# ARGV: fence, only changes (0/1), max entries, n, then per event: type, state key ('' for
-# none), state value, rest (the JSON after '{"id":N,')
-# -> {first id added (last + 1 when none), last id, bytes added}
+# ARGV: fence, only changes (0/1), max entries, batch number, n, then per event: type,
+# state key ('' for none), state value, rest (the JSON after '{"id":N,')
+# -> {first id added (last + 1 when none), last id, bytes added}, or {0, last, 0} for a
+# batch number already applied: an append retried after a timeout is not applied twice
+# (the writer numbers its batches 1, 2, 3... after each claim; 0 = not numbered)
 APPEND = Script(
     "append",
     """
@@ -125,10 +127,15 @@ local fence = redis.call('HGET', KEYS[1], 'fence')
 if not fence then return redis.error_reply('NOREG not registered') end
 if fence ~= ARGV[1] then return redis.error_reply('STALE fence ' .. ARGV[1] .. ' was superseded') end
 local last = tonumber(redis.call('HGET', KEYS[1], 'last'))
+local batch = tonumber(ARGV[4])
+if batch > 0 then
+  if batch <= tonumber(redis.call('HGET', KEYS[1], 'batch') or '0') then return {0, last, 0} end
+  redis.call('HSET', KEYS[1], 'batch', batch)
+end
 local start = last + 1
 local only_changes = ARGV[2] == '1'
-local n = tonumber(ARGV[4])
-local i = 5
+local n = tonumber(ARGV[5])
+local i = 6
 local bytes = 0
 for _ = 1, n do
   local typ, skey, sval, rest = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
@@ -167,6 +174,7 @@ CLAIM = Script(
     "claim",
     """
 if redis.call('HEXISTS', KEYS[1], 'token') == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'batch', 0)
 return redis.call('HINCRBY', KEYS[1], 'fence', 1)
 """,
 )

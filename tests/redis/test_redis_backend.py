@@ -189,3 +189,16 @@ async def test_expiry_fires_once_on_one_node_and_clients_anywhere_keep_it_alive(
     assert await a.expire_due() == []
     await task.deferLater(reactor, 0.5, lambda: None)
     assert [agent for agent, _ in await b.expire_due()] == ["1002"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_batch_retried_after_a_timeout_is_not_appended_twice(link: RedisLink, prefix: str) -> None:
+    b = backend(link, prefix)
+    await b.register("1001", [], None, "t" * 43, 1)
+    fence = await b.claim("1001")
+    assert (await b.append("1001", [ext("1001", "inuse")], fence, batch=1)).last == 1
+    again = await b.append("1001", [ext("1001", "inuse")], fence, batch=1)
+    assert (again.first, again.last) == (0, 1)
+    assert (await b.append("1001", [ext("1001", "ringing")], fence, batch=2)).last == 2
+    fence = await b.claim("1001")  # a new writer numbers its batches from 1 again
+    assert (await b.append("1001", [ext("1001", "busy")], fence, batch=1)).last == 3
