@@ -110,12 +110,19 @@ class PbxisService(MultiService):
         self.reactor = reactor
         self.now_ms = now_ms
         agents = config.agents
-        self.tracker = Tracker(interface_template=agents.interface, hint_context=agents.hint_context)
+        # queue_events: a queue's caller count is one event, not one per watching agent
+        self.tracker = Tracker(
+            interface_template=agents.interface, hint_context=agents.hint_context, queue_events=True
+        )
         self.hub = Hub(
             reactor,
             grace_period=agents.grace_period,
             snapshot=lambda agent: self.tracker.snapshot(agent, self.now_ms()),
             max_log=agents.max_log,
+            max_log_bytes=agents.max_log_bytes,
+            max_clients=agents.max_clients,
+            snapshot_window=agents.snapshot_window,
+            queue_tick=agents.queue_tick,
             now_ms=now_ms,
         )
         self.hub.on_expired = self._registration_expired

@@ -108,3 +108,13 @@ def test_fleet_renaming_only_touches_whole_words(monkeypatch: pytest.MonkeyPatch
     traffic = corpus.fleet(30, 500)
     assert len(traffic.agents) == 30
     assert b"SIP/2000-" in traffic.stream and b"SIP/1001" not in traffic.stream
+
+
+@pytest.mark.slow
+def test_ingest_bench_measures_the_daemon_against_the_floor() -> None:
+    figures = run_quick("bench_ingest.py", timeout=120)
+    for agents in (30, 60):
+        name = f"ingest.{agents}-agents-20-sse"
+        assert figures[f"{name}.pbxis"] > 0 and figures[f"{name}.floor"] > 0
+        assert figures[f"{name}.pbxis-vs-floor"] > 0
+        assert figures[f"{name}.rss-after"] > 0

@@ -84,6 +84,10 @@ class AgentsConfig:
     caller_id: str = ""
     grace_period: float = 60.0
     max_log: int = 10_000
+    max_log_bytes: int = 256 * 1024 * 1024
+    max_clients: int = 20
+    snapshot_window: float = 1.0
+    queue_tick: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -331,6 +335,10 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "caller_id": _caller_id,
         "grace_period": _number(low=1, high=86400),
         "max_log": _number(low=100, high=1_000_000, integer=True),
+        "max_log_bytes": _number(low=1024 * 1024, high=64 * 1024**3, integer=True),
+        "max_clients": _number(low=1, high=10_000, integer=True),
+        "snapshot_window": _number(low=0, high=60),
+        "queue_tick": _number(low=0, high=5),
     },
     "simulator": {
         "enabled": _boolean,
