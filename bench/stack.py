@@ -204,7 +204,7 @@ async def start_daemon(reactor: Any, n_agents: int) -> Daemon:
             "agents": {"grace_period": 300.0},
         }
     )
-    service = PbxisService(config, reactor)
+    service = PbxisService(config, reactor, freeze_gc=True)  # as twistd pbxis runs it
     service.startService()
     daemon = Daemon(reactor, service, simulator, agent_names(n_agents))
     deadline = time.monotonic() + 60

@@ -14,12 +14,25 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred
-
+from .ami.client import ActionSender
 from .ami.errors import ActionFailed, ActionTimeout, ConnectionLost, NotConnected
 from .ami.parser import LocalProtocolError
+from .config import AgentsConfig
+from .errors import (
+    AlreadyLoggedIn,
+    CommandError,
+    Conflict,
+    MemberNotDynamic,
+    NotLoggedIn,
+    PbxRefused,
+    PbxTimeout,
+    PbxUnavailable,
+    UnknownQueue,
+    UnsafeInput,
+)
 
 __all__ = [
+    "ActionSender",
     "CommandError",
     "Commands",
     "Conflict",
@@ -32,71 +45,10 @@ __all__ = [
 ]
 
 
-class ActionSender(Protocol):
-    """The part of the AMI client factory commands need."""
-
-    def send_action(
-        self,
-        name: str,
-        headers: Any = None,
-        *,
-        timeout: float | None = None,
-        action_id: str | None = None,
-    ) -> Deferred[Any]: ...
-
-
 class OriginateNotes(Protocol):
     """The part of the tracker that must hear of an originate before Asterisk does."""
 
     def note_originate(self, action_id: str, agent: str, number: str) -> None: ...
-
-
-class CommandError(Exception):
-    """A command did not happen. ``code`` is the contract's snake_case error code."""
-
-    code = "command_failed"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class Conflict(CommandError):
-    """Asterisk's queue state does not allow it (already a member, not a member...)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class UnknownQueue(CommandError):
-    code = "unknown_queue"
-
-
-class PbxUnavailable(CommandError):
-    """No AMI link, or it dropped mid-action; worth retrying after ``retry_after`` s."""
-
-    code = "pbx_unavailable"
-
-    def __init__(self, message: str, retry_after: int = 5) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class PbxTimeout(CommandError):
-    code = "pbx_timeout"
-
-
-class PbxRefused(CommandError):
-    """Asterisk said no for a reason this module does not know (permissions, dialplan)."""
-
-    code = "pbx_refused"
-
-
-class UnsafeInput(CommandError):
-    """The AMI serializer refused a value (CR/LF, over-long line) validation let through."""
-
-    code = "invalid_field"
 
 
 # (substring of Asterisk's message, error factory), first match wins. "No such queue"
@@ -106,24 +58,18 @@ _QUEUE_ERRORS: tuple[tuple[str, Callable[[str, str], CommandError]], ...] = (
     ("No such queue", lambda a, q: UnknownQueue(f"Asterisk has no queue {q!r}; check queues.conf")),
     (
         "Already there",
-        lambda a, q: Conflict(
-            "already_logged_in", f"agent {a} is already a member of queue {q}; nothing to do"
-        ),
+        lambda a, q: AlreadyLoggedIn(f"agent {a} is already a member of queue {q}; nothing to do"),
     ),
-    (
-        "Not there",
-        lambda a, q: Conflict("not_logged_in", f"agent {a} is not a member of queue {q}"),
-    ),
+    ("Not there", lambda a, q: NotLoggedIn(f"agent {a} is not a member of queue {q}")),
     (
         "Member not dynamic",
-        lambda a, q: Conflict(
-            "member_not_dynamic",
-            f"agent {a} is a static member of queue {q} (queues.conf); remove it there, not through the API",
+        lambda a, q: MemberNotDynamic(
+            f"agent {a} is a static member of queue {q} (queues.conf); remove it there, not through the API"
         ),
     ),
     (
         "Interface not found",
-        lambda a, q: Conflict("not_logged_in", f"agent {a} is not a member of queue {q}; log in first"),
+        lambda a, q: NotLoggedIn(f"agent {a} is not a member of queue {q}; log in first"),
     ),
 )
 
@@ -138,6 +84,9 @@ def escape_variable_value(value: str) -> str:
     return _ARG_SPECIAL.sub(r"\\\1", value)
 
 
+_DEFAULT_AGENTS = AgentsConfig()
+
+
 def _new_originate_id() -> str:
     return f"originate-{secrets.token_hex(8)}"
 
@@ -145,32 +94,30 @@ def _new_originate_id() -> str:
 class Commands:
     """Agent commands as AMI actions; every method raises only :class:`CommandError`.
 
-    ``interface_template`` names the agent's queue-member interface, which is also the
-    channel originate rings first (``SIP/{agent}``). ``caller_id_template`` (with
-    ``{agent}`` and ``{name}``) is the CallerID of originated calls when the client
-    gives none.
+    ``settings`` is the ``[agents]`` section as is: ``interface`` names the agent's
+    queue-member interface, which is also the channel originate rings first
+    (``SIP/{agent}``); ``caller_id`` (with ``{agent}`` and ``{name}``) is the CallerID
+    of originated calls when the client gives none.
     """
 
     def __init__(
         self,
         ami: ActionSender,
         tracker: OriginateNotes,
+        settings: AgentsConfig = _DEFAULT_AGENTS,
         *,
-        interface_template: str = "SIP/{agent}",
-        originate_context: str = "agents",
-        originate_timeout: float = 30.0,
-        caller_id_template: str | None = None,
         new_action_id: Callable[[], str] = _new_originate_id,
     ) -> None:
         # Format the templates once now: a typo in config fails at start, not per call.
-        interface_template.format(agent="1001")
+        settings.interface.format(agent="1001")
+        caller_id_template = settings.caller_id or None
         if caller_id_template is not None:
             caller_id_template.format(agent="1001", name="Alice")
         self._ami = ami
         self._tracker = tracker
-        self._interface_template = interface_template
-        self._context = originate_context
-        self._timeout_ms = int(originate_timeout * 1000)
+        self._interface_template = settings.interface
+        self._context = settings.originate_context
+        self._timeout_ms = int(settings.originate_timeout * 1000)
         self._caller_id_template = caller_id_template
         self._new_action_id = new_action_id
 

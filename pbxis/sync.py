@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -29,6 +29,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .ami.client import ActionSender
 from .ami.errors import ActionFailed, ActionTimeout, AMIError
 from .ami.message import Message
 from .events import AgentEvent, QueueEvent
@@ -45,12 +46,8 @@ actions; sent all at once, a user's Originate would queue behind them at Asteris
 the last ones would time out waiting, not failing."""
 
 
-class AMIClient(Protocol):
-    """What StateSync needs of ``pbxis.ami.client.AMIClientFactory``."""
-
-    def send_action(
-        self, name: str, headers: Any = None, *, timeout: float | None = None
-    ) -> Deferred[Any]: ...
+AMIClient = ActionSender
+"""What StateSync needs of ``pbxis.ami.client.AMIClientFactory``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +95,7 @@ class StateSync:
         self._busy = False
         self._pending: dict[str, list[Deferred[None]]] = {}
         self.ready = False
+        self._ready_waiters: list[Deferred[None]] = []
         self.filter_mode: str | None = None
         self.last_rebuild: RebuildStats | None = None
 
@@ -141,6 +139,14 @@ class StateSync:
             if not waiter.called:
                 waiter.errback(_Superseded())
         self._publish(self._tracker.link_down(self._now_ms()))
+
+    def when_ready(self) -> Deferred[None]:
+        """Fires once the link is logged in and the state rebuilt (at once if it is now)."""
+        if self.ready:
+            return defer.succeed(None)
+        d: Deferred[None] = Deferred()
+        self._ready_waiters.append(d)
+        return d
 
     # -- registrations -----------------------------------------------------------------
     def agent_registered(self, agent: str) -> Deferred[None]:
@@ -207,6 +213,10 @@ class StateSync:
         )
         self._publish(events)
         self._kick()
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for waiter in waiters:
+            if not waiter.called:
+                waiter.callback(None)
 
     async def _run(self, plan: list[PlannedAction], login: int) -> int:
         """Send ``plan`` pipelined (:data:`REBUILD_WINDOW` at a time); apply each answer

@@ -22,6 +22,7 @@ from pbxis.commands import (
     UnsafeInput,
     escape_variable_value,
 )
+from pbxis.config import AgentsConfig
 
 
 class Sender:
@@ -62,7 +63,9 @@ def run(coro: Coroutine[Any, Any, Any]) -> Any:
 def commands(answer: str | Exception = "ok", **kwargs: Any) -> tuple[Commands, list[Any]]:
     log: list[Any] = []
     ids = iter(["originate-1", "originate-2"])
-    return Commands(Sender(log, answer), Notes(log), new_action_id=lambda: next(ids), **kwargs), log
+    names = {"interface_template": "interface", "caller_id_template": "caller_id"}
+    settings = AgentsConfig(**{names.get(k, k): v for k, v in kwargs.items()})
+    return Commands(Sender(log, answer), Notes(log), settings, new_action_id=lambda: next(ids)), log
 
 
 def test_originate_notes_tracker_first_then_sends_async_originate() -> None:

@@ -18,7 +18,9 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pbxis.names import AGENT_HINT, AGENT_PATTERN, QUEUE_HINT, QUEUE_PATTERN
 
 __all__ = [
     "SAMPLE_PATH",
@@ -28,6 +30,7 @@ __all__ = [
     "ConfigError",
     "HTTPConfig",
     "NodeConfig",
+    "OriginateConfig",
     "RedisConfig",
     "SimulatorConfig",
     "load_config",
@@ -48,7 +51,7 @@ class AMIConfig:
     endpoint: str = ""
     username: str = "pbxis"
     secret: str = field(default="", repr=False)
-    auth: str = "md5"
+    auth: Literal["md5", "plain"] = "md5"
     events: str = "on"
     action_timeout: float = 10.0
     connect_timeout: float = 10.0
@@ -88,6 +91,24 @@ class AgentsConfig:
     max_clients: int = 20
     snapshot_window: float = 1.0
     queue_tick: float = 0.05
+
+
+#: Premium-rate prefixes (international 900, North American 1-900), with or without
+#: an international prefix: the toll-fraud guard's default.
+DEFAULT_DENY: tuple[str, ...] = (r"^(00|\+)?(900|1900)",)
+
+
+@dataclass(frozen=True)
+class OriginateConfig:
+    """The ``[originate]`` guard against toll fraud: which numbers, how often, which caller id."""
+
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = DEFAULT_DENY
+    allow_feature_codes: bool = False
+    agent_rate: int = 10
+    global_rate: int = 300
+    rate_window: float = 60.0
+    agents_may_set_caller_id: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,6 +173,7 @@ class Config:
     ami: AMIConfig = AMIConfig()
     http: HTTPConfig = HTTPConfig()
     agents: AgentsConfig = AgentsConfig()
+    originate: OriginateConfig = OriginateConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     source: str = "<defaults>"
     #: ``None``: the in-memory store, one process (the embedded default)
@@ -167,8 +189,8 @@ class Config:
 # -- the schema ---------------------------------------------------------------------
 
 Check = Callable[[str, Any], Any]
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
-_QUEUE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_NAME = re.compile(AGENT_PATTERN)
+_QUEUE = re.compile(QUEUE_PATTERN)
 
 
 def _string(*, allow_empty: bool = True, choices: Sequence[str] = ()) -> Check:
@@ -211,7 +233,7 @@ def _string_list(pattern: re.Pattern[str] | None = None, what: str = "") -> Chec
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key}: expected a list of strings, got {_show(value)}")
         for v in value:
-            if pattern is not None and not pattern.match(v):
+            if pattern is not None and not pattern.fullmatch(v):
                 raise ConfigError(f"{key}: {v!r} is not {what}")
         return tuple(value)
 
@@ -295,6 +317,14 @@ def _key_prefix(key: str, value: Any) -> str:
     if not _KEY_PREFIX.match(value):
         raise ConfigError(f"{key}: 1-64 of A-Z a-z 0-9 _ . : - expected, got {value!r}")
     return value
+def _regex_list(key: str, value: Any) -> tuple[str, ...]:
+    patterns = _string_list()(key, value)
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ConfigError(f"{key}: {pattern!r} is not a regular expression ({e})") from None
+    return patterns
 
 
 def _optional_seed(key: str, value: Any) -> int:
@@ -340,11 +370,20 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "snapshot_window": _number(low=0, high=60),
         "queue_tick": _number(low=0, high=5),
     },
+    "originate": {
+        "allow": _regex_list,
+        "deny": _regex_list,
+        "allow_feature_codes": _boolean,
+        "agent_rate": _number(low=0, high=1_000_000, integer=True),
+        "global_rate": _number(low=0, high=1_000_000, integer=True),
+        "rate_window": _number(low=1, high=86400),
+        "agents_may_set_caller_id": _boolean,
+    },
     "simulator": {
         "enabled": _boolean,
         "listen": _string(allow_empty=False),
-        "agents": _string_list(_NAME, "an agent name (1-32 of A-Z a-z 0-9 _ . -)"),
-        "queues": _string_list(_QUEUE, "a queue name (1-64 of A-Z a-z 0-9 _ . -)"),
+        "agents": _string_list(_NAME, f"an agent name ({AGENT_HINT})"),
+        "queues": _string_list(_QUEUE, f"a queue name ({QUEUE_HINT})"),
         "logged_in": _boolean,
         "calls_per_minute": _number(low=0, high=6000),
         "talk_time": _talk_time,
@@ -473,6 +512,7 @@ def parse_config(
         ami=AMIConfig(**ami),
         http=HTTPConfig(**http),
         agents=AgentsConfig(**values.get("agents", {})),
+        originate=OriginateConfig(**values.get("originate", {})),
         simulator=SimulatorConfig(**sim),
         source=source,
         redis=redis,

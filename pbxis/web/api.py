@@ -1,76 +1,55 @@
 """The command API: agent registration, agent state, queues and agent commands.
 
 Each route does the same four things in the same order: authenticate, validate the
-path and body (:mod:`pbxis.web.validation`), call one layer, render JSON. Failures
-are :class:`~pbxis.web.errors.ApiError`; the app's error handler renders them.
+path and body (:mod:`pbxis.web.validation`), call the :class:`~pbxis.engine.CallCenter`
+once, render JSON. The rules (who may act on which queue, which numbers may be
+dialled) are the call center's; a :class:`~pbxis.errors.CommandError` it raises is
+mapped to its status here, and the app's error handler renders every
+:class:`~pbxis.web.errors.ApiError`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from klein import Klein
-from twisted.internet.defer import Deferred
-from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
-from ..commands import (
+from ..engine import CallCenter, Caller
+from ..errors import (
     CommandError,
-    Commands,
     Conflict,
+    Forbidden,
+    InvalidArgument,
     PbxRefused,
     PbxTimeout,
     PbxUnavailable,
+    RateLimited,
+    UnknownAgent,
+    UnknownPbx,
     UnknownQueue,
-    UnsafeInput,
 )
-from ..events import AgentEvent
 from . import validation as v
-from .auth import Authenticator
-from .cors import apply_cors
+from .auth import Authenticator, Principal
 from .errors import ApiError
 
 __all__ = ["add_api_routes", "api_error_for", "json_response"]
 
-log = Logger(namespace="pbxis.web.api")
-
 T = TypeVar("T")
 
 
-class Registration(Protocol):
-    agent: str
-    queues: Sequence[str]
-    name: str | None
-    token: str
-
-
-class Hub(Protocol):
-    def register(self, agent: str, queues: Sequence[str], name: str | None) -> Registration: ...
-    def unregister(self, agent: str) -> bool: ...
-    def get(self, agent: str) -> Registration | None: ...
-    def publish(self, events: Sequence[AgentEvent]) -> None: ...
-
-
-class Tracker(Protocol):
-    def register(self, agent: str, queues: Sequence[str], now_ms: int) -> list[AgentEvent]: ...
-    def unregister(self, agent: str) -> None: ...
-    def agent_state(self, agent: str) -> dict[str, Any] | None: ...
-    def queues_state(self) -> dict[str, Any]: ...
-
-
-class Sync(Protocol):
-    def agent_registered(self, agent: str) -> Deferred[Any]: ...
-
-
 _STATUS_OF: tuple[tuple[type[CommandError], int], ...] = (
-    (UnsafeInput, 400),
+    (InvalidArgument, 400),
+    (Forbidden, 403),
+    (UnknownAgent, 404),
+    (UnknownPbx, 404),
     (UnknownQueue, 404),
     (Conflict, 409),
+    (RateLimited, 429),
     (PbxRefused, 502),
     (PbxUnavailable, 503),
     (PbxTimeout, 504),
@@ -81,7 +60,7 @@ def api_error_for(error: CommandError) -> ApiError:
     """The HTTP answer to a failed command."""
     status = next((s for cls, s in _STATUS_OF if isinstance(error, cls)), 502)
     headers = {}
-    if isinstance(error, PbxUnavailable):
+    if isinstance(error, (PbxUnavailable, RateLimited)):
         headers["Retry-After"] = str(error.retry_after)
     return ApiError(status, error.code, error.message, headers=headers)
 
@@ -129,27 +108,12 @@ def _stream_urls(public_base_url: str, token: str) -> dict[str, str]:
     }
 
 
-def add_api_routes(
-    app: Klein,
-    *,
-    hub: Hub,
-    tracker: Tracker,
-    sync: Sync,
-    commands: Commands,
-    auth: Authenticator,
-    public_base_url: str,
-    grace_period: float,
-    allowed_origins: Sequence[str],
-    now_ms: Callable[[], int],
-) -> None:
+def _caller(principal: Principal) -> Caller:
+    return Caller.CRM if principal.is_crm else Caller.AGENT
+
+
+def add_api_routes(app: Klein, *, center: CallCenter, auth: Authenticator, public_base_url: str) -> None:
     """Install ``/agents/...`` and ``/queues`` on ``app``."""
-
-    def reply(request: IRequest, document: Any, status: int = 200) -> bytes:
-        apply_cors(request, allowed_origins)
-        return json_response(request, document, status)
-
-    def sync_failed(failure: Failure, agent: str) -> None:
-        log.failure("state sync for newly registered agent {agent} failed", failure, agent=agent)
 
     @app.route("/agents/<agent>", methods=["PUT"])
     def put_agent(request: IRequest, agent: str) -> bytes:
@@ -158,23 +122,17 @@ def add_api_routes(
         body = v.Fields(v.read_json_object(request), {"queues", "name"})
         queues = body.get("queues", v.queue_list, [])
         name = body.get("name", lambda value, key: v.text(value, key, max_length=64))
-        registration = hub.register(agent, queues, name)
-        hub.publish(tracker.register(agent, list(registration.queues), now_ms()))
-        # Asterisk may know of calls or queues we have not tracked yet; the sync fetches
-        # them in the background. The answer does not wait: the stream will carry them.
-        sync.agent_registered(agent).addErrback(sync_failed, agent)
-        log.info(
-            "agent {agent} registered for queues {queues}", agent=agent, queues=list(registration.queues)
-        )
-        return reply(
+        registration = _call(center.register_agent, agent, queues, name=name)
+        return json_response(
             request,
             {
                 "agent": registration.agent,
+                "pbx": registration.pbx,
                 "queues": list(registration.queues),
                 "name": registration.name,
                 "token": registration.token,
                 "streams": _stream_urls(public_base_url or request_base_url(request), registration.token),
-                "gracePeriod": grace_period,
+                "gracePeriod": center.grace_period,
             },
         )
 
@@ -182,11 +140,7 @@ def add_api_routes(
     def delete_agent(request: IRequest, agent: str) -> bytes:
         auth.require_crm(request)
         v.agent_name(agent)
-        if not hub.unregister(agent):
-            raise _unknown_agent(agent)
-        tracker.unregister(agent)
-        log.info("agent {agent} unregistered", agent=agent)
-        apply_cors(request, allowed_origins)
+        _call(center.unregister_agent, agent)
         request.setResponseCode(204)
         return b""
 
@@ -194,19 +148,16 @@ def add_api_routes(
     def get_agent(request: IRequest, agent: str) -> bytes:
         auth.require_agent(request, agent)
         v.agent_name(agent)
-        state = tracker.agent_state(agent)
-        if state is None:
-            raise _unknown_agent(agent)
-        return reply(request, state)
+        return json_response(request, _call(center.agent_state, agent))
 
     @app.route("/queues", methods=["GET"])
     def get_queues(request: IRequest) -> bytes:
         auth.require_crm(request)
-        return reply(request, tracker.queues_state())
+        return json_response(request, center.queues())
 
     @app.route("/agents/<agent>/originate", methods=["POST"])
     async def originate(request: IRequest, agent: str) -> bytes:
-        auth.require_agent(request, agent)
+        principal = auth.require_agent(request, agent)
         v.agent_name(agent)
         body = v.Fields(v.read_json_object(request), {"number", "callerId", "variables"})
         number = body.get("number", v.phone_number)
@@ -214,67 +165,63 @@ def add_api_routes(
             raise ApiError(400, "invalid_field", 'number: required, e.g. {"number": "0911234567"}')
         caller_id = body.get("callerId", lambda value, key: v.text(value, key, max_length=128))
         variables = body.get("variables", v.variables, {})
-        registration = hub.get(agent)
-        if registration is None:
-            # The failure of a click-to-call arrives on the agent's stream; without a
-            # registration nobody would ever hear of it.
-            raise _unknown_agent(agent)
         action_id = await _run(
-            commands.originate(
-                agent, number, caller_id=caller_id, variables=variables, name=registration.name
+            center.originate(
+                agent, number, caller_id=caller_id, variables=variables, caller=_caller(principal)
             )
         )
-        log.info("agent {agent}: originate {action_id} queued", agent=agent, action_id=action_id)
-        return reply(request, {"actionId": action_id}, 202)
+        return json_response(request, {"actionId": action_id}, 202)
 
     def queue_route(action: str) -> str:
         return f"/agents/<agent>/queues/<queue>/{action}"
 
     @app.route(queue_route("login"), methods=["POST"])
     async def queue_login(request: IRequest, agent: str, queue: str) -> bytes:
-        _check_names(request, auth, agent, queue)
+        caller = _check_names(request, auth, agent, queue)
         body = v.Fields(v.read_json_object(request), {"penalty", "paused", "memberName"})
         penalty = body.get("penalty", lambda x, k: v.integer(x, k, minimum=0, maximum=v.MAX_PENALTY), 0)
         paused = body.get("paused", v.boolean, False)
         member_name = body.get("memberName", lambda value, key: v.text(value, key, max_length=64))
-        if member_name is None:
-            registration = hub.get(agent)
-            member_name = registration.name if registration is not None else None
         await _run(
-            commands.queue_login(agent, queue, penalty=penalty, paused=paused, member_name=member_name)
+            center.queue_action(
+                agent, queue, "login", caller=caller, penalty=penalty, paused=paused, member_name=member_name
+            )
         )
-        return reply(request, {"agent": agent, "queue": queue, "loggedIn": True, "paused": paused})
+        return json_response(request, {"agent": agent, "queue": queue, "loggedIn": True, "paused": paused})
 
     @app.route(queue_route("logoff"), methods=["POST"])
     async def queue_logoff(request: IRequest, agent: str, queue: str) -> bytes:
-        _check_names(request, auth, agent, queue)
+        caller = _check_names(request, auth, agent, queue)
         v.Fields(v.read_json_object(request), set())
-        await _run(commands.queue_logoff(agent, queue))
-        return reply(request, {"agent": agent, "queue": queue, "loggedIn": False})
+        await _run(center.queue_action(agent, queue, "logoff", caller=caller))
+        return json_response(request, {"agent": agent, "queue": queue, "loggedIn": False})
 
     @app.route(queue_route("pause"), methods=["POST"])
     async def queue_pause(request: IRequest, agent: str, queue: str) -> bytes:
-        _check_names(request, auth, agent, queue)
+        caller = _check_names(request, auth, agent, queue)
         body = v.Fields(v.read_json_object(request), {"reason"})
         reason = body.get("reason", lambda value, key: v.text(value, key, max_length=128))
-        await _run(commands.queue_pause(agent, queue, paused=True, reason=reason))
-        return reply(request, {"agent": agent, "queue": queue, "paused": True})
+        await _run(center.queue_action(agent, queue, "pause", caller=caller, reason=reason))
+        return json_response(request, {"agent": agent, "queue": queue, "paused": True})
 
     @app.route(queue_route("unpause"), methods=["POST"])
     async def queue_unpause(request: IRequest, agent: str, queue: str) -> bytes:
-        _check_names(request, auth, agent, queue)
+        caller = _check_names(request, auth, agent, queue)
         v.Fields(v.read_json_object(request), set())
-        await _run(commands.queue_pause(agent, queue, paused=False))
-        return reply(request, {"agent": agent, "queue": queue, "paused": False})
+        await _run(center.queue_action(agent, queue, "unpause", caller=caller))
+        return json_response(request, {"agent": agent, "queue": queue, "paused": False})
 
 
-def _check_names(request: IRequest, auth: Authenticator, agent: str, queue: str) -> None:
-    auth.require_agent(request, agent)
+def _call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``function(*args, **kwargs)`` with a :class:`CommandError` rendered as its status."""
+    try:
+        return function(*args, **kwargs)
+    except CommandError as e:
+        raise api_error_for(e) from None
+
+
+def _check_names(request: IRequest, auth: Authenticator, agent: str, queue: str) -> Caller:
+    principal = auth.require_agent(request, agent)
     v.agent_name(agent)
     v.queue_name(queue)
-
-
-def _unknown_agent(agent: str) -> ApiError:
-    return ApiError(
-        404, "unknown_agent", f"agent {agent} is not registered; register it with PUT /agents/{agent}"
-    )
+    return _caller(principal)

@@ -12,12 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__
+from ..names import AGENT_PATTERN, NUMBER_PATTERN, QUEUE_PATTERN
 from . import validation
 
 __all__ = ["openapi_document"]
 
-_AGENT = {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,32}$", "example": "1001"}
-_QUEUE = {"type": "string", "pattern": r"^[A-Za-z0-9_.-]{1,64}$", "example": "sales"}
+_AGENT = {"type": "string", "pattern": AGENT_PATTERN, "example": "1001"}
+_QUEUE = {"type": "string", "pattern": QUEUE_PATTERN, "example": "sales"}
 # Free text bound for AMI headers: no control characters (pbxis.web.validation.text).
 _NO_CONTROLS = r"^[^\x00-\x1f\x7f]*$"
 
@@ -342,9 +343,10 @@ def _schemas() -> dict[str, Any]:
         },
         "Registered": {
             "type": "object",
-            "required": ["agent", "queues", "name", "token", "streams", "gracePeriod"],
+            "required": ["agent", "pbx", "queues", "name", "token", "streams", "gracePeriod"],
             "properties": {
                 "agent": _AGENT,
+                "pbx": {**_AGENT, "example": "default", "description": "The PBX the agent belongs to."},
                 "queues": {"type": "array", "items": _QUEUE},
                 "name": {"type": ["string", "null"]},
                 "token": {"type": "string"},
@@ -389,35 +391,43 @@ def _schemas() -> dict[str, Any]:
         },
         "Queues": {
             "type": "object",
-            "additionalProperties": {
-                "type": "object",
-                "required": ["queue", "count", "members"],
-                "properties": {
-                    "queue": _QUEUE,
-                    "count": {"type": "integer", "description": "Callers waiting."},
-                    "members": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "agent": _AGENT,
-                                "interface": {"type": "string"},
-                                "membership": {"type": "string"},
-                                "status": {"type": "string"},
-                                "paused": {"type": "boolean"},
-                                "pausedReason": {"type": "string"},
-                                "inCall": {"type": "boolean"},
+            "required": ["queues", "connected"],
+            "properties": {
+                "queues": {
+                    "type": "object",
+                    "description": "Every tracked queue by name.",
+                    "additionalProperties": {
+                        "type": "object",
+                        "required": ["queue", "count", "members"],
+                        "properties": {
+                            "queue": _QUEUE,
+                            "count": {"type": "integer", "description": "Callers waiting."},
+                            "members": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "agent": _AGENT,
+                                        "interface": {"type": "string"},
+                                        "membership": {"type": "string"},
+                                        "status": {"type": "string"},
+                                        "paused": {"type": "boolean"},
+                                        "pausedReason": {"type": "string"},
+                                        "inCall": {"type": "boolean"},
+                                    },
+                                },
                             },
                         },
                     },
                 },
+                "connected": {"type": "boolean", "description": "Whether the AMI link is up."},
             },
         },
         "Originate": {
             **closed,
             "required": ["number"],
             "properties": {
-                "number": {"type": "string", "pattern": r"^[0-9+*#]{1,32}$", "example": "0911234567"},
+                "number": {"type": "string", "pattern": NUMBER_PATTERN, "example": "0911234567"},
                 "callerId": _text(128, '"Sales" <0211234567>'),
                 "variables": {
                     "type": "object",

@@ -1,6 +1,8 @@
 """The HTTP ``Site`` around the Klein app: what no route can do for itself.
 
-Two things happen before a route runs or after it finished, so they live here:
+Three things happen before a route runs or after it finished, so they live here:
+
+* CORS headers for the configured origins (:mod:`pbxis.web.cors`), on every answer;
 
 * Klein refuses a URL that is not UTF-8 once percent-decoded (``/agents/%FF``) with a
   plain-text 400 and a logged traceback; a client's typo is neither an error of ours
@@ -13,7 +15,6 @@ Two things happen before a route runs or after it finished, so they live here:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from klein import Klein
@@ -25,17 +26,9 @@ from twisted.web.server import Site
 
 from .cors import apply_cors
 from .errors import ApiError
+from .redact import redact_url
 
 __all__ = ["access_log_formatter", "build_site", "redact_url"]
-
-_STREAM_TOKEN = re.compile(rb"(/stream/)[^/?#]+")
-_TOKEN_PARAM = re.compile(rb"([?&]token=)[^&#]*", re.IGNORECASE)
-
-
-def redact_url(url: bytes) -> bytes:
-    """``url`` with the stream token of ``/stream/<token>/...`` and any ``token=`` blanked."""
-    return _TOKEN_PARAM.sub(rb"\1<token>", _STREAM_TOKEN.sub(rb"\1<token>", url))
-
 
 class _RedactedRequest(proxyForInterface(IRequest, "_request")):  # type: ignore[misc]
     """The request as the access log may see it: no token in the URL or the Referer."""
@@ -72,13 +65,14 @@ class _Utf8Guard(Resource):
         self._origins = allowed_origins
 
     def render(self, request: IRequest) -> bytes | int:
+        # CORS for every answer, once, here: routes, errors and streams need not think of it.
+        apply_cors(request, self._origins)
         segments = [*request.prepath, *request.postpath]  # type: ignore[attr-defined]
         try:
             b"/".join(segments).decode("utf-8")
             request.getRequestHostname().decode("utf-8")
         except UnicodeDecodeError:
             error = ApiError(400, "invalid_url", "the URL (and Host) must be UTF-8 once percent-decoded")
-            apply_cors(request, self._origins)
             request.setResponseCode(error.status)
             request.setHeader(b"content-type", b"application/json")
             return error.body()

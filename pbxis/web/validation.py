@@ -4,8 +4,8 @@ Every value that ends up in an AMI header is checked twice: here, so the client 
 a 400 that names the field, and again in :func:`pbxis.ami.action.format_action`, the
 last line of defence. Rules here are deliberately narrower than Asterisk's own: an
 agent or queue name is one token of ``A-Za-z0-9_.-``, a number is what a phone can
-dial, and no free text may hold a control character (CR and LF would end an AMI
-header and let the rest be read as a new action).
+dial (both rules live in :mod:`pbxis.names`), and no free text may hold a control
+character (CR and LF would end an AMI header and let the rest be read as a new action).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 
+from ..names import AGENT_HINT, NUMBER_HINT, QUEUE_HINT, is_agent, is_number, is_queue
 from .errors import ApiError
 
 __all__ = [
@@ -32,9 +33,6 @@ __all__ = [
 
 MAX_BODY_BYTES = 64 * 1024
 
-_AGENT = re.compile(r"[A-Za-z0-9_.-]{1,32}")
-_QUEUE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_NUMBER = re.compile(r"[0-9+*#]{1,32}")
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -52,15 +50,15 @@ def _bad(field: str, message: str) -> ApiError:
 
 def agent_name(value: str, field: str = "agent") -> str:
     """An agent is named by its extension: 1 to 32 of ``A-Za-z0-9_.-``."""
-    if not _AGENT.fullmatch(value):
-        raise _bad(field, "use 1 to 32 letters, digits, '_', '.' or '-' (e.g. 1001)")
+    if not is_agent(value):
+        raise _bad(field, f"use {AGENT_HINT}")
     return value
 
 
 def queue_name(value: str, field: str = "queue") -> str:
     """A queue name as configured in queues.conf, restricted to one safe token."""
-    if not _QUEUE.fullmatch(value):
-        raise _bad(field, "use 1 to 64 letters, digits, '_', '.' or '-' (e.g. sales)")
+    if not is_queue(value):
+        raise _bad(field, f"use {QUEUE_HINT}")
     return value
 
 
@@ -82,8 +80,8 @@ def queue_list(value: object, field: str = "queues") -> list[str]:
 
 def phone_number(value: object, field: str = "number") -> str:
     """Something a phone can dial: digits, ``+``, ``*``, ``#``; 1 to 32 of them."""
-    if not isinstance(value, str) or not _NUMBER.fullmatch(value):
-        raise _bad(field, "use 1 to 32 digits, '+', '*' or '#' (e.g. 0911234567)")
+    if not is_number(value):
+        raise _bad(field, f"use {NUMBER_HINT}")
     return value
 
 

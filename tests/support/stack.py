@@ -85,6 +85,9 @@ def stack_config(**overrides: Any) -> Any:
         "ami": {"username": "pbxis", "secret": "pbxis-secret", "keepalive_interval": 5.0},
         "http": {"listen": "tcp:0:interface=127.0.0.1"},
         "agents": {"grace_period": 30.0},
+        # Fault and load tests originate far more than a person could; the rate limits
+        # have tests of their own (tests/engine/test_guard.py).
+        "originate": {"agent_rate": 0, "global_rate": 0},
         "simulator": {"enabled": True, "calls_per_minute": 0.0, "seed": 1, "logged_in": False},
     }
     for section, values in overrides.items():

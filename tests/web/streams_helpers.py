@@ -17,11 +17,11 @@ from twisted.internet.defer import Deferred
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
-from twisted.web.server import Site
 
 from pbxis.events import AgentEvent
 from pbxis.hub import Hub
 from pbxis.web.errors import ApiError
+from pbxis.web.site import build_site
 from pbxis.web.streams import StreamRoutes, add_stream_routes
 from tests.support.streams import DEADLINE, CloseResult, SSEClient, StreamRecorder, WSClient, connect_ws
 
@@ -101,7 +101,9 @@ def make_app(hub: Hub, **kwargs: Any) -> tuple[Klein, StreamRoutes]:
 
 def start_server(hub: Hub, **kwargs: Any) -> Server:
     app, routes = make_app(hub, **kwargs)
-    port = reactor.listenTCP(0, Site(app.resource()), interface="127.0.0.1")
+    # The Site of the daemon: it adds the CORS headers.
+    site = build_site(app, kwargs.get("allowed_origins", [ORIGIN]))
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
     return Server(hub, routes, port, HTTPConnectionPool(reactor, persistent=False))
 
 

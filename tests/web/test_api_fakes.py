@@ -1,7 +1,7 @@
-"""Small fakes of the hub, tracker, AMI client and sync, and an HTTP harness.
+"""A fake AMI link under a real CallCenter, and an HTTP harness.
 
-The fakes implement exactly the interfaces ``build_app`` is documented to use, so the
-command API is tested over real HTTP without a PBX. ``FakeAMI`` keeps a tiny queue
+The call center (tracker, hub, sync, commands) is the real one; only its AMI client is
+replaced, so the command API is tested over real HTTP without a PBX. ``FakeAMI`` keeps a tiny queue
 table and refuses with Asterisk 20's own texts (captures login/logoff/pause), so the
 error mapping is exercised by the same strings a real Asterisk sends.
 
@@ -14,9 +14,7 @@ This module holds no tests; pytest collects nothing from it.
 from __future__ import annotations
 
 import json
-import secrets
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -26,90 +24,13 @@ from twisted.web.server import Site
 
 from pbxis.ami.errors import ActionFailed, NotConnected
 from pbxis.ami.message import Message
-from pbxis.events import AgentEvent
-from pbxis.web.app import WebSettings, build_app
+from pbxis.config import HTTPConfig, parse_config
+from pbxis.engine import CallCenter
+from pbxis.sync import RebuildStats
+from pbxis.web.app import build_app
+from pbxis.web.site import build_site
 
 API_KEY = "crm-key-0123456789abcdef"
-
-
-@dataclass
-class FakeRegistration:
-    agent: str
-    queues: tuple[str, ...]
-    name: str | None
-    token: str
-
-
-class FakeHub:
-    def __init__(self) -> None:
-        self.agents: dict[str, FakeRegistration] = {}
-        self.published: list[AgentEvent] = []
-        self.clients = {"sse": 2, "websocket": 1}
-
-    def register(self, agent: str, queues: Sequence[str], name: str | None = None) -> FakeRegistration:
-        old = self.agents.get(agent)
-        token = old.token if old is not None else secrets.token_urlsafe(32)
-        self.agents[agent] = FakeRegistration(agent, tuple(queues), name, token)
-        return self.agents[agent]
-
-    def unregister(self, agent: str) -> bool:
-        return self.agents.pop(agent, None) is not None
-
-    def get(self, agent: str) -> FakeRegistration | None:
-        return self.agents.get(agent)
-
-    def by_token(self, token: str) -> FakeRegistration | None:
-        return next((r for r in self.agents.values() if r.token == token), None)
-
-    def publish(self, events: Sequence[AgentEvent]) -> None:
-        self.published.extend(events)
-
-    def stats(self) -> dict[str, Any]:
-        return {"agents": len(self.agents), "clients": dict(self.clients), "events_published": 0}
-
-
-class FakeTracker:
-    def __init__(self, calls: list[tuple[Any, ...]]) -> None:
-        self.agents: dict[str, list[str]] = {}
-        self.calls = calls
-
-    def register(self, agent: str, queues: Sequence[str], now_ms: int) -> list[AgentEvent]:
-        self.agents[agent] = list(queues)
-        return [AgentEvent(agent, "extensionStatus", now_ms, {"status": "not_inuse"})]
-
-    def unregister(self, agent: str) -> None:
-        self.agents.pop(agent, None)
-
-    def agent_state(self, agent: str) -> dict[str, Any] | None:
-        if agent not in self.agents:
-            return None
-        queues = {
-            q: {
-                "membership": None,
-                "loggedIn": False,
-                "status": "unknown",
-                "paused": False,
-                "reason": "",
-                "count": 0,
-            }
-            for q in self.agents[agent]
-        }
-        return {
-            "agent": agent,
-            "extension": "not_inuse",
-            "queues": queues,
-            "call": None,
-            "pbxConnected": True,
-        }
-
-    def queues_state(self) -> dict[str, Any]:
-        return {"sales": {"queue": "sales", "count": 0, "members": []}}
-
-    def note_originate(self, action_id: str, agent: str, number: str) -> None:
-        self.calls.append(("note_originate", action_id, agent, number))
-
-    def interface_of(self, agent: str) -> str:
-        return f"SIP/{agent}"
 
 
 @dataclass
@@ -131,6 +52,7 @@ class FakeAMI:
         self.connected = True
         self.stats = FakeAMIStats()
         self.listeners: list[Any] = []
+        self.observers: list[object] = []
         self.queues: dict[str, set[str]] = {"sales": set(), "support": set()}
         self.static: set[tuple[str, str]] = set()
         self.fail_with: Exception | None = None
@@ -138,6 +60,15 @@ class FakeAMI:
 
     def add_action_listener(self, listener: Any) -> None:
         self.listeners.append(listener)
+
+    def add_observer(self, observer: object) -> None:
+        self.observers.append(observer)
+
+    def connect(self, endpoint: Any) -> None:
+        raise AssertionError("the fake link is never connected to anything")
+
+    def stop(self) -> defer.Deferred[None]:
+        return defer.succeed(None)
 
     def send_action(
         self, name: str, headers: Any = None, *, timeout: float | None = None, action_id: str | None = None
@@ -193,67 +124,75 @@ class FakeAMI:
         return "Originate successfully queued"
 
 
-class FakeSync:
-    def __init__(self) -> None:
-        self.ready = True
-        self.registered: list[str] = []
-        self.last_rebuild: Any = SimpleNamespace(duration=0.25, actions=3, messages=42)
-
-    def agent_registered(self, agent: str) -> defer.Deferred[None]:
-        self.registered.append(agent)
-        return defer.succeed(None)
-
-
 class FakeStreams:
+    """What ``pbxis.web.streams.StreamRoutes.stats()`` reports."""
+
     def stats(self) -> dict[str, Any]:
-        return {"events_out": {"sse": 7, "websocket": 3, "longPoll": 1}}
+        return {
+            "events_out": {"sse": 7, "websocket": 3, "longPoll": 1},
+            "clients": {"sse": 2, "websocket": 1, "longPoll": 0},
+        }
 
 
-@dataclass
 class Fakes:
-    calls: list[tuple[Any, ...]] = field(default_factory=list)
-    hub: FakeHub = field(default_factory=FakeHub)
-    sync: FakeSync = field(default_factory=FakeSync)
-    streams: FakeStreams = field(default_factory=FakeStreams)
+    """A real :class:`~pbxis.engine.CallCenter` whose AMI link is :class:`FakeAMI`."""
 
-    def __post_init__(self) -> None:
-        self.tracker = FakeTracker(self.calls)
+    def __init__(self, clock: Any = None, **config: Any) -> None:
+        from twisted.internet import reactor
+
+        self.calls: list[tuple[Any, ...]] = []
         self.ami = FakeAMI(self.calls)
+        self.clock = clock if clock is not None else reactor
+        self.center = CallCenter(
+            self.clock, parse_config(config), link=self.ami, now_ms=lambda: 1_700_000_000_000  # type: ignore[arg-type]
+        )
+        # As after a login and a rebuild (the fake link never logs in, so the sync never
+        # sends anything itself).
+        self.center.sync.ready = True
+        self.center.sync.last_rebuild = RebuildStats(
+            duration=0.25, actions=3, messages=42, agents=0, full=True
+        )
+        self.streams = FakeStreams()
+
+    @property
+    def hub(self) -> Any:
+        return self.center.hub
+
+    @property
+    def tracker(self) -> Any:
+        return self.center.tracker
+
+    @property
+    def sync(self) -> Any:
+        return self.center.sync
 
 
-def settings(**overrides: Any) -> WebSettings:
+def http_settings(**overrides: Any) -> HTTPConfig:
     values: dict[str, Any] = {
-        "public_base_url": "https://pbx.example.com/cc",
-        "api_keys": [API_KEY],
-        "allowed_origins": ["https://crm.example.com"],
+        "public_url": "https://pbx.example.com/cc",
+        "api_keys": (API_KEY,),
+        "allowed_origins": ("https://crm.example.com",),
     }
-    values.update(overrides)
-    return WebSettings(**values)
+    if "public_base_url" in overrides:
+        overrides["public_url"] = overrides.pop("public_base_url")
+    values.update({k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+    return HTTPConfig(**values)
 
 
-def make_app(fakes: Fakes, clock: Any = None, client_installer: Any = None, **overrides: Any) -> Any:
-    return build_app(
-        settings=settings(**overrides),
-        hub=fakes.hub,
-        tracker=fakes.tracker,
-        ami=fakes.ami,
-        sync=fakes.sync,
-        streams_installer=lambda app: fakes.streams,
-        client_installer=client_installer,
-        clock=clock,
-        now_ms=lambda: 1_700_000_000_000,
-    )
+def make_site(fakes: Fakes, client_routes: bool = False, **overrides: Any) -> Site:
+    http = http_settings(**overrides)
+    app = build_app(fakes.center, http, clock=fakes.clock, client_routes=client_routes)
+    return build_site(app, http.allowed_origins)
 
 
 class Server:
     """The app on 127.0.0.1:0 and a treq client with its own non-persistent pool."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, site: Site) -> None:
         from twisted.internet import reactor
 
         self._reactor = reactor
-        self.site = Site(app.resource())
-        self.site.displayTracebacks = False
+        self.site = site
         self.port: Any = None
 
     async def start(self) -> Server:
@@ -302,12 +241,12 @@ class Env:
     """The fakes, and every server a test started on them (the ``env`` fixture stops them)."""
 
     def __init__(self, clock: Any = None) -> None:
-        self.fakes = Fakes()
+        self.fakes = Fakes(clock)
         self.clock = clock
         self.servers: list[Server] = []
 
     async def serve(self, **overrides: Any) -> Server:
-        server = await Server(make_app(self.fakes, clock=self.clock, **overrides)).start()
+        server = await Server(make_site(self.fakes, **overrides)).start()
         self.servers.append(server)
         return server
 
@@ -327,11 +266,7 @@ def _serve() -> None:
     from twisted.internet import reactor
     from twisted.internet.endpoints import TCP4ServerEndpoint
 
-    from pbxis.web.client import add_client_routes
-
-    app = make_app(Fakes(), client_installer=add_client_routes, public_base_url="http://127.0.0.1")
-    site = Site(app.resource())
-    site.displayTracebacks = False
+    site = make_site(Fakes(), client_routes=True, public_base_url="http://127.0.0.1")
 
     def listening(port: Any) -> None:
         sys.stdout.write(f"{port.getHost().port}\n")

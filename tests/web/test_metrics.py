@@ -92,14 +92,15 @@ async def test_health_up(env: Env) -> None:
     server = await env.serve()
     env.clock.advance(1000.0)
     env.fakes.ami.stats.last_event_time = 997.5
+    env.fakes.center.register_agent("1001", ["sales"], listeners=[lambda event: None])
     status, body, headers = await server.call("GET", "/health", key=None)
     assert status == 200
     assert body == {
         "status": "ok",
         "ami": {"connected": True, "state": "connected", "lastEventAge": 2.5, "reconnects": 0},
         "synced": True,
-        "agents": 0,
-        "clients": {"sse": 2, "websocket": 1},
+        "agents": 1,
+        "clients": {"listener": 1},
     }
     assert headers.getRawHeaders(b"retry-after") is None
 

@@ -6,14 +6,12 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 import pytest_twisted
 from openapi_spec_validator import validate
-from test_api_fakes import Fakes, Server, make_app, settings
+from test_api_fakes import Fakes, Server, http_settings, make_site
 from twisted.internet.task import Clock
 
 from pbxis.web.app import build_app
-from pbxis.web.client import add_client_routes
 from pbxis.web.openapi import openapi_document
 
 METHODS = {"get", "put", "post", "delete", "patch"}
@@ -68,46 +66,15 @@ def test_every_contract_route_is_documented() -> None:
     assert contract <= paths
 
 
-def test_routes_and_document_agree_without_streams() -> None:
-    """Our routes and the client's against the document; streams are checked below."""
-    fakes = Fakes()
-    app = build_app(
-        settings=settings(),
-        hub=fakes.hub,
-        tracker=fakes.tracker,
-        ami=fakes.ami,
-        sync=fakes.sync,
-        streams_installer=lambda app: fakes.streams,
-        client_installer=add_client_routes,
-    )
-    doc = documented(openapi_document("http://x"))
-    routes = routed(app)
-    assert routes - doc == set(), "routes missing from the OpenAPI document"
-    assert doc - routes == STREAM_OPERATIONS, "documented operations without a route"
-
-
-def test_routes_and_document_agree_with_real_streams() -> None:
-    streams = pytest.importorskip("pbxis.web.streams")
-    if not hasattr(streams, "add_stream_routes"):
-        pytest.skip("pbxis.web.streams has no add_stream_routes yet")
-    fakes = Fakes()
-    app = build_app(
-        settings=settings(),
-        hub=fakes.hub,
-        tracker=fakes.tracker,
-        ami=fakes.ami,
-        sync=fakes.sync,
-        streams_installer=lambda app: streams.add_stream_routes(
-            app, hub=fakes.hub, allowed_origins=["*"], clock=Clock()
-        ),
-        client_installer=add_client_routes,
-    )
+def test_routes_and_document_agree() -> None:
+    """Every route is documented, and every documented operation is routed."""
+    app = build_app(Fakes().center, http_settings(), clock=Clock())
     assert routed(app) == documented(openapi_document("http://x"))
 
 
 @pytest_twisted.async_yield_fixture
 async def server() -> AsyncIterator[Server]:
-    s = await Server(make_app(Fakes())).start()
+    s = await Server(make_site(Fakes())).start()
     try:
         yield s
     finally:

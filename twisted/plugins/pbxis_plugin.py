@@ -59,7 +59,8 @@ class PbxisServiceMaker:
     def makeService(self, options: Options):  # type: ignore[no-untyped-def]
         from pbxis.service import make_service
 
-        return make_service(options.config)
+        # The daemon owns its process: it may freeze the collector (an embedding program may not).
+        return make_service(options.config, freeze_gc=True)
 
 
 serviceMaker = PbxisServiceMaker()

@@ -1,7 +1,7 @@
 """The three stream transports (SSE, long-poll, WebSocket) as Klein routes.
 
 All of them read the hub's per-agent log through a hub subscription, so ids, replay and
-``reset`` behave the same on each (see :mod:`pbxis.hub.hub`). Every route applies CORS;
+``reset`` behave the same on each (see :mod:`pbxis.hub.hub`). CORS is the Site's;
 an unknown or ended token is a 404 in the contract's error shape (an ``ApiError``, which
 the app's error handler renders), a bad ``since``/``timeout`` a 400. The WebSocket route
 shares the HTTP port: Klein hands the upgrade to Autobahn.
@@ -84,7 +84,6 @@ def add_stream_routes(
 
     @app.route("/stream/<token>/sse", methods=["GET"], endpoint="stream_sse")
     def sse(request: IRequest, token: str) -> Deferred[None]:
-        apply_cors(request, allowed_origins)
         registration = find_registration(hub, token)
         last_event_id = request.getHeader(b"last-event-id")
         if last_event_id is not None:
@@ -95,7 +94,6 @@ def add_stream_routes(
 
     @app.route("/stream/<token>/poll", methods=["GET"], endpoint="stream_poll")
     def poll(request: IRequest, token: str) -> Deferred[bytes]:
-        apply_cors(request, allowed_origins)
         registration = find_registration(hub, token)
         since = parse_since(query_arg(request, "since"))
         timeout = parse_timeout(query_arg(request, "timeout"))
@@ -103,7 +101,6 @@ def add_stream_routes(
 
     @app.route("/stream/<token>/ws", methods=["GET"], endpoint="stream_ws")
     def ws(request: IRequest, token: str) -> Any:
-        apply_cors(request, allowed_origins)
         upgrade = (request.getHeader(b"upgrade") or b"").lower()
         if upgrade != b"websocket":
             find_registration(hub, token)

@@ -1,0 +1,522 @@
+"""The call center as one object: every domain operation of pbxis lives here.
+
+A :class:`CallCenter` owns the AMI link, the tracker, the state sync, the hub and the
+commands, and wires them the one way data flows (AMI bytes -> tracker -> hub ->
+listeners and transports; commands back to Asterisk). It is the public library API
+(``pbxis.connect``) and the one seam the web layer and the daemon plug into: the web
+only validates, calls a method here and renders; the daemon only builds one and
+starts it.
+
+Listeners and sinks are hub subscriptions like any browser's, so they get the same
+numbered events, snapshot first, exactly once. The dict a listener gets is parsed from
+the entry's JSON text only when a listener is there to receive it: with no listener
+the hot path (event -> digest -> log -> socket) does no work for this API at all.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pbxis.ami.client import AMIClientFactory, link_from_config
+from pbxis.commands import Commands
+from pbxis.config import Config, ConfigError, load_config, parse_config
+from pbxis.errors import CommandError, Forbidden, InvalidArgument, UnknownAgent, UnknownPbx
+from pbxis.hub import Hub, LogEntry, Registration, RegistrationEnded, Subscription
+from pbxis.names import AGENT_HINT, NUMBER_HINT, QUEUE_HINT, is_agent, is_number, is_queue
+from pbxis.sync import StateSync
+from pbxis.tracker import Tracker
+
+from .policy import OriginateGuard
+
+__all__ = [
+    "DEFAULT_PBX",
+    "AgentRegistration",
+    "CallCenter",
+    "Caller",
+    "EventListener",
+    "SinkHandle",
+    "connect",
+]
+
+log = Logger(namespace="pbxis.engine")
+
+DEFAULT_PBX: Final = "default"
+"""The name of the PBX of a config with one ``[ami]`` table."""
+
+EventListener = Callable[[dict[str, Any]], object]
+"""Called with each event as a dict in the contract's JSON shape (``id``, ``type``...)."""
+
+QUEUE_ACTIONS: Final = {
+    "login": frozenset({"penalty", "paused", "member_name"}),
+    "logoff": frozenset(),
+    "pause": frozenset({"reason"}),
+    "unpause": frozenset(),
+}
+
+#: The hub counts clients by transport; library listeners and sinks are counted as these.
+LISTENER = "listener"
+SINK = "sink"
+
+
+class Caller(enum.Enum):
+    """On whose authority a command runs.
+
+    ``CRM`` (an API key, or a library program) has full power; ``AGENT`` (an agent's
+    stream token) acts only on its own registered queues, dials within the same
+    ``[originate]`` policy and may set no caller id unless config allows it.
+    """
+
+    CRM = "crm"
+    AGENT = "agent"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRegistration:
+    """What :meth:`CallCenter.register_agent` returns: the agent as registered now."""
+
+    agent: str
+    pbx: str
+    queues: tuple[str, ...]
+    name: str | None
+    token: str = field(repr=False)
+
+
+class SinkHandle:
+    """A listener or sink attached to one agent's events; :meth:`close` detaches it."""
+
+    __slots__ = ("_sub",)
+
+    def __init__(self, sub: Subscription) -> None:
+        self._sub = sub
+
+    @property
+    def active(self) -> bool:
+        """False once closed, or once the registration ended."""
+        return bool(self._sub.active)
+
+    @property
+    def last_id(self) -> int:
+        """The id of the last event handed over: what ``attach_sink(since=)`` resumes from."""
+        return int(self._sub.cursor)
+
+    def close(self) -> None:
+        """Detach; no more calls. The position is kept for the grace period, as a client's."""
+        self._sub.stopProducing()
+
+
+class CallCenter:
+    """One call center: its PBX link, tracked state, registrations and commands.
+
+    Build it with :func:`connect` (a library program) or construct it and :meth:`start`
+    it (the daemon, which listens for HTTP before the link is up). ``link`` replaces the
+    AMI client (tests); ``now_ms`` stamps events (Unix epoch milliseconds).
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        config: Config,
+        *,
+        link: AMIClientFactory | None = None,
+        now_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.now_ms: Callable[[], int] = now_ms or _wall_ms
+        agents = config.agents
+        # queue_events: a queue's caller count is one event, not one per watching agent
+        self.tracker = Tracker(
+            interface_template=agents.interface, hint_context=agents.hint_context, queue_events=True
+        )
+        self.hub = Hub(
+            reactor,
+            grace_period=agents.grace_period,
+            snapshot=lambda agent: self.tracker.snapshot(agent, self.now_ms()),
+            max_log=agents.max_log,
+            max_log_bytes=agents.max_log_bytes,
+            max_clients=agents.max_clients,
+            snapshot_window=agents.snapshot_window,
+            queue_tick=agents.queue_tick,
+            now_ms=self.now_ms,
+        )
+        self.hub.on_expired = self._expired
+        self.ami = link if link is not None else link_from_config(config.ami, clock=reactor)
+        self.sync = StateSync(self.ami, self.tracker, self.hub.publish, clock=reactor, now_ms=self.now_ms)
+        self.ami.add_observer(self.sync)
+        self.commands = Commands(self.ami, self.tracker, agents)
+        self.guard = OriginateGuard(reactor, config.originate)
+        self._started = False
+
+    # -- life cycle ----------------------------------------------------------------------
+    @property
+    def pbxes(self) -> tuple[str, ...]:
+        """The configured PBXes by name (one today: ``default``)."""
+        return (DEFAULT_PBX,)
+
+    @property
+    def grace_period(self) -> float:
+        return self.config.agents.grace_period
+
+    @property
+    def connected(self) -> bool:
+        """True while the AMI link is up and logged in."""
+        return bool(self.ami.connected)
+
+    @property
+    def ready(self) -> bool:
+        """True once logged in and the state rebuilt after that login."""
+        return self.connected and bool(self.sync.ready)
+
+    def start(self, endpoint: IStreamClientEndpoint | None = None) -> None:
+        """Connect to Asterisk (``[ami]`` of the config unless ``endpoint`` is given) and
+        keep reconnecting until :meth:`disconnect`."""
+        if endpoint is None:
+            from twisted.internet.endpoints import clientFromString
+
+            endpoint = clientFromString(self.reactor, self.config.ami.client_endpoint)
+        self._started = True
+        self.ami.connect(endpoint)
+
+    def when_ready(self) -> Deferred[CallCenter]:
+        """Fires with this call center once the link is logged in and the state rebuilt."""
+        return self.sync.when_ready().addCallback(lambda _: self)
+
+    def disconnect(self) -> Deferred[None]:
+        """End every stream, listener and sink (``shutdown``) and log off from Asterisk.
+
+        No listener or sink is called after this fires; no timer of the hub is left.
+        """
+        self.hub.close_all("shutdown")
+        if not self._started:
+            return defer.succeed(None)
+        self._started = False
+        return self.ami.stop()
+
+    # -- registrations -------------------------------------------------------------------
+    def register_agent(
+        self,
+        agent: str,
+        queues: Iterable[str],
+        *,
+        name: str | None = None,
+        pbx: str = DEFAULT_PBX,
+        listeners: Sequence[EventListener] = (),
+    ) -> AgentRegistration:
+        """Register ``agent`` for ``queues`` (again: same token, new queues and name).
+
+        Returns at once. Asterisk may know of calls or queues not tracked yet; they are
+        fetched in the background and arrive as events. Each of ``listeners`` is called
+        with every event of the agent from now on, snapshot first, until
+        :meth:`unregister_agent` (which they hear as ``closed``) or :meth:`disconnect`.
+        """
+        self._pbx(pbx)
+        _check_agent(agent)
+        wanted = _check_queues(queues)
+        if name is not None and not isinstance(name, str):
+            raise InvalidArgument("name: must be a string or None")
+        registration = self.hub.register(agent, wanted, name)
+        self.hub.publish(self.tracker.register(agent, list(registration.queues), self.now_ms()))
+        self.sync.agent_registered(agent).addErrback(self._sync_failed, agent)
+        if listeners:
+            self._subscribe(registration, None, LISTENER, tuple(listeners))
+        log.info("agent {agent} registered for queues {queues}", agent=agent, queues=list(wanted))
+        return self._view(registration, pbx)
+
+    def unregister_agent(self, agent: str, *, pbx: str = DEFAULT_PBX) -> None:
+        """End the registration: clients, listeners and sinks get ``closed``, then nothing.
+
+        Raises :class:`~pbxis.errors.UnknownAgent` when it is not registered.
+        """
+        self._pbx(pbx)
+        if not self.hub.unregister(agent):
+            raise _unknown_agent(agent)
+        self.tracker.unregister(agent)
+        self.guard.forget(agent)
+        log.info("agent {agent} unregistered", agent=agent)
+
+    def registration(self, agent: str, *, pbx: str = DEFAULT_PBX) -> AgentRegistration | None:
+        self._pbx(pbx)
+        registration = self.hub.get(agent)
+        return None if registration is None else self._view(registration, pbx)
+
+    def by_token(self, token: str) -> Registration | None:
+        """The live registration a stream token belongs to (constant time), else ``None``."""
+        return self.hub.by_token(token)
+
+    def attach_sink(
+        self,
+        agent: str,
+        sink: EventListener,
+        *,
+        since: int | None = None,
+        pbx: str = DEFAULT_PBX,
+    ) -> SinkHandle:
+        """``sink(event)`` for every event after ``since`` (the snapshot first when ``None``).
+
+        The semantics of a stream client: a ``since`` the log cannot serve gives
+        ``reset`` and a fresh snapshot, never a silent gap.
+        """
+        self._pbx(pbx)
+        registration = self.hub.get(agent)
+        if registration is None:
+            raise _unknown_agent(agent)
+        if since is not None and (not isinstance(since, int) or isinstance(since, bool) or since < 0):
+            raise InvalidArgument("since: the id of the last event seen (0 or more), or None")
+        return self._subscribe(registration, since, SINK, (sink,))
+
+    def _subscribe(
+        self,
+        registration: Registration,
+        since: int | None,
+        transport: str,
+        listeners: tuple[EventListener, ...],
+    ) -> SinkHandle:
+        agent = registration.agent
+
+        def deliver(entries: list[LogEntry]) -> None:
+            for entry in entries:
+                for listener in listeners:
+                    try:
+                        listener(entry.json)  # a dict of its own for each listener
+                    except Exception:
+                        log.failure(
+                            "listener {listener!r} of agent {agent} failed", listener=listener, agent=agent
+                        )
+
+        def end(reason: str) -> None:
+            pass  # ``closed`` was delivered first when the registration ended
+
+        try:
+            sub = self.hub.subscribe(registration, since, transport, deliver, end)
+        except RegistrationEnded:
+            raise _unknown_agent(agent) from None
+        sub.resumeProducing()
+        return SinkHandle(sub)
+
+    # -- commands ------------------------------------------------------------------------
+    def originate(
+        self,
+        agent: str,
+        number: str,
+        *,
+        caller_id: str | None = None,
+        variables: Mapping[str, str] | None = None,
+        pbx: str = DEFAULT_PBX,
+        caller: Caller = Caller.CRM,
+    ) -> Deferred[str]:
+        """Ring the agent's phone, then dial ``number``; fires with the ActionID once queued.
+
+        The agent must be registered: a failure arrives later on its stream as
+        ``originateFailed``. ``[originate]`` decides which numbers and how often.
+        """
+        return defer.ensureDeferred(self._originate(agent, number, caller_id, variables, pbx, caller))
+
+    async def _originate(
+        self,
+        agent: str,
+        number: str,
+        caller_id: str | None,
+        variables: Mapping[str, str] | None,
+        pbx: str,
+        caller: Caller,
+    ) -> str:
+        self._pbx(pbx)
+        _check_agent(agent)
+        if not is_number(number):
+            raise InvalidArgument(f"number: use {NUMBER_HINT}")
+        registration = self.hub.get(agent)
+        if registration is None:
+            # The failure of a click-to-call arrives on the agent's stream; without a
+            # registration nobody would ever hear of it.
+            raise _unknown_agent(agent)
+        if (
+            caller_id is not None
+            and caller is Caller.AGENT
+            and not self.config.originate.agents_may_set_caller_id
+        ):
+            raise Forbidden(
+                "callerId: only the CRM's API key may set it "
+                "([originate].agents_may_set_caller_id = true lets agents)"
+            )
+        self.guard.admit(agent, number)
+        action_id = await self.commands.originate(
+            agent, number, caller_id=caller_id, variables=variables, name=registration.name
+        )
+        log.info("agent {agent}: originate {action_id} queued", agent=agent, action_id=action_id)
+        return action_id
+
+    def queue_action(
+        self,
+        agent: str,
+        queue: str,
+        action: str,
+        *,
+        pbx: str = DEFAULT_PBX,
+        caller: Caller = Caller.CRM,
+        **params: Any,
+    ) -> Deferred[None]:
+        """``login`` (``penalty``, ``paused``, ``member_name``), ``logoff``, ``pause``
+        (``reason``) or ``unpause`` ``agent`` in ``queue``.
+
+        Fails with :class:`~pbxis.errors.AlreadyLoggedIn`, ``NotLoggedIn``,
+        ``UnknownQueue``, ``PbxUnavailable``, ``PbxTimeout``... An agent's own token
+        (``caller=Caller.AGENT``) may act only on the queues it is registered for.
+        """
+        return defer.ensureDeferred(self._queue_action(agent, queue, action, pbx, caller, params))
+
+    async def _queue_action(
+        self, agent: str, queue: str, action: str, pbx: str, caller: Caller, params: dict[str, Any]
+    ) -> None:
+        self._pbx(pbx)
+        _check_agent(agent)
+        if not is_queue(queue):
+            raise InvalidArgument(f"queue: use {QUEUE_HINT}")
+        allowed = QUEUE_ACTIONS.get(action)
+        if allowed is None:
+            raise InvalidArgument(f"action: one of {', '.join(QUEUE_ACTIONS)}, not {action!r}")
+        unknown = sorted(set(params) - allowed)
+        if unknown:
+            raise InvalidArgument(
+                f"{action} takes no parameter {unknown[0]!r} (only: {', '.join(sorted(allowed)) or 'none'})"
+            )
+        registration = self.hub.get(agent)
+        if caller is Caller.AGENT and (registration is None or queue not in registration.queues):
+            raise Forbidden(
+                f"agent {agent} is not registered for queue {queue}: its token acts on its "
+                "registered queues only (the CRM registers it for more with PUT /agents/{agent})"
+            )
+        commands = self.commands
+        if action == "login":
+            member_name = params.get("member_name")
+            if member_name is None and registration is not None:
+                member_name = registration.name
+            await commands.queue_login(
+                agent,
+                queue,
+                penalty=params.get("penalty", 0),
+                paused=bool(params.get("paused", False)),
+                member_name=member_name,
+            )
+        elif action == "logoff":
+            await commands.queue_logoff(agent, queue)
+        else:
+            await commands.queue_pause(agent, queue, paused=action == "pause", reason=params.get("reason"))
+
+    # -- state documents -----------------------------------------------------------------
+    def agent_state(self, agent: str, *, pbx: str = DEFAULT_PBX) -> dict[str, Any]:
+        """``GET /agents/{agent}``: the state the agent has been shown, as one document."""
+        self._pbx(pbx)
+        state = self.tracker.agent_state(agent)
+        if state is None:
+            raise _unknown_agent(agent)
+        return state
+
+    def queues(self, *, pbx: str = DEFAULT_PBX) -> dict[str, Any]:
+        """``GET /queues``: every tracked queue, its waiting callers and members."""
+        self._pbx(pbx)
+        return self.tracker.queues_state()
+
+    def health(self) -> dict[str, Any]:
+        """``/health``'s body: link state, last event age, agents and clients by transport."""
+        stats = self.ami.stats
+        connected = self.connected
+        last_event = stats.last_event_time
+        hub_stats = self.hub.stats()
+        return {
+            "status": "ok" if connected else "unavailable",
+            "ami": {
+                "connected": connected,
+                "state": str(stats.state),
+                "lastEventAge": None
+                if last_event is None
+                else round(max(0.0, self.reactor.seconds() - last_event), 3),
+                "reconnects": stats.reconnects,
+            },
+            "synced": bool(self.sync.ready),
+            "agents": hub_stats.get("agents", 0),
+            "clients": dict(hub_stats.get("clients", {})),
+        }
+
+    # -- internals -----------------------------------------------------------------------
+    def _pbx(self, pbx: str) -> None:
+        if pbx not in self.pbxes:
+            raise UnknownPbx(f"no PBX named {pbx!r} is configured (known: {', '.join(self.pbxes)})")
+
+    def _view(self, registration: Registration, pbx: str) -> AgentRegistration:
+        return AgentRegistration(
+            registration.agent, pbx, tuple(registration.queues), registration.name, registration.token
+        )
+
+    def _expired(self, agent: str) -> None:
+        log.info("agent {agent}: no client for the grace period; registration ended", agent=agent)
+        self.tracker.unregister(agent)
+        self.guard.forget(agent)
+
+    def _sync_failed(self, failure: Failure, agent: str) -> None:
+        log.failure("state sync for newly registered agent {agent} failed", failure, agent=agent)
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _unknown_agent(agent: str) -> UnknownAgent:
+    return UnknownAgent(f"agent {agent} is not registered; register it with PUT /agents/{agent}")
+
+
+def _check_agent(agent: object) -> None:
+    if not is_agent(agent):
+        raise InvalidArgument(f"agent: use {AGENT_HINT}")
+
+
+def _check_queues(queues: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(queues, str):
+        raise InvalidArgument('queues: a list of queue names, e.g. ["sales"], not one string')
+    out: dict[str, None] = {}
+    for queue in queues:
+        if not is_queue(queue):
+            raise InvalidArgument(f"queues: {str(queue)[:70]!r} is not a queue name ({QUEUE_HINT})")
+        out[queue] = None
+    return tuple(out)
+
+
+ConfigSource = Config | Mapping[str, Any] | str | Path
+
+
+def as_config(config: ConfigSource) -> Config:
+    """A :class:`~pbxis.config.Config` from a path, a parsed TOML dict, or a Config."""
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, (str, Path)):
+        return load_config(config)
+    if isinstance(config, Mapping):
+        return parse_config(config)
+    raise ConfigError(f"config: a path, a TOML dict or a pbxis.Config, not {type(config).__name__}")
+
+
+def connect(reactor: IReactorTime, config: ConfigSource) -> Deferred[CallCenter]:
+    """Start a :class:`CallCenter` on ``config``; fires once its PBX link is logged in and
+    its state rebuilt.
+
+    ``[ami]`` says where Asterisk is; ``[http]`` and ``[simulator]`` belong to the daemon
+    and are ignored. Never raises: a bad config errbacks with a
+    :class:`~pbxis.config.ConfigError` naming the key. The link keeps retrying until
+    it is up; bound the wait with ``addTimeout`` if you need to.
+    """
+    try:
+        center = CallCenter(reactor, as_config(config))
+        center.start()
+    except (ConfigError, CommandError) as e:
+        return defer.fail(e)
+    return center.when_ready()

@@ -1,0 +1,64 @@
+"""What an agent, queue, PBX name and dialled number may look like: each rule once.
+
+The config validator, the HTTP validation, the OpenAPI document and the engine all read
+these; a rule changed here changes everywhere. Names are deliberately narrower than
+Asterisk's: one token of ``A-Za-z0-9_.-`` can go into an AMI header, a URL path segment
+and a log line without escaping. ``.`` and ``..`` alone are refused: as a path segment
+(``SIP/..``) they mean something else.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = [
+    "AGENT_MAX",
+    "AGENT_PATTERN",
+    "NUMBER_PATTERN",
+    "PBX_PATTERN",
+    "QUEUE_MAX",
+    "QUEUE_PATTERN",
+    "is_agent",
+    "is_number",
+    "is_pbx",
+    "is_queue",
+]
+
+AGENT_MAX: Final = 32
+QUEUE_MAX: Final = 64
+NUMBER_MAX: Final = 32
+
+#: JSON-Schema/``re`` patterns, anchored (OpenAPI's ``pattern`` is a search).
+AGENT_PATTERN: Final = rf"^(?!\.{{1,2}}$)[A-Za-z0-9_.-]{{1,{AGENT_MAX}}}$"
+QUEUE_PATTERN: Final = rf"^(?!\.{{1,2}}$)[A-Za-z0-9_.-]{{1,{QUEUE_MAX}}}$"
+PBX_PATTERN: Final = AGENT_PATTERN
+#: What a phone can dial: digits, ``+``, ``*`` and ``#``.
+NUMBER_PATTERN: Final = rf"^[0-9+*#]{{1,{NUMBER_MAX}}}$"
+
+AGENT_HINT: Final = f"1 to {AGENT_MAX} letters, digits, '_', '.' or '-' (e.g. 1001)"
+QUEUE_HINT: Final = f"1 to {QUEUE_MAX} letters, digits, '_', '.' or '-' (e.g. sales)"
+NUMBER_HINT: Final = f"1 to {NUMBER_MAX} digits, '+', '*' or '#' (e.g. 0911234567)"
+
+_AGENT = re.compile(AGENT_PATTERN)
+_QUEUE = re.compile(QUEUE_PATTERN)
+_NUMBER = re.compile(NUMBER_PATTERN)
+
+
+def is_agent(value: object) -> bool:
+    """An agent is named by its extension."""
+    return isinstance(value, str) and _AGENT.fullmatch(value) is not None
+
+
+def is_pbx(value: object) -> bool:
+    """A PBX is named in config with the agents' alphabet."""
+    return is_agent(value)
+
+
+def is_queue(value: object) -> bool:
+    """A queue name as configured in queues.conf, restricted to one safe token."""
+    return isinstance(value, str) and _QUEUE.fullmatch(value) is not None
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, str) and _NUMBER.fullmatch(value) is not None
