@@ -13,6 +13,8 @@ key                      what
 ``state:{agent}``        HASH: state key -> ``[type, data]`` JSON, the agent's last
                          published state (snapshots on any node; only real changes
                          after a collector restart)
+``queues``               SET of queues with a state held (``queue:{name}``)
+``queue:{name}``         HASH: state type -> ``version|rest`` (the hub's queue states)
 ``wake:{node}``          STREAM: wakes a node's blocked read loop when it reads more logs
 ``replies:{node}``       STREAM: answers to the commands a web node sent
 ``commands``             STREAM: commands for the collector
@@ -36,7 +38,7 @@ def token_digest(token: str) -> str:
 class Keys:
     """Key names under one prefix."""
 
-    __slots__ = ("agents", "alive", "collector", "commands", "prefix", "tokens")
+    __slots__ = ("agents", "alive", "collector", "commands", "prefix", "queues", "tokens")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -45,6 +47,10 @@ class Keys:
         self.alive = prefix + "alive"
         self.commands = prefix + "commands"
         self.collector = prefix + "collector"
+        self.queues = prefix + "queues"
+
+    def queue(self, name: str) -> str:
+        return f"{self.prefix}queue:{name}"
 
     def reg(self, agent: str) -> str:
         return f"{self.prefix}reg:{agent}"

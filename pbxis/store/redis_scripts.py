@@ -16,7 +16,18 @@ from __future__ import annotations
 
 from .redis_link import Script
 
-__all__ = ["APPEND", "CLAIM", "CLAIM_COMMAND", "END", "EXPIRE_DUE", "REFRESH", "REGISTER", "TRIM"]
+__all__ = [
+    "APPEND",
+    "CLAIM",
+    "CLAIM_COMMAND",
+    "DROP",
+    "END",
+    "EXPIRE_DUE",
+    "REFRESH",
+    "REGISTER",
+    "SYNC",
+    "TRIM",
+]
 
 _NOW = """
 local function now_ms()
@@ -211,5 +222,67 @@ if ARGV[1] ~= 'abandoned' and deadline > 0 and now_ms() > deadline then
 end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then return 1 end
 return 0
+""",
+)
+
+# The mirror of a node that is its logs' one writer (role "all", :mod:`.redis_store`)
+# makes Redis equal to what it holds. Idempotent: entries at or below Redis's last id are
+# skipped, so a batch sent again after a timeout changes nothing.
+# KEYS: reg, log, tokens, agents
+# ARGV: agent, fence, token, digest, queues json, name json, created, first id, queue
+# versions json, n, then per entry: id, type, text
+# -> Redis's last id of the log
+SYNC = Script(
+    "sync",
+    """
+local cur = redis.call('HGET', KEYS[1], 'fence')
+if cur and tonumber(cur) > tonumber(ARGV[2]) then
+  return redis.error_reply('STALE fence ' .. ARGV[2] .. ' was superseded by ' .. cur)
+end
+local tok = redis.call('HGET', KEYS[1], 'token')
+local last = tonumber(redis.call('HGET', KEYS[1], 'last') or '0')
+if tok and tok ~= ARGV[3] then
+  -- another registration of this agent (an older one): its log is not ours
+  redis.call('HDEL', KEYS[3], redis.call('HGET', KEYS[1], 'digest'))
+  redis.call('DEL', KEYS[2])
+  last = 0
+end
+redis.call('HSET', KEYS[1], 'token', ARGV[3], 'digest', ARGV[4], 'queues', ARGV[5], 'name', ARGV[6],
+           'created', ARGV[7], 'fence', ARGV[2], 'qv', ARGV[9])
+redis.call('HSET', KEYS[3], ARGV[4], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('PERSIST', KEYS[2])
+local n = tonumber(ARGV[10])
+local i = 11
+for _ = 1, n do
+  local id = tonumber(ARGV[i])
+  if id > last then
+    redis.call('XADD', KEYS[2], id .. '-0', 't', ARGV[i + 1], 'j', ARGV[i + 2])
+    last = id
+  end
+  i = i + 3
+end
+local first = tonumber(ARGV[8])
+if first > last + 1 then first = last + 1 end
+redis.call('XTRIM', KEYS[2], 'MINID', first .. '-0')
+redis.call('HSET', KEYS[1], 'last', last, 'first', first)
+return last
+""",
+)
+
+# KEYS: reg, log, tokens, agents, state. ARGV: agent, fence, token, keep ms
+# The registration ended (its ``closed`` was synced just before): the token stops
+# working everywhere; the log stays readable for ``keep ms``.
+DROP = Script(
+    "drop",
+    """
+local cur = redis.call('HGET', KEYS[1], 'fence')
+if cur and tonumber(cur) > tonumber(ARGV[2]) then return 0 end
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[3] then return 0 end
+redis.call('HDEL', KEYS[3], redis.call('HGET', KEYS[1], 'digest'))
+redis.call('SREM', KEYS[4], ARGV[1])
+redis.call('DEL', KEYS[1], KEYS[5])
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4]))
+return 1
 """,
 )
