@@ -44,7 +44,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pbxis.events import AgentEvent, QueueEvent
+from pbxis.events import PBX_STATUS, AgentEvent, QueueEvent
 from pbxis.hub.log import ENTRY_OVERHEAD
 from pbxis.hub.memory import MemoryLog, MemoryStore
 from pbxis.hub.registration import Registration
@@ -284,7 +284,7 @@ class RedisStore(MemoryStore):
                 if key:
                     value = encode_event(event)[1]
                     known = self._published.setdefault(event.agent, {})
-                    if known.get(key) == value:
+                    if known.get(key, _DEFAULTS.get(key)) == value:
                         continue
                     known[key] = value
                     self._dirty_state.setdefault(event.agent, {})[key] = value
@@ -489,6 +489,11 @@ class RedisStore(MemoryStore):
             await self.link.pipeline([("SCRIPT", "LOAD", SYNC.source), ("SCRIPT", "LOAD", DROP.source)])
             replies = await self.link.pipeline(commands)
         return replies
+
+
+#: the state an agent has before any event set it: the PBX is connected (the tracker
+#: says so only after it was not)
+_DEFAULTS = {PBX_STATUS: json.dumps([PBX_STATUS, {"connected": True}], separators=(",", ":"), sort_keys=True)}
 
 
 def _without_time(rest: str) -> str:

@@ -172,3 +172,18 @@ async def test_redis_down_then_back_without_its_data_nothing_is_lost(prefix: str
         await after.stop()
     finally:
         server.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_pbx_back_after_a_restart_is_no_news_to_an_agent_that_never_saw_it_down(
+    redis_config: RedisConfig,
+) -> None:
+    from pbxis.events import PBX_STATUS
+
+    node = await Node(redis_config).start()
+    up = AgentEvent("1001", PBX_STATUS, 5, {"connected": True})
+    down = AgentEvent("1001", PBX_STATUS, 6, {"connected": False})
+    assert node.store.only_changes([up]) == []
+    assert node.store.only_changes([down]) == [down]
+    assert node.store.only_changes([up]) == [up]
+    await node.stop()
