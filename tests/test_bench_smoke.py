@@ -52,6 +52,7 @@ def test_digest_bench_prints_throughput_per_agent_count() -> None:
     figures = run_quick("bench_digest.py")
     for agents in (100, 1000):
         assert figures[f"digest.{agents}-agents.parse+digest"] > 0
+        assert figures[f"digest.{agents}-agents.per-agent-counts.parse+digest"] > 0
         assert figures[f"digest.{agents}-agents.digest-only"] > 0
         # Calls for registered agents must come out as agent events.
         assert figures[f"digest.{agents}-agents.out-per-in"] > 0

@@ -53,7 +53,10 @@ def free_port() -> int:
 def simulator() -> Iterator[int]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pbxis.simulator", "--port", str(port), "--rate", "0", "--agents", "1001-1002", "--no-login"],
+        [
+            *(sys.executable, "-m", "pbxis.simulator", "--port", str(port), "--rate", "0"),
+            *("--agents", "1001-1002", "--no-login"),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
