@@ -108,6 +108,9 @@ class RedisLink:
         self.on_up: list[Callable[[], None]] = []
         self.on_down: list[Callable[[], None]] = []
         self.last_error = ""
+        #: commands and request bytes sent (benches, /metrics)
+        self.sent_commands = 0
+        self.sent_bytes = 0
         self._protocol: Any = None
         self._unusable = 0
         self._backoff = backoffPolicy(initialDelay=0.2, maxDelay=10.0)
@@ -214,6 +217,7 @@ class RedisLink:
             p = self._conn()
         except RedisUnavailable as e:
             return defer.fail(e)
+        self.sent_commands += 1
         return self._deadline(p.execute_command(*args, apply_timeout=False), timeout)
 
     def pipeline(self, commands: Sequence[Sequence[Value]]) -> defer.Deferred[list[Any]]:
@@ -226,6 +230,8 @@ class RedisLink:
         if not commands:
             return defer.succeed([])
         data = b"".join(p._build_command(*c) for c in commands)
+        self.sent_commands += len(commands)
+        self.sent_bytes += len(data)
         replies = []
         for _ in commands:
             replies.append(p.replyQueue.get().addCallback(p.handle_reply))
