@@ -228,9 +228,10 @@ return 0
 # The mirror of a node that is its logs' one writer (role "all", :mod:`.redis_store`)
 # makes Redis equal to what it holds. Idempotent: entries at or below Redis's last id are
 # skipped, so a batch sent again after a timeout changes nothing.
-# KEYS: reg, log, tokens, agents
+# KEYS: reg, log, tokens, agents, state
 # ARGV: agent, fence, token, digest, queues json, name json, created, first id, queue
-# versions json, n, then per entry: id, type, text
+# versions json, n, then per entry: id, type, text; then m, then m pairs of the agent's
+# published state: key, value
 # -> Redis's last id of the log
 SYNC = Script(
     "sync",
@@ -261,6 +262,10 @@ for _ = 1, n do
     last = id
   end
   i = i + 3
+end
+local m = tonumber(ARGV[i])
+for j = 1, m do
+  redis.call('HSET', KEYS[5], ARGV[i + 2 * j - 1], ARGV[i + 2 * j])
 end
 local first = tonumber(ARGV[8])
 if first > last + 1 then first = last + 1 end

@@ -35,6 +35,7 @@ its missing ``epoch`` key and rewritten from the mirror in full.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Iterable, Sequence
@@ -393,7 +394,7 @@ class RedisStore(MemoryStore):
                     ("EVALSHA", DROP.sha, 5, k.reg(agent), k.log(agent), k.tokens, k.agents, k.state(agent),
                      agent, fence, token, self.keep_closed_ms)
                 )  # fmt: skip
-            for agent in dirty:
+            for agent in dirty | set(states):
                 registration = self._registrations.get(agent)
                 elog = self._logs.get(agent)
                 if registration is None or not isinstance(elog, RedisLog) or agent in self.stale:
@@ -402,9 +403,9 @@ class RedisStore(MemoryStore):
                 entries = [(e.id, e.type, e.text) for e in elog.after(after, SYNC_CHUNK)]
                 commands.append(
                     self._sync_command(
-                        agent, elog.fence, registration.token, json.dumps(list(registration.queues)),
-                        json.dumps(registration.name), registration.created, elog.first_id,
-                        elog.queue_versions_json(), entries,
+                        agent, elog.fence, registration.token, _json(registration.queues),
+                        _json(registration.name), registration.created, elog.first_id,
+                        elog.queue_versions_json(), entries, states.get(agent, {}),
                     )
                 )  # fmt: skip
                 syncs.append((agent, elog, entries[-1][0] if entries else elog.synced))
@@ -413,12 +414,6 @@ class RedisStore(MemoryStore):
                 if state is not None:
                     commands.append(("HSET", k.queue(queue), kind, f"{state.version}|{state.rest}"))
                     commands.append(("SADD", k.queues, queue))
-            for agent, values in states.items():
-                if agent in self._registrations and values:
-                    flat: list[str] = []
-                    for key, value in values.items():
-                        flat += [key, value]
-                    commands.append(("HSET", k.state(agent), *flat))
             if not commands:
                 return
             replies = await self._send(commands)
@@ -464,13 +459,14 @@ class RedisStore(MemoryStore):
         first: int,
         qv: str,
         entries: list[tuple[int, str, str]],
+        state: dict[str, str] | None = None,
     ) -> tuple[Any, ...]:
         k = self.keys
         args: list[Any] = [
             agent,
             fence,
             token,
-            token_digest(token),
+            _digest(token),
             queues,
             name,
             created,
@@ -480,7 +476,10 @@ class RedisStore(MemoryStore):
         ]
         for entry in entries:
             args.extend(entry)
-        return ("EVALSHA", SYNC.sha, 4, k.reg(agent), k.log(agent), k.tokens, k.agents, *args)
+        args.append(len(state or ()))
+        for pair in (state or {}).items():
+            args.extend(pair)
+        return ("EVALSHA", SYNC.sha, 5, k.reg(agent), k.log(agent), k.tokens, k.agents, k.state(agent), *args)
 
     async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """The pipeline; scripts Redis does not know (restarted) are loaded and it goes again."""
@@ -494,6 +493,17 @@ class RedisStore(MemoryStore):
 #: the state an agent has before any event set it: the PBX is connected (the tracker
 #: says so only after it was not)
 _DEFAULTS = {PBX_STATUS: json.dumps([PBX_STATUS, {"connected": True}], separators=(",", ":"), sort_keys=True)}
+
+
+@functools.lru_cache(maxsize=4096)
+def _json(value: tuple[str, ...] | str | None) -> str:
+    """Registration fields as stored, encoded once per distinct value, not per write."""
+    return json.dumps(list(value) if isinstance(value, tuple) else value)
+
+
+@functools.lru_cache(maxsize=65536)
+def _digest(token: str) -> str:
+    return token_digest(token)
 
 
 def _without_time(rest: str) -> str:

@@ -99,3 +99,13 @@ async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-u
             return
         await task.deferLater(reactor, 0.02, lambda: None)
     raise AssertionError("condition not reached")
+
+
+def test_our_command_encoding_is_txredisapis() -> None:
+    import txredisapi
+
+    from pbxis.store.redis_link import encode_command
+
+    p = txredisapi.BaseRedisProtocol()
+    for args in [("PING",), ("SET", "k", "välue"), ("XADD", "s", "1-0", "j", '{"id":1}'), ("INCRBY", "n", 5)]:
+        assert encode_command(args) == p._build_command(*args)
