@@ -121,6 +121,10 @@ class SimulatorConfig:
     calls_per_minute: float = 6.0
     talk_time: tuple[float, float] = (20.0, 60.0)
     seed: int | None = None
+    #: which Asterisk the simulator plays: "20" (chan_sip) or "22" (PJSIP)
+    asterisk: str = "20"
+    #: its channel driver, "sip" or "pjsip"; empty: the version's own
+    tech: str = ""
 
 
 @dataclass(frozen=True)
@@ -388,6 +392,8 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "calls_per_minute": _number(low=0, high=6000),
         "talk_time": _talk_time,
         "seed": _optional_seed,
+        "asterisk": _string(choices=("20", "22")),
+        "tech": _string(choices=("", "sip", "pjsip")),
     },
     "redis": {
         "url": _redis_url,
@@ -508,10 +514,13 @@ def parse_config(
         raise ConfigError(
             "[simulator].enabled: a 'web' node has no AMI link; run the simulator on the collector"
         )
+    agents = dict(values.get("agents", {}))
+    if sim["enabled"]:
+        _match_simulated_driver(sim, agents)
     return Config(
         ami=AMIConfig(**ami),
         http=HTTPConfig(**http),
-        agents=AgentsConfig(**values.get("agents", {})),
+        agents=AgentsConfig(**agents),
         originate=OriginateConfig(**values.get("originate", {})),
         simulator=SimulatorConfig(**sim),
         source=source,
@@ -550,6 +559,27 @@ def _redis_config(
         except OSError as e:
             raise ConfigError(f"[redis].password_file: cannot read {path} ({e.strerror})") from None
     return RedisConfig(url=url, **parsed, **raw)
+
+
+def _match_simulated_driver(sim: dict[str, Any], agents: dict[str, Any]) -> None:
+    """The embedded simulator's Asterisk and the agents' interface must agree.
+
+    ``[agents].interface`` defaults to the simulated driver's (``PJSIP/{agent}`` for
+    Asterisk 22); one naming the other driver would match no queue member.
+    """
+    from ..simulator.personality import personality
+
+    try:
+        plays = personality(sim.get("asterisk", "20"), sim.get("tech") or None)
+    except ValueError as e:
+        raise ConfigError(f"[simulator].tech: {e}") from None
+    wanted = f"{plays.tech}/{{agent}}"
+    given = agents.setdefault("interface", wanted)
+    if not given.startswith(f"{plays.tech}/"):
+        raise ConfigError(
+            f"[agents].interface: the simulator plays Asterisk {plays.asterisk} with {plays.tech}"
+            f' phones; use "{wanted}" (got {given!r})'
+        )
 
 
 def _resolve_secret(ami: dict[str, Any], environ: Mapping[str, str], base: Path | None) -> str:
