@@ -173,7 +173,7 @@ def test_kill_9_and_restart_on_the_same_redis_resumes_exactly_once(processes: di
 
     pause(True, "lunch")
     wait_for(lambda: paused_events(), 10, "the pause event")
-    time.sleep(0.3)  # the write-behind goes out at the end of the reactor turn
+    time.sleep(0.3)  # the write-behind goes out within 10 ms
     daemon.send_signal(signal.SIGKILL)
     daemon.wait(10)
     client.close()
