@@ -87,7 +87,7 @@ def simulated_call_center(
             username=USERNAME,
             secret=SECRET,
         )
-        port = tcp.listenTCP(0, simulator.factory, interface="127.0.0.1")
+        port = tcp.listenTCP(0, simulator.factory, interface="127.0.0.1")  # type: ignore[arg-type]
         data: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (config or {}).items()}
         data.setdefault("ami", {}).update(
             {"host": "127.0.0.1", "port": port.getHost().port, "username": USERNAME, "secret": SECRET}  # type: ignore[attr-defined]

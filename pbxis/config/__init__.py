@@ -257,8 +257,8 @@ def _talk_time(key: str, value: Any) -> tuple[float, float]:
     return (float(value[0]), float(value[1]))
 
 
-def _template(key: str, value: Any) -> str:
-    value = _string(allow_empty=False)(key, value)
+def _template(key: str, raw: Any) -> str:
+    value = str(_string(allow_empty=False)(key, raw))
     if "{agent}" not in value:
         raise ConfigError(f'{key}: must contain {{agent}}, e.g. "SIP/{{agent}}" or "PJSIP/{{agent}}"')
     try:
@@ -268,8 +268,8 @@ def _template(key: str, value: Any) -> str:
     return value
 
 
-def _caller_id(key: str, value: Any) -> str:
-    value = _string()(key, value)
+def _caller_id(key: str, raw: Any) -> str:
+    value = str(_string()(key, raw))
     try:
         value.format(agent="1001", name="Alice")
     except (KeyError, IndexError, ValueError) as e:
@@ -322,7 +322,7 @@ def _key_prefix(key: str, value: Any) -> str:
         raise ConfigError(f"{key}: 1-64 of A-Z a-z 0-9 _ . : - expected, got {value!r}")
     return value
 def _regex_list(key: str, value: Any) -> tuple[str, ...]:
-    patterns = _string_list()(key, value)
+    patterns: tuple[str, ...] = _string_list()(key, value)
     for pattern in patterns:
         try:
             re.compile(pattern)

@@ -218,5 +218,5 @@ def _dialled(exten: str | None) -> str | None:
 def _pending_originate(state: State, agent: str) -> str | None:
     for who, number in state.originates.values():
         if who == agent:
-            return number
+            return str(number)
     return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import cast
+from typing import Any, cast
 
 from klein import Klein
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -37,7 +37,7 @@ from .streams import add_stream_routes
 
 __all__ = ["StreamOptions", "build_app"]
 
-StreamOptions = Mapping[str, float]
+StreamOptions = Mapping[str, Any]
 """Keyword arguments for :func:`~pbxis.web.streams.add_stream_routes` (heartbeat...)."""
 
 log = Logger(namespace="pbxis.web")
@@ -108,7 +108,7 @@ def _loggable_path(request: IRequest) -> str:
 
 
 def _render_error(request: IRequest, failure: Failure, origins: Sequence[str]) -> bytes | None:
-    error = failure.value
+    error = cast(BaseException, failure.value)
     if isinstance(error, MethodNotAllowed) and request.method == b"OPTIONS":
         # A CORS preflight: werkzeug found the route but no OPTIONS rule, which is
         # exactly "this path exists". Answering here keeps unknown paths a 404 and

@@ -51,7 +51,9 @@ _AUTH_ERRORS = {
         **_error("No or bad credentials: send `Authorization: Bearer <api key or stream token>`."),
         "headers": _WWW_AUTHENTICATE,
     },
-    "403": _error("A stream token used for another agent, or for a CRM-only route."),
+    "403": _error(
+        "A stream token used for another agent, a queue it is not registered for, or a CRM-only route."
+    ),
 }
 _BODY_ERRORS = {
     "400": _error("Bad input: invalid JSON, unknown field, wrong type or forbidden characters."),
@@ -157,7 +159,15 @@ def _paths() -> dict[str, Any]:
                     "202": _json(_ref("Originated"), "Queued by Asterisk."),
                     **_BODY_ERRORS,
                     **_AUTH_ERRORS,
+                    "403": _error(
+                        "Another agent's token; `callerId` from an agent's token; or the number is refused"
+                        " by the `[originate]` policy (`number_not_allowed`)."
+                    ),
                     "404": _error("The agent is not registered."),
+                    "429": {
+                        **_error("Too many originates for this agent or for all (`rate_limited`)."),
+                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    },
                     **_PBX_ERRORS,
                 },
             }

@@ -43,7 +43,7 @@ class _RedactedRequest(proxyForInterface(IRequest, "_request")):  # type: ignore
         return redact_url(self._request.uri)
 
     def getHeader(self, key: bytes) -> bytes | None:
-        value = self._request.getHeader(key)
+        value: bytes | None = self._request.getHeader(key)
         if value is not None and key.lower() == b"referer":
             return redact_url(value)
         return value
@@ -51,7 +51,7 @@ class _RedactedRequest(proxyForInterface(IRequest, "_request")):  # type: ignore
 
 def access_log_formatter(timestamp: str, request: IRequest) -> str:
     """Twisted's combined log format, with stream tokens redacted (``IAccessLogFormatter``)."""
-    return combinedLogFormatter(timestamp, _RedactedRequest(request))
+    return str(combinedLogFormatter(timestamp, _RedactedRequest(request)))
 
 
 class _Utf8Guard(Resource):
@@ -67,7 +67,7 @@ class _Utf8Guard(Resource):
     def render(self, request: IRequest) -> bytes | int:
         # CORS for every answer, once, here: routes, errors and streams need not think of it.
         apply_cors(request, self._origins)
-        segments = [*request.prepath, *request.postpath]  # type: ignore[attr-defined]
+        segments = [*request.prepath, *request.postpath]
         try:
             b"/".join(segments).decode("utf-8")
             request.getRequestHostname().decode("utf-8")
@@ -76,7 +76,8 @@ class _Utf8Guard(Resource):
             request.setResponseCode(error.status)
             request.setHeader(b"content-type", b"application/json")
             return error.body()
-        return self._inner.render(request)
+        answer: bytes | int = self._inner.render(request)
+        return answer
 
 
 def build_site(app: Klein, allowed_origins: Sequence[str]) -> Site:

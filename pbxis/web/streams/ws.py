@@ -122,8 +122,8 @@ class StreamProtocol(WebSocketServerProtocol):
         self._sub = sub
         # The HTTP channel that parsed the upgrade registered itself as this socket's
         # producer; it no longer owns the socket, our subscription does.
-        self.transport.unregisterProducer()
-        self.transport.registerProducer(sub, True)
+        self.transport.unregisterProducer()  # type: ignore[union-attr]
+        self.transport.registerProducer(sub, True)  # type: ignore[union-attr]
         config.open_streams.add(self)
         config.ws_heartbeat.add(self)
         sub.resumeProducing()
@@ -169,7 +169,7 @@ class StreamProtocol(WebSocketServerProtocol):
         if self.state != self.STATE_OPEN:
             return
         prepare = self.factory.prepare
-        self.transport.write(b"".join([entry.frame(WEBSOCKET, prepare) for entry in batch]))
+        self.transport.write(b"".join([entry.frame(WEBSOCKET, prepare) for entry in batch]))  # type: ignore[union-attr]
         self.factory.config.count_out(WEBSOCKET, len(batch))
 
     def _hub_ended(self, reason: str) -> None:
@@ -194,7 +194,7 @@ class StreamProtocol(WebSocketServerProtocol):
 
 
 class _StreamFactory(WebSocketServerFactory):
-    protocol = StreamProtocol
+    protocol = StreamProtocol  # type: ignore[assignment]
 
     def __init__(self, config: StreamConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
