@@ -8,7 +8,10 @@ Three questions, each answered in its own process so that each installs its own 
   appends per second of wall clock and CPU microseconds per append in the client;
 * what the asyncio reactor costs everything else the daemon does: 200 loopback TCP
   connections ping-ponging 64-byte messages through Twisted protocols (what the streams
-  and the AMI link do), round trips per second under each reactor.
+  and the AMI link do), CPU per round trip under each reactor;
+* what the Redis store costs the daemon: the hub with 1,000 agents (a client each)
+  ingesting 20,000 events, CPU per event with the memory store and with the Redis
+  store (its writes to Redis included), and Redis commands per event.
 
 A real ``redis-server`` (Debian's) is started on a free loopback port for the run.
 """
@@ -187,6 +190,57 @@ def worker_echo(reactor_name: str, connections: int, seconds: float) -> dict[str
     return dict(_run(reactor, main))
 
 
+def worker_ingest(kind: str, port: int, agents: int, events: int) -> dict[str, Any]:
+    """The hub with ``agents`` registered agents, a client each, ``events`` published:
+    CPU per event with the memory store, or the Redis store including its writes."""
+    reactor = _install("epoll")
+    from twisted.internet import task
+
+    from pbxis.config import parse_config
+    from pbxis.events import QUEUE_MEMBER_STATUS, AgentEvent
+    from pbxis.hub import Hub, MemoryStore
+    from pbxis.store.redis_keys import Keys
+    from pbxis.store.redis_link import RedisLink
+    from pbxis.store.redis_store import RedisStore
+
+    async def main() -> dict[str, Any]:
+        link = None
+        store: Any = MemoryStore()
+        if kind == "redis":
+            config = parse_config(
+                {"redis": {"url": f"redis://127.0.0.1:{port}/0", "key_prefix": "ingest:"}}
+            ).redis
+            assert config is not None
+            link = RedisLink(config, reactor)
+            link.start()
+            await link.when_connected(10)
+            await link.command("FLUSHDB")
+            store = RedisStore(link, Keys("ingest:"), reactor)
+            await store.load()
+        hub = Hub(reactor, grace_period=300, snapshot=lambda a: [], store=store)
+        names = [str(2000 + i) for i in range(agents)]
+        for name in names:
+            sub = hub.subscribe(hub.register(name, ["sales"]), None, "sse", lambda es: None, lambda r: None)
+            sub.resumeProducing()
+        publish = hub.publish if link is None else (lambda evs: hub.publish(store.only_changes(evs)))
+        if link is not None:
+            await store.drain(30)
+        cpu = time.process_time()
+        for i in range(events):
+            data = {"queue": "sales", "status": "inuse", "paused": bool(i % 2), "pausedReason": str(i)}
+            publish([AgentEvent(names[i % agents], QUEUE_MEMBER_STATUS, i, data)])
+            if i % 50 == 0:
+                await task.deferLater(reactor, 0, lambda: None)  # reactor turns, as AMI reads give
+        commands = 0
+        if link is not None:
+            await store.drain(120)
+            commands = link.sent_commands
+            await link.stop()
+        return {"cpu": time.process_time() - cpu, "events": events, "commands": commands}
+
+    return dict(_run(reactor, main))
+
+
 def _spawn(*args: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, __file__, "--worker", *args], capture_output=True, text=True, check=False
@@ -206,6 +260,8 @@ def main() -> None:
             result = worker_txredisapi(int(rest[0]), int(rest[1]), int(rest[2]))
         elif kind == "redispy":
             result = worker_redispy(int(rest[0]), int(rest[1]), int(rest[2]))
+        elif kind == "ingest":
+            result = worker_ingest(rest[0], int(rest[1]), int(rest[2]), int(rest[3]))
         else:
             result = worker_echo(rest[0], int(rest[1]), float(rest[2]))
         print(json.dumps(result))
@@ -218,10 +274,15 @@ def main() -> None:
     repeat = args.repeat or (1 if args.quick else 3)
     note(machine())
     results: dict[str, list[dict[str, Any]]] = {}
+    agents, events = (100, 2000) if args.quick else (1000, 20_000)
     with RedisServer() as server:
         for _ in range(repeat):
             for kind in ("txredisapi", "redispy"):
                 results.setdefault(kind, []).append(_spawn(kind, str(server.port), str(rtts), str(appends)))
+            for store in ("memory", "redis"):
+                results.setdefault(f"ingest-{store}", []).append(
+                    _spawn("ingest", store, str(server.port), str(agents), str(events))
+                )
     for reactor_name in ("epoll", "asyncio"):
         for _ in range(repeat):
             results.setdefault(f"echo-{reactor_name}", []).append(
@@ -259,6 +320,18 @@ def main() -> None:
             "roundtrips/s",
         )
     ratio("reactor.tcp-pingpong.cpu.asyncio-vs-epoll", echo["asyncio"], echo["epoll"])
+    ingest = {}
+    for store in ("memory", "redis"):
+        runs = results[f"ingest-{store}"]
+        ingest[store] = min(r["cpu"] / r["events"] for r in runs) * 1e6
+        figure(f"store.ingest.{store}.{agents}-agents.cpu", ingest[store], "us/AMI event")
+    best_redis = min(results["ingest-redis"], key=lambda r: r["cpu"])
+    figure(
+        f"store.ingest.redis.{agents}-agents.commands",
+        best_redis["commands"] / best_redis["events"],
+        "per AMI event",
+    )
+    ratio("store.ingest.cpu.redis-vs-memory", ingest["redis"], ingest["memory"])
 
 
 def argparse_hidden() -> str:
