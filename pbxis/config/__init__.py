@@ -278,9 +278,9 @@ def _caller_id(key: str, raw: Any) -> str:
 
 
 def _redis_url(key: str, value: Any) -> str:
-    value = _string(allow_empty=False)(key, value)
-    _parse_redis_url(key, value)
-    return value
+    text = str(_string(allow_empty=False)(key, value))
+    _parse_redis_url(key, text)
+    return text
 
 
 def _parse_redis_url(key: str, value: str) -> dict[str, Any]:
@@ -317,10 +317,12 @@ _KEY_PREFIX = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
 
 def _key_prefix(key: str, value: Any) -> str:
-    value = _string(allow_empty=False)(key, value)
-    if not _KEY_PREFIX.match(value):
-        raise ConfigError(f"{key}: 1-64 of A-Z a-z 0-9 _ . : - expected, got {value!r}")
-    return value
+    text = str(_string(allow_empty=False)(key, value))
+    if not _KEY_PREFIX.match(text):
+        raise ConfigError(f"{key}: 1-64 of A-Z a-z 0-9 _ . : - expected, got {text!r}")
+    return text
+
+
 def _regex_list(key: str, value: Any) -> tuple[str, ...]:
     patterns: tuple[str, ...] = _string_list()(key, value)
     for pattern in patterns:

@@ -26,7 +26,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import txredisapi  # type: ignore[import-untyped]
+import txredisapi
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer, protocol
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS

@@ -401,19 +401,19 @@ class RedisStore(MemoryStore):
                 )  # fmt: skip
             for agent in dirty | set(states):
                 registration = self._registrations.get(agent)
-                elog = self._logs.get(agent)
-                if registration is None or not isinstance(elog, RedisLog) or agent in self.stale:
+                rlog = self._logs.get(agent)
+                if registration is None or not isinstance(rlog, RedisLog) or agent in self.stale:
                     continue
-                after = max(elog.synced, elog.first_id - 1)
-                entries = [(e.id, e.type, e.text) for e in elog.after(after, SYNC_CHUNK)]
+                after = max(rlog.synced, rlog.first_id - 1)
+                entries = [(e.id, e.type, e.text) for e in rlog.after(after, SYNC_CHUNK)]
                 commands.append(
                     self._sync_command(
-                        agent, elog.fence, registration.token, _json(registration.queues),
-                        _json(registration.name), registration.created, elog.first_id,
-                        elog.queue_versions_json(), entries, states.get(agent, {}),
+                        agent, rlog.fence, registration.token, _json(registration.queues),
+                        _json(registration.name), registration.created, rlog.first_id,
+                        rlog.queue_versions_json(), entries, states.get(agent, {}),
                     )
                 )  # fmt: skip
-                syncs.append((agent, elog, entries[-1][0] if entries else elog.synced))
+                syncs.append((agent, rlog, entries[-1][0] if entries else rlog.synced))
             for queue, kind in queues:
                 state = self._queues.get((queue, kind))
                 if state is not None:
