@@ -321,6 +321,13 @@ class _DeferredEndpoint:
 
 def check_supported(config: Config) -> None:
     """Refuse, naming the key, what the config language has but this daemon cannot run."""
+    if config.redis is not None:
+        try:
+            import txredisapi  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "[redis]: the Redis store needs the txredisapi package: pip install 'pbxis[redis]'"
+            ) from None
     if config.node.role != "all":
         raise ConfigError(
             f"[node].role: {config.node.role!r} is not available yet; Redis is the durable store "
