@@ -21,7 +21,7 @@ LAYERS = (
     ("pbxis.names", "pbxis.errors", "pbxis.events", "pbxis.config", "pbxis.metrics", "pbxis.tail"),
     ("pbxis.ami",),
     ("pbxis.tracker", "pbxis.supervisors"),
-    ("pbxis.hub",),
+    ("pbxis.hub", "pbxis.store"),
     ("pbxis.sync", "pbxis.commands", "pbxis.engine"),
     ("pbxis.web",),
     ("pbxis.simulator",),
