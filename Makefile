@@ -1,6 +1,7 @@
 # The two commands a newcomer needs (README.rst):
 #   make demo   install everything into .venv and run the daemon (the demo on the simulator
 #               when no Asterisk is configured; CONFIG=pbxis.toml for a real one)
+#               make demo CONFIG=docs/demo-pjsip22.toml: the demo on a simulated Asterisk 22 (PJSIP)
 #   make test   install everything (Chromium included), type-check (mypy) and run the whole test suite
 VENV ?= .venv
 PYTHON ?= python3

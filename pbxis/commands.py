@@ -96,8 +96,8 @@ class Commands:
 
     ``settings`` is the ``[agents]`` section as is: ``interface`` names the agent's
     queue-member interface, which is also the channel originate rings first
-    (``SIP/{agent}``); ``caller_id`` (with ``{agent}`` and ``{name}``) is the CallerID
-    of originated calls when the client gives none.
+    (``PJSIP/{agent}``, ``SIP/{agent}``); ``caller_id`` (with ``{agent}`` and ``{name}``)
+    is the CallerID of originated calls when the client gives none.
     """
 
     def __init__(

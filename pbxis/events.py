@@ -18,6 +18,7 @@ __all__ = [
     "MEMBER_STATUSES",
     "ORIGINATE_FAILURE_REASONS",
     "AgentEvent",
+    "QueueEvent",
 ]
 
 QUEUE_MEMBER_STATUS: Final = "queueMemberStatus"
@@ -106,3 +107,23 @@ class AgentEvent:
             out = {"id": event_id, "type": self.type, "agent": agent, "time": self.time}
         out.update(self.data)
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEvent:
+    """Absolute state of one queue, the same for every agent registered on it.
+
+    The tracker emits one of these (``queueCount``) instead of one :class:`AgentEvent`
+    per watching agent; the hub turns it into each watching agent's ``queueCount`` as
+    that agent's stream needs it, latest state winning (see :mod:`pbxis.hub.hub`).
+    ``data`` holds the contract's fields (``queue``, ``count``).
+    """
+
+    queue: str
+    type: str
+    time: int
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def for_agent(self, agent: str) -> AgentEvent:
+        """The same state as one agent's event (what a per-agent tracker emitted)."""
+        return AgentEvent(agent, self.type, self.time, dict(self.data))

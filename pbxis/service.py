@@ -47,10 +47,16 @@ class _SimulatorService(Service):
 
     def __init__(self, reactor: Any, config: Config) -> None:
         from .simulator import Simulator, SimulatorConfig
+        from .simulator.personality import personality
 
         sim = config.simulator
         self.simulator = Simulator(
-            SimulatorConfig.demo(agents=list(sim.agents), queues=list(sim.queues), logged_in=sim.logged_in),
+            SimulatorConfig.demo(
+                agents=list(sim.agents),
+                queues=list(sim.queues),
+                logged_in=sim.logged_in,
+                personality=personality(sim.asterisk, sim.tech or None),
+            ),
             clock=reactor,
             seed=sim.seed if sim.seed is not None else secrets.randbits(63),  # a different day each time
             username=config.ami.username,

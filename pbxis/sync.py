@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from .ami.client import ActionSender
 from .ami.errors import ActionFailed, ActionTimeout, AMIError
 from .ami.message import Message
-from .events import AgentEvent
+from .events import AgentEvent, QueueEvent
 from .tracker import PlannedAction, Tracker
 from .tracker.filters import PROBE, advanced_filters, legacy_filters, manager_conf_lines
 
@@ -74,7 +74,7 @@ class StateSync:
         self,
         ami: AMIClient,
         tracker: Tracker,
-        publish: Callable[[list[AgentEvent]], None],
+        publish: Callable[[list[AgentEvent | QueueEvent]], None],
         *,
         clock: IReactorTime,
         now_ms: Callable[[], int] | None = None,
@@ -314,6 +314,6 @@ class StateSync:
             )
         self._check(login)
 
-    def _publish(self, events: list[AgentEvent]) -> None:
+    def _publish(self, events: list[AgentEvent | QueueEvent]) -> None:
         if events:
             self._publish_cb(events)

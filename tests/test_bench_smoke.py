@@ -52,6 +52,7 @@ def test_digest_bench_prints_throughput_per_agent_count() -> None:
     figures = run_quick("bench_digest.py")
     for agents in (100, 1000):
         assert figures[f"digest.{agents}-agents.parse+digest"] > 0
+        assert figures[f"digest.{agents}-agents.per-agent-counts.parse+digest"] > 0
         assert figures[f"digest.{agents}-agents.digest-only"] > 0
         # Calls for registered agents must come out as agent events.
         assert figures[f"digest.{agents}-agents.out-per-in"] > 0
@@ -108,3 +109,13 @@ def test_fleet_renaming_only_touches_whole_words(monkeypatch: pytest.MonkeyPatch
     traffic = corpus.fleet(30, 500)
     assert len(traffic.agents) == 30
     assert b"SIP/2000-" in traffic.stream and b"SIP/1001" not in traffic.stream
+
+
+@pytest.mark.slow
+def test_ingest_bench_measures_the_daemon_against_the_floor() -> None:
+    figures = run_quick("bench_ingest.py", timeout=120)
+    for agents in (30, 60):
+        name = f"ingest.{agents}-agents-20-sse"
+        assert figures[f"{name}.pbxis"] > 0 and figures[f"{name}.floor"] > 0
+        assert figures[f"{name}.pbxis-vs-floor"] > 0
+        assert figures[f"{name}.rss-after"] > 0

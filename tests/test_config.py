@@ -128,3 +128,42 @@ def test_twistd_check_and_help(tmp_path: Path) -> None:
         [sys.executable, "-m", "twisted", "pbxis", "--help"], capture_output=True, text=True, timeout=60
     )
     assert "--config" in helped.stdout and "--sample-config" in helped.stdout
+
+
+def test_simulator_asterisk_22_means_pjsip_interfaces(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[simulator]\nasterisk = "22"\n'))
+    assert config.demo and config.simulator.asterisk == "22"
+    assert config.agents.interface == "PJSIP/{agent}"
+    same = load_config(
+        write(
+            tmp_path, '[simulator]\nasterisk = "22"\ntech = "pjsip"\n[agents]\ninterface = "PJSIP/{agent}"\n'
+        )
+    )
+    assert same.agents.interface == "PJSIP/{agent}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[simulator]\nasterisk = "22"\ntech = "sip"\n',
+            "[simulator].tech: chan_sip is gone from Asterisk 21",
+        ),
+        ('[simulator]\nasterisk = "21"\n', "[simulator].asterisk: expected one of '20', '22'"),
+        (
+            '[simulator]\nasterisk = "22"\n[agents]\ninterface = "SIP/{agent}"\n',
+            '[agents].interface: the simulator plays Asterisk 22 with PJSIP phones; use "PJSIP/{agent}"',
+        ),
+    ],
+)
+def test_simulated_driver_mistakes_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert message in str(info.value)
+
+
+def test_the_pjsip22_demo_config_is_valid() -> None:
+    """``make demo CONFIG=docs/demo-pjsip22.toml`` (tests/browser/test_agent_page_pjsip22 runs it)."""
+    config = load_config(Path(__file__).resolve().parents[1] / "docs" / "demo-pjsip22.toml")
+    assert config.demo
+    assert (config.simulator.asterisk, config.agents.interface) == ("22", "PJSIP/{agent}")

@@ -11,7 +11,8 @@ the server-side filter are looked at; many in a benchmark are not).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from typing import overload
+from itertools import repeat
+from typing import Final, overload
 
 HeaderPairs = Iterable[tuple[str, str]]
 HeaderInput = Mapping[str, object] | HeaderPairs
@@ -19,6 +20,25 @@ HeaderInput = Mapping[str, object] | HeaderPairs
 __all__ = ["Banner", "HeaderInput", "Message", "normalise_headers"]
 
 _new = object.__new__
+_partition = str.partition
+_SEPARATOR: Final = repeat(": ")
+_SEARCH_LIMIT: Final = 4096
+"""Longer texts (a rare long event) take the dict index: a search per look-up would cost
+their length each time."""
+_NEEDLES: dict[str, str] = {}
+"""Key as asked -> ``"\\n" + lowered key + ": "``: keys come from a small vocabulary."""
+_MAX_NEEDLES: Final = 1024
+
+
+def _needle(key: str) -> str:
+    """What a text look-up searches for: ``"\\n" + key + ": "``, lowered."""
+    folded = key.lower()
+    # A line's key holds neither (the line is cut at its first ": ", lines at CRLF), so
+    # such a key is absent; "\n\n" is never in the text (no LF without its CR).
+    needle = "\n\n" if ": " in folded or "\n" in folded else "\n" + folded + ": "
+    if len(_NEEDLES) < _MAX_NEEDLES:
+        _NEEDLES[key] = needle
+    return needle
 
 
 class Banner:
@@ -82,18 +102,23 @@ class Message:
     key are case-insensitive and return the first occurrence, which is what Asterisk
     itself does with the headers it reads.
 
-    Data layout. The parser's fast path hands over each line as ``str.partition``
-    left it, ``(key, ": ", value)``: that is one C call per line and no further copy.
-    ``headers`` is built from those triples only when something iterates the pairs
-    (few consumers do: the tracker only looks keys up), and the look-up index is built
-    from them on the first look-up.
+    Data layout. A message the parser's fast path framed (every line ``Key: value``,
+    CRLF between lines: what Asterisk writes) keeps its text as it came, one string,
+    and nothing else. A look-up searches that text, lowered once, for
+    ``"\\n" + key + ": "``: a few C-level calls, where a dict of every header (built,
+    then freed, for the 6 or so keys the tracker asks of an event) cost four times as
+    much. ``headers`` is split out of the text only when something iterates the pairs.
+    Messages built from pairs, long ones and non-ASCII ones use a dict index built on
+    the first look-up (for them a search would not be cheaper, or lowering the whole
+    text could move characters).
     """
 
-    __slots__ = ("_headers", "_index", "_triples")
+    __slots__ = ("_folded", "_headers", "_index", "_text")
 
     def __init__(self, headers: HeaderInput = ()) -> None:
         self._headers: tuple[tuple[str, str], ...] | None = tuple(normalise_headers(headers))
-        self._triples: list[tuple[str, str, str]] | None = None
+        self._text: str | None = None
+        self._folded: str | None = None
         self._index: dict[str, str] | None = None
 
     @classmethod
@@ -101,16 +126,18 @@ class Message:
         """Build from pairs already known to be ``(str, str)`` (the parser's general path)."""
         self = _new(cls)
         self._headers = headers
-        self._triples = None
+        self._text = self._folded = None
         self._index = None
         return self
 
     @classmethod
-    def _partitioned(cls, triples: list[tuple[str, str, str]]) -> Message:
-        """Build from ``line.partition(": ")`` results whose separator is never empty."""
+    def _framed(cls, text: str) -> Message:
+        """Build from a frame whose every line holds ``": "``, lines split by CRLF, no
+        other LF, no trailing CRLF (the parser checked all of it)."""
         self = _new(cls)
         self._headers = None
-        self._triples = triples
+        self._text = text
+        self._folded = None
         self._index = None
         return self
 
@@ -119,19 +146,27 @@ class Message:
         """Every ``(key, value)`` pair in wire order, repeats included."""
         headers = self._headers
         if headers is None:
-            headers = self._headers = tuple([(key, value) for key, _, value in self._triples or ()])
+            lines = (self._text or "").split("\r\n")
+            headers = self._headers = tuple([(k, v) for k, _, v in map(_partition, lines, _SEPARATOR)])
         return headers
 
     # -- look-ups ---------------------------------------------------------------
     def _build_index(self) -> dict[str, str]:
         # Built from the end so that the first occurrence of a repeated key wins.
-        triples = self._triples
-        if triples is not None:
-            index = {key.lower(): value for key, _, value in reversed(triples)}
-        else:
-            index = {key.lower(): value for key, value in reversed(self.headers)}
+        index = {key.lower(): value for key, value in reversed(self.headers)}
         self._index = index
         return index
+
+    def _fold(self) -> str:
+        """The lowered text behind a LF, or ``""`` when look-ups take the dict index."""
+        text = self._text
+        if text is None or len(text) > _SEARCH_LIMIT or not text.isascii():
+            self._folded = ""
+            return ""
+        # ASCII only: lowering keeps every character where it was, so a position found
+        # in the lowered text is the same position in the text.
+        folded = self._folded = "\n" + text.lower()
+        return folded
 
     @overload
     def get(self, key: str) -> str | None: ...
@@ -142,7 +177,24 @@ class Message:
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """The first value of ``key`` (any case), or ``default``."""
-        index = self._index if self._index is not None else self._build_index()
+        folded = self._folded
+        if folded is None:
+            folded = self._fold()
+        if folded:
+            # Every line is "key: value" after a LF, so the first line that starts with
+            # the key and ": " is its first occurrence. ``in`` first: a miss (ActionID,
+            # ChanVariable on most events) costs no ``find``, which parses its arguments.
+            needle = _NEEDLES.get(key) or _needle(key)
+            if needle not in folded:
+                return default
+            text = self._text
+            assert text is not None
+            begin = folded.find(needle) + len(needle) - 1  # folded has one LF more in front
+            end = text.find("\r\n", begin)
+            return text[begin:end] if end >= 0 else text[begin:]
+        index = self._index
+        if index is None:
+            index = self._build_index()
         return index.get(key.lower(), default)
 
     def __getitem__(self, key: str) -> str:
@@ -167,20 +219,19 @@ class Message:
         return iter(self.headers)
 
     def __len__(self) -> int:
-        triples = self._triples
-        return len(triples) if triples is not None else len(self.headers)
+        return len(self.headers)
 
     # -- what kind of message ---------------------------------------------------
     @property
     def event(self) -> str | None:
         """The ``Event`` name. OriginateResponse carries ``Response:`` too; it is an event."""
-        triples = self._triples
-        if triples:
-            first = triples[0]
-            if first[0] == "Event":  # how Asterisk writes every event
-                return first[2]
+        text = self._text
+        if text is not None:
+            if text.startswith("Event: "):  # how Asterisk writes every event
+                end = text.find("\r\n")
+                return text[7:end] if end >= 0 else text[7:]
         else:
-            headers = self.headers
+            headers = self._headers
             if headers and headers[0][0] == "Event":
                 return headers[0][1]
         return self.get("Event")
@@ -232,6 +283,9 @@ class Message:
     # -- output -----------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """The message as Asterisk writes it: ``Key: Value`` lines, CRLF, blank line."""
+        text = self._text
+        if text is not None:  # already "Key: value" lines joined by CRLF
+            return (text + "\r\n\r\n").encode("utf-8")
         return "".join(f"{k}: {v}\r\n" for k, v in self.headers).encode("utf-8") + b"\r\n"
 
     def replace(self, **changes: str) -> Message:

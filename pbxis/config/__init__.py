@@ -85,6 +85,10 @@ class AgentsConfig:
     caller_id: str = ""
     grace_period: float = 60.0
     max_log: int = 10_000
+    max_log_bytes: int = 256 * 1024 * 1024
+    max_clients: int = 20
+    snapshot_window: float = 1.0
+    queue_tick: float = 0.05
 
 
 #: Premium-rate prefixes (international 900, North American 1-900), with or without
@@ -115,6 +119,10 @@ class SimulatorConfig:
     calls_per_minute: float = 6.0
     talk_time: tuple[float, float] = (20.0, 60.0)
     seed: int | None = None
+    #: which Asterisk the simulator plays: "20" (chan_sip) or "22" (PJSIP)
+    asterisk: str = "20"
+    #: its channel driver, "sip" or "pjsip"; empty: the version's own
+    tech: str = ""
 
 
 @dataclass(frozen=True)
@@ -267,6 +275,10 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "caller_id": _caller_id,
         "grace_period": _number(low=1, high=86400),
         "max_log": _number(low=100, high=1_000_000, integer=True),
+        "max_log_bytes": _number(low=1024 * 1024, high=64 * 1024**3, integer=True),
+        "max_clients": _number(low=1, high=10_000, integer=True),
+        "snapshot_window": _number(low=0, high=60),
+        "queue_tick": _number(low=0, high=5),
     },
     "originate": {
         "allow": _regex_list,
@@ -286,6 +298,8 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "calls_per_minute": _number(low=0, high=6000),
         "talk_time": _talk_time,
         "seed": _optional_seed,
+        "asterisk": _string(choices=("20", "22")),
+        "tech": _string(choices=("", "sip", "pjsip")),
     },
 }
 
@@ -378,14 +392,38 @@ def parse_config(
     if "enabled" not in sim:
         # No Asterisk configured at all: run the demo on the embedded simulator.
         sim["enabled"] = "ami" not in data
+    agents = dict(values.get("agents", {}))
+    if sim["enabled"]:
+        _match_simulated_driver(sim, agents)
     return Config(
         ami=AMIConfig(**ami),
         http=HTTPConfig(**http),
-        agents=AgentsConfig(**values.get("agents", {})),
+        agents=AgentsConfig(**agents),
         originate=OriginateConfig(**values.get("originate", {})),
         simulator=SimulatorConfig(**sim),
         source=source,
     )
+
+
+def _match_simulated_driver(sim: dict[str, Any], agents: dict[str, Any]) -> None:
+    """The embedded simulator's Asterisk and the agents' interface must agree.
+
+    ``[agents].interface`` defaults to the simulated driver's (``PJSIP/{agent}`` for
+    Asterisk 22); one naming the other driver would match no queue member.
+    """
+    from ..simulator.personality import personality
+
+    try:
+        plays = personality(sim.get("asterisk", "20"), sim.get("tech") or None)
+    except ValueError as e:
+        raise ConfigError(f"[simulator].tech: {e}") from None
+    wanted = f"{plays.tech}/{{agent}}"
+    given = agents.setdefault("interface", wanted)
+    if not given.startswith(f"{plays.tech}/"):
+        raise ConfigError(
+            f"[agents].interface: the simulator plays Asterisk {plays.asterisk} with {plays.tech}"
+            f' phones; use "{wanted}" (got {given!r})'
+        )
 
 
 def _resolve_secret(ami: dict[str, Any], environ: Mapping[str, str], base: Path | None) -> str:

@@ -135,12 +135,19 @@ class CallCenter:
         self.reactor = reactor
         self.now_ms: Callable[[], int] = now_ms or _wall_ms
         agents = config.agents
-        self.tracker = Tracker(interface_template=agents.interface, hint_context=agents.hint_context)
+        # queue_events: a queue's caller count is one event, not one per watching agent
+        self.tracker = Tracker(
+            interface_template=agents.interface, hint_context=agents.hint_context, queue_events=True
+        )
         self.hub = Hub(
             reactor,
             grace_period=agents.grace_period,
             snapshot=lambda agent: self.tracker.snapshot(agent, self.now_ms()),
             max_log=agents.max_log,
+            max_log_bytes=agents.max_log_bytes,
+            max_clients=agents.max_clients,
+            snapshot_window=agents.snapshot_window,
+            queue_tick=agents.queue_tick,
             now_ms=self.now_ms,
         )
         self.hub.on_expired = self._expired

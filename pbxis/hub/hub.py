@@ -16,6 +16,48 @@ connected clients of the agent get those state events too. That is harmless beca
 they carry absolute state (a status, a count), never deltas, and it keeps one rule for
 everybody: a client resumes from any id it saw, snapshot or not.
 
+A snapshot appended less than ``snapshot_window`` seconds ago, still in the log, is
+reused: the new client reads from just before *it*, then every later event, which is
+the same state, with no new entries for anybody. So however fast clients of one token
+connect, the others receive at most one snapshot per window (issue #12 item 3: 1,500
+connects on one token used to push 898 MB to the others). ``max_clients`` caps the
+connected clients of one registration: past it, :meth:`Hub.subscribe` raises
+:class:`TooManyClients` (HTTP 429 ``too_many_clients``, WebSocket close 4429).
+
+*Queue state* (issue #20). ``queueCount`` is the same for every agent watching a queue.
+The tracker emits it once per change, as a :class:`~pbxis.events.QueueEvent`; the hub
+records it in the store as the queue's latest state, under a version (one write,
+whatever the number of agents on the queue), and marks the queue dirty. Each agent's
+log carries the version of each of its queues' states it already shows. A queue state
+enters an agent's log, as an ordinary numbered ``queueCount`` of that agent, when the
+log needs it: at the end of the reactor turn (one flush for every dirty queue) for
+agents with a connected client, before any other event appended to that agent's log
+(so order is kept: what happened to the queue before an agent's event is logged before
+it), and when a client subscribes. Flushes are at least ``queue_tick`` seconds apart
+(the first change after a quiet spell goes out at the end of its reactor turn), so a
+flood costs at most one ``queueCount`` per listening agent and queue per tick. Agents
+without clients cost nothing per caller; when
+one comes back its log catches up with the latest state of each queue, once. States
+are absolute and the latest wins: a burst of a hundred joins within one turn is one
+``queueCount`` per listening agent, not a hundred. The JSON after the agent is rendered
+once per state and shared. Ids stay consecutive per registration and every guarantee
+below holds as for any other event, because a queue state becomes a log entry before
+any client is handed it.
+
+Why this design rather than a per-queue log merged into each agent's stream at read
+time: a merged stream has no single sequence of ids per registration (a resume would
+need a cursor per log), and with the Redis store (issue #15) every read would then
+touch one stream per queue plus the agent's. Here the store has one log per
+registration with consecutive ids and an append under a fencing token, as before, plus
+one small hash per queue: the Redis round trips per AMI event are one, whatever the
+number of agents the event concerns, and catching up the listening agents is one
+script per tick for all of them.
+
+*Memory.* Each log holds at most ``max_log`` entries and all logs together at most
+``max_log_bytes`` bytes (JSON, frames and a per-entry overhead): past that the store
+drops the oldest entries of the largest logs, and readers that still needed them are
+ended with ``overflow`` (they get ``reset`` and a snapshot when they come back).
+
 *Resume* (``since = N``, the last id the client saw): every event after ``N``, exactly
 once, in order, then live events. When the log cannot serve that (``N`` was trimmed or
 ``N`` is above the last id, e.g. after a daemon restart) a ``reset`` event and a fresh
@@ -47,10 +89,14 @@ is called so the service can tell the tracker. ``unregister`` logs ``closed`` (r
 the transport itself cancels (``stopProducing``): the client has gone already.
 
 Re-registering an agent keeps its token and its log, and replaces queues and name.
+
+Persistence is the store's (:mod:`pbxis.hub.store`: :class:`~pbxis.hub.memory.MemoryStore`
+here, Redis for a shared store); subscriptions, timers and the flush tick are the hub's.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,12 +105,15 @@ from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTim
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pbxis.events import CLOSED, RESET, AgentEvent
+from pbxis.events import CLOSED, RESET, AgentEvent, QueueEvent
 
-from .log import EventLog, LogEntry
-from .tokens import TokenIndex, new_token
+from .log import LogEntry
+from .memory import MemoryStore
+from .registration import Registration, RegistrationEnded, TooManyClients
+from .store import HubStore, RegistrationLog, SnapshotSpan
+from .tokens import new_token
 
-__all__ = ["CHUNK", "Hub", "Registration", "RegistrationEnded", "Subscription"]
+__all__ = ["CHUNK", "Hub", "Registration", "RegistrationEnded", "Subscription", "TooManyClients"]
 
 #: Entries handed to ``deliver`` per call: small enough that a consumer's pause takes
 #: effect quickly, large enough that a live burst is usually one call.
@@ -73,28 +122,16 @@ CHUNK = 100
 log = Logger()
 
 
-@dataclass(slots=True)
-class Registration:
-    """A registered agent. ``created`` is Unix epoch milliseconds."""
-
-    agent: str
-    queues: tuple[str, ...]
-    name: str | None
-    token: str = field(repr=False)
-    created: int
-
-
-class RegistrationEnded(LookupError):
-    """The registration was unregistered, expired or the hub was shut down."""
-
-
 @dataclass(slots=True, eq=False)
 class _Agent:
+    """What this node keeps about one registration beside its store entry."""
+
     registration: Registration
-    log: EventLog
+    log: RegistrationLog
+    fence: int
+    #: the agent as a JSON string, for queue states rendered into its log
+    agent_json: str
     subs: list[Subscription] = field(default_factory=list)
-    #: cursor of a client that left -> clock time until which it may come back
-    absent: dict[int, float] = field(default_factory=dict)
     timer: IDelayedCall | None = None
 
 
@@ -214,7 +251,11 @@ class Subscription:
 
 
 class Hub:
-    """Agents, tokens, numbered logs and grace periods; see the module docstring."""
+    """Agents, tokens, numbered logs and grace periods; see the module docstring.
+
+    ``store`` holds registrations, logs and queue states (default: a
+    :class:`~pbxis.hub.memory.MemoryStore` with ``max_log`` and ``max_log_bytes``).
+    """
 
     def __init__(
         self,
@@ -223,19 +264,41 @@ class Hub:
         grace_period: float,
         snapshot: Callable[[str], list[AgentEvent]],
         max_log: int = 10_000,
+        max_log_bytes: int = 256 * 1024 * 1024,
+        max_clients: int = 20,
+        snapshot_window: float = 1.0,
+        queue_tick: float = 0.05,
+        store: HubStore | None = None,
         now_ms: Callable[[], int] | None = None,
     ) -> None:
         if grace_period < 0:
             raise ValueError("grace_period must not be negative")
+        if max_clients < 1:
+            raise ValueError("max_clients must be at least 1")
+        if snapshot_window < 0:
+            raise ValueError("snapshot_window must not be negative")
+        if queue_tick < 0:
+            raise ValueError("queue_tick must not be negative")
+        self.queue_tick = queue_tick
         self.clock = clock
         self.grace_period = grace_period
         self.max_log = max_log
+        self.max_clients = max_clients
+        self.snapshot_window = snapshot_window
         self.on_expired: Callable[[str], None] | None = None
+        self.store: HubStore = (
+            store if store is not None else MemoryStore(max_log=max_log, max_log_bytes=max_log_bytes)
+        )
         self._snapshot = snapshot
         self._now_ms = now_ms or (lambda: int(clock.seconds() * 1000))
         self._agents: dict[str, _Agent] = {}
-        self._tokens: TokenIndex[Registration] = TokenIndex()
+        #: queue -> agents registered on it that have a connected client (flush targets)
+        self._listening: dict[str, dict[str, _Agent]] = {}
+        self._dirty: set[str] = set()
+        self._flush_call: IDelayedCall | None = None
+        self._last_flush = float("-inf")
         self._published = 0
+        self._snapshots = 0
         self._stopped = False
 
     # registrations
@@ -244,13 +307,17 @@ class Hub:
         """Register ``agent`` or update its queues and name; the token never changes."""
         state = self._agents.get(agent)
         if state is not None:
-            state.registration.queues = tuple(queues)
-            state.registration.name = name
+            listening = bool(state.subs)
+            if listening:
+                self._listen(state, False)
+            self.store.update(state.registration, queues, name)
+            if listening:
+                self._listen(state, True)
             return state.registration
         registration = Registration(agent, tuple(queues), name, new_token(), self._now_ms())
-        state = _Agent(registration, EventLog(self.max_log))
+        elog = self.store.add(registration)
+        state = _Agent(registration, elog, self.store.claim(agent), json.dumps(agent))
         self._agents[agent] = state
-        self._tokens.add(registration.token, registration)
         self._start_grace(state)
         log.info("Registered agent {agent}", agent=agent)
         return registration
@@ -270,21 +337,28 @@ class Hub:
 
     def by_token(self, token: str) -> Registration | None:
         """The live registration of a stream token, looked up in constant time."""
-        return self._tokens.get(token)
+        return self.store.by_token(token)
 
     # events
 
-    def publish(self, events: Iterable[AgentEvent]) -> None:
-        """Log and deliver events; those for agents not registered are dropped."""
+    def publish(self, events: Iterable[AgentEvent | QueueEvent]) -> None:
+        """Log and deliver events; those for agents not registered are dropped.
+
+        A :class:`QueueEvent` costs one store write here; agents' logs get it when they
+        need it (see the module docstring)."""
         by_agent: dict[str, list[AgentEvent]] = {}
+        agents = self._agents
         for event in events:
-            if event.agent in self._agents:
-                by_agent.setdefault(event.agent, []).append(event)
+            if type(event) is QueueEvent:
+                self._queue_event(event)
+            elif event.agent in agents:  # type: ignore[union-attr]
+                by_agent.setdefault(event.agent, []).append(event)  # type: ignore[union-attr,arg-type]
         for agent, agent_events in by_agent.items():
-            state = self._agents.get(agent)
+            state = agents.get(agent)
             if state is not None:  # a deliver callback may have unregistered it
                 self._published += len(agent_events)
                 self._append(state, agent_events)
+        self._after_batch()
 
     def subscribe(
         self,
@@ -298,27 +372,41 @@ class Hub:
     ) -> Subscription:
         """A paused subscription positioned after ``since`` (see the module docstring).
 
-        Raises :class:`RegistrationEnded` when ``registration`` is no longer live.
+        Raises :class:`RegistrationEnded` when ``registration`` is no longer live and
+        :class:`TooManyClients` when it has ``max_clients`` clients already.
         """
         state = self._agents.get(registration.agent)
         if self._stopped or state is None or state.registration is not registration:
             raise RegistrationEnded(registration.agent)
+        if len(state.subs) >= self.max_clients:
+            raise TooManyClients(registration.agent, self.max_clients)
         elog = state.log
-        fresh: list[AgentEvent] = []
+        # queue states not yet in the log go in first: a resume must see them after ``since``
+        self._append(state, [])
+        now = self.clock.seconds()
         if since and elog.can_replay(since):
             cursor = since
         else:
-            cursor = elog.last_id
-            if since:
-                fresh.append(AgentEvent(registration.agent, RESET, self._now_ms()))
-            fresh.extend(self._snapshot(registration.agent))
+            span = elog.snapshot
+            reuse = (
+                span is not None
+                and now - span.at < self.snapshot_window
+                and (not since or span.reset is not None)
+            )
+            if reuse:
+                assert span is not None
+                cursor = (span.reset if since and span.reset is not None else span.first) - 1
+            else:
+                cursor = elog.last_id
+                self._append_snapshot(state, reset=bool(since))
         sub = Subscription(self, state, transport, deliver, end, cursor, max_backlog_bytes)
+        if not state.subs:
+            self._listen(state, True)
         state.subs.append(sub)
         if state.timer is not None:
             state.timer.cancel()
             state.timer = None
-        if fresh:
-            self._append(state, fresh)
+        self._after_batch()
         return sub
 
     # life cycle
@@ -326,6 +414,9 @@ class Hub:
     def close_all(self, reason: str = "shutdown") -> None:
         """End every subscription with ``reason`` and stop all timers (service stop)."""
         self._stopped = True
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
         for state in list(self._agents.values()):
             if state.timer is not None:
                 state.timer.cancel()
@@ -342,22 +433,108 @@ class Hub:
             "agents": len(self._agents),
             "clients": clients,
             "events_published": self._published,
+            "snapshots": self._snapshots,
+            "log_bytes": self.store.bytes_used(),
             "log_sizes": {agent: len(state.log) for agent, state in self._agents.items()},
         }
+
+    # queue states
+
+    def _queue_event(self, event: QueueEvent) -> None:
+        """O(1): the store records the latest state; the flush renders it where needed."""
+        rest = json.dumps({"time": event.time, **event.data}, separators=(",", ":"))[1:]
+        self.store.set_queue_state(event.queue, event.type, rest)
+        self._published += 1
+        if event.queue in self._listening:
+            self._dirty.add(event.queue)
+            if self._flush_call is None and not self._stopped:
+                # the first change after a quiet spell goes out at the end of this turn;
+                # under a flood, at most one flush per queue_tick (the latest state wins)
+                delay = max(0.0, self._last_flush + self.queue_tick - self.clock.seconds())
+                self._flush_call = self.clock.callLater(delay, self._flush)
+
+    def _flush(self) -> None:
+        """End of the reactor turn: dirty queues' states into the logs of listening agents."""
+        self._flush_call = None
+        self._last_flush = self.clock.seconds()
+        dirty, self._dirty = self._dirty, set()
+        targets: dict[str, _Agent] = {}
+        for queue in dirty:
+            targets.update(self._listening.get(queue, {}))
+        for agent, state in targets.items():
+            if self._agents.get(agent) is state:
+                self._append(state, [])
+        self._after_batch()
+
+    def _listen(self, state: _Agent, on: bool) -> None:
+        agent = state.registration.agent
+        for queue in state.registration.queues:
+            if on:
+                self._listening.setdefault(queue, {})[agent] = state
+            else:
+                listeners = self._listening.get(queue)
+                if listeners is not None:
+                    listeners.pop(agent, None)
+                    if not listeners:
+                        del self._listening[queue]
 
     # internals
 
     def _append(self, state: _Agent, events: list[AgentEvent]) -> None:
-        size = state.log.append(events, self.clock.seconds())
+        """Append the queue states the log lacks, then ``events``; offer them to clients."""
+        elog = state.log
+        store = self.store
+        now = self.clock.seconds()
+        size = 0
+        for queue in state.registration.queues:
+            for kind in store.queue_types(queue):
+                queue_state = store.queue_state(queue, kind)
+                if queue_state is not None and queue_state.version > elog.queue_version(queue, kind):
+                    size += elog.append_queue_state(queue_state, state.agent_json, now, state.fence)
+        if events:
+            size += elog.append(events, now, state.fence)
+        if not size:
+            return
         for sub in list(state.subs):
             sub._offer(size)
         self._trim(state)
+
+    def _append_snapshot(self, state: _Agent, *, reset: bool) -> None:
+        agent = state.registration.agent
+        elog = state.log
+        events: list[AgentEvent] = []
+        if reset:
+            events.append(AgentEvent(agent, RESET, self._now_ms()))
+        events.extend(self._snapshot(agent))
+        first = elog.last_id + 1
+        self._append(state, events)
+        self._snapshots += 1
+        # the snapshot shows every queue's latest state: the log carries those versions
+        store = self.store
+        for queue in state.registration.queues:
+            for kind in store.queue_types(queue):
+                queue_state = store.queue_state(queue, kind)
+                if queue_state is not None:
+                    elog.mark_queue_version(queue, kind, queue_state.version)
+        if elog.last_id >= first + reset:
+            elog.note_snapshot(
+                SnapshotSpan(first + reset, elog.last_id, self.clock.seconds(), first if reset else None)
+            )
+
+    def _after_batch(self) -> None:
+        """A batch went into the logs: hold the byte limit, let a shared store send."""
+        store = self.store
+        for agent in store.enforce_budget():
+            state = self._agents.get(agent)
+            if state is not None:
+                self._trim(state)
+        store.flush()
 
     def _trim(self, state: _Agent) -> None:
         """Runs after every append: O(clients of this agent), and usually O(1) in the log."""
         now = self.clock.seconds()
         elog = state.log
-        absent = state.absent
+        absent = elog.absent()
         if absent:
             for cursor, until in list(absent.items()):
                 if until <= now or cursor < elog.first_id - 1:
@@ -367,7 +544,7 @@ class Hub:
             keep_after = min(keep_after, min(absent))
         elog.trim(keep_after, now, self.grace_period)
         if keep_after >= elog.first_id - 1:
-            return  # every reader can still be served: only the max_log cap ends readers
+            return  # every reader can still be served: only the caps end readers
         for sub in list(state.subs):
             if not elog.can_replay(sub.cursor):
                 log.warn(
@@ -382,11 +559,12 @@ class Hub:
         state = sub._state
         if sub in state.subs:
             state.subs.remove(sub)
+            if not state.subs:
+                self._listen(state, False)
         if self._agents.get(sub.registration.agent) is not state or self._stopped:
             return
         if remember:
-            until = self.clock.seconds() + self.grace_period
-            state.absent[sub.cursor] = max(until, state.absent.get(sub.cursor, until))
+            state.log.remember(sub.cursor, self.clock.seconds() + self.grace_period)
         if not state.subs:
             self._start_grace(state)
 
@@ -408,13 +586,15 @@ class Hub:
     def _end_registration(self, state: _Agent, reason: str) -> None:
         registration = state.registration
         del self._agents[registration.agent]
-        self._tokens.remove(registration.token)
+        if state.subs:
+            self._listen(state, False)
         if state.timer is not None:
             state.timer.cancel()
             state.timer = None
         state.log.append(
             [AgentEvent(registration.agent, CLOSED, self._now_ms(), {"reason": reason})],
             self.clock.seconds(),
+            state.fence,
         )
         # a paused client is not sent ``closed``: it only gets end(reason)
         for sub in list(state.subs):
@@ -422,3 +602,4 @@ class Hub:
                 sub._pump()
         for sub in list(state.subs):
             sub._close(reason)
+        self.store.remove(registration.agent)

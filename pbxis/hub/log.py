@@ -21,6 +21,12 @@ tracks), and :class:`LogEntry` objects are short-lived views handed to transport
 Retention (the policy itself is the hub's; this module only executes it): ``trim``
 drops head entries that every reader has and that nobody touched for ``grace`` seconds,
 then enforces the hard ``max_len`` cap whatever readers still need.
+
+Memory. Every log charges what it holds to a :class:`Budget` shared by all the logs of
+a store: the JSON text of each entry, the frames built from it, plus
+:data:`ENTRY_OVERHEAD` bytes for the Python objects around them. The store evicts from
+the largest logs (:meth:`EventLog.evict`) when the total passes its limit, so the
+memory of all logs together is bounded, not only each log's length.
 """
 
 from __future__ import annotations
@@ -31,7 +37,20 @@ from typing import Any, cast
 
 from pbxis.events import AgentEvent
 
-__all__ = ["EventLog", "LogEntry"]
+__all__ = ["ENTRY_OVERHEAD", "Budget", "EventLog", "LogEntry"]
+
+#: Bytes charged per entry beyond its text and frames: the str header (49), the float
+#: of ``_touched`` (24) and four list slots (32), rounded up.
+ENTRY_OVERHEAD = 120
+
+
+class Budget:
+    """Bytes held by a set of logs; ``used`` goes up on append, down on trim."""
+
+    __slots__ = ("used",)
+
+    def __init__(self) -> None:
+        self.used = 0
 
 
 class LogEntry:
@@ -65,10 +84,13 @@ class LogEntry:
 class EventLog:
     """Numbered entries ``first_id..last_id``; ids never repeat, even after trimming."""
 
-    def __init__(self, max_len: int) -> None:
+    def __init__(self, max_len: int, budget: Budget | None = None) -> None:
         if max_len < 1:
             raise ValueError("max_len must be at least 1")
         self.max_len = max_len
+        self.budget = budget if budget is not None else Budget()
+        #: bytes this log charges to ``budget``
+        self.bytes = 0
         self.last_id = 0
         # One item per entry in each list; the entry with id ``n`` is at ``n - _base``
         # and the live ones start at index ``_start``.
@@ -95,6 +117,7 @@ class EventLog:
     def append(self, events: Iterable[AgentEvent], now: float) -> int:
         """Number and encode ``events``; returns the bytes of JSON added."""
         size = 0
+        count = 0
         for event in events:
             self.last_id += 1
             text = json.dumps(event.to_json(self.last_id), separators=(",", ":"))
@@ -103,7 +126,25 @@ class EventLog:
             self._touched.append(now)
             self._frames.append(None)
             size += len(text)
+            count += 1
+        self._charge(size + count * ENTRY_OVERHEAD)
         return size
+
+    def append_rendered(self, type: str, rest: str, now: float) -> int:
+        """Append an entry whose JSON after ``{"id":N,`` is ``rest`` (rendered by the
+        caller, e.g. once per queue state and agent); returns the bytes added."""
+        self.last_id += 1
+        text = f'{{"id":{self.last_id},{rest}'
+        self._types.append(type)
+        self._texts.append(text)
+        self._touched.append(now)
+        self._frames.append(None)
+        self._charge(len(text) + ENTRY_OVERHEAD)
+        return len(text)
+
+    def _charge(self, size: int) -> None:
+        self.bytes += size
+        self.budget.used += size
 
     def after(self, cursor: int, limit: int) -> list[LogEntry]:
         """Up to ``limit`` entries with ids above ``cursor`` (which must be replayable)."""
@@ -127,8 +168,37 @@ class EventLog:
         limit = min(keep_after + 1 - self._base, len(touched))  # index just past id keep_after
         while start < limit and touched[start] + grace <= now:
             start += 1
-        start = max(start, len(touched) - self.max_len)
+        self._drop_to(max(start, len(touched) - self.max_len))
+
+    def evict(self, size: int) -> int:
+        """Drop head entries, needed or not, until ``size`` bytes are freed (or the log is
+        empty); returns the bytes freed. The store's answer to its byte limit."""
+        before = self.bytes
+        start, texts, frames = self._start, self._texts, self._frames
+        freed = 0
+        while start < len(texts) and freed < size:
+            freed += len(texts[start]) + ENTRY_OVERHEAD
+            built = frames[start]
+            if built:
+                freed += sum(len(b) for b in built.values())
+            start += 1
+        self._drop_to(start)
+        return before - self.bytes
+
+    def _drop_to(self, start: int) -> None:
+        """Entries before index ``start`` leave the log (their bytes leave the budget)."""
+        if start > self._start:
+            texts, frames = self._texts, self._frames
+            freed = 0
+            for i in range(self._start, start):
+                freed += len(texts[i]) + ENTRY_OVERHEAD
+                built = frames[i]
+                if built:
+                    freed += sum(len(b) for b in built.values())
+                    frames[i] = None
+            self._charge(-freed)
         self._start = start
+        touched = self._touched
         if start > len(touched) // 2:
             for column in (self._types, self._texts, touched, self._frames):
                 del column[:start]
@@ -145,4 +215,5 @@ class EventLog:
         built = frames.get(kind)
         if built is None:
             built = frames[kind] = render(entry)
+            self._charge(len(built))
         return built

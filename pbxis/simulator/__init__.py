@@ -1,14 +1,17 @@
-"""A simulated Asterisk 20 call center speaking AMI over TCP, for tests and the demo.
+"""A simulated Asterisk call center speaking AMI over TCP, for tests and the demo.
 
 It reproduces the lab the captures in ``shared/ami/captures`` were recorded with
 (chan_sip phones 1001-1003 with hints in context ``agents``, 1009 always busy, queues
 ``sales`` (ringall, static member SIP/1003) and ``support`` (rrmemory), MixMonitor
 recording), and answers actions and emits events field for field and in the order
-Asterisk 20 does. Usage::
+Asterisk 20 does; with the ``ASTERISK_22`` personality the same lab on Asterisk 22 with
+PJSIP endpoints (``PJSIP/1001``...), as ``shared/ami/captures-pjsip22`` shows it. Usage::
 
     from pbxis.simulator import Simulator, SimulatorConfig
+    from pbxis.simulator.personality import ASTERISK_22
 
     config = SimulatorConfig.lab()   # or SimulatorConfig.demo(agents=[...], queues=[...])
+    config = SimulatorConfig.lab(ASTERISK_22)   # Asterisk 22, PJSIP (demo(personality=...))
     sim = Simulator(config, clock=reactor_or_task_Clock, seed=0,
                     username="pbxis", secret="pbxis-secret")
     port = reactor.listenTCP(0, sim.factory, interface="127.0.0.1")
@@ -21,6 +24,10 @@ Asterisk 20 does. Usage::
     sim.hold("1001"); sim.unhold("1001"); sim.hangup_agent("1001")
     sim.queue_add("sales", "SIP/1002", name="Agent 1002", paused=False)
     sim.queue_remove("sales", "SIP/1002"); sim.queue_pause("SIP/1002", True, reason="Lunch")
+
+    # races real Asterisk loses now and then (20 and 22): AgentComplete after the
+    # caller's channel is gone, without Channel/Uniqueid/CallerID* (22's flows)
+    sim.pbx.late_agent_complete = True
 
     # faults
     sim.drop_connections(mid_message=False)
@@ -39,12 +46,14 @@ Modules, one job each:
 * wire: ``session`` (the Twisted protocol and factory);
 * actions: ``context`` (the narrow seams handlers and sessions see, instead of the
   façade), ``actions`` (the action table and routing, Login/Filter/Events...),
-  ``queue_actions``, ``channel_actions``, ``sip_actions`` (chan_sip's), ``originate``,
+  ``queue_actions``, ``channel_actions``, ``sip_actions`` (chan_sip's),
+  ``pjsip_actions`` (res_pjsip's), ``originate``,
   ``replies`` (response and list layout), ``filters`` (event masks and the Filter
   action, pure). A new action is a handler ``(ctx, session, msg) -> Reply`` in its
   own module's ``ACTIONS`` table, merged by ``actions.action_table``;
 * model: ``pbx`` (state, identifiers, device state), ``model``, ``headers`` (how
-  channels and members print), ``codes`` (Asterisk's numeric vocabularies);
+  channels and members print), ``codes`` (Asterisk's numeric vocabularies),
+  ``personality`` (what changes from Asterisk 20/chan_sip to 22/PJSIP);
 * call flows: ``flow`` (shared bits), ``customer``, ``click2call``, ``center``
   (app_queue distribution);
 * ``simulator`` (the façade and the faults), ``load`` (demo traffic), ``config``,

@@ -2,6 +2,8 @@
 
 Listens for AMI on 127.0.0.1 (``--interface`` to change), logs in the given agents
 to every queue, and with ``--rate`` keeps customers calling so a demo shows life.
+``--asterisk 22`` plays Asterisk 22 with PJSIP endpoints (``PJSIP/<agent>``) instead
+of Asterisk 20 with chan_sip.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from twisted.internet.interfaces import IReactorCore
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 
 from .config import SimulatorConfig, parse_agents
+from .personality import personality
 from .simulator import Simulator
 
 log = Logger()
@@ -33,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--talk", default="20-60", help="talk time range in seconds, e.g. 20-60")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-login", action="store_true", help="do not log the agents in")
+    p.add_argument("--asterisk", choices=("20", "22"), default="20",
+                   help="the Asterisk to play: 20 (chan_sip, default) or 22 (PJSIP)")  # fmt: skip
+    p.add_argument("--tech", choices=("sip", "pjsip"), default=None,
+                   help="the channel driver (default: sip on 20, pjsip on 22)")  # fmt: skip
     return p
 
 
@@ -41,14 +48,15 @@ def serve(args: argparse.Namespace, reactor: Any) -> Simulator:
 
     Raises ``ValueError`` for an unusable ``--agents``/``--talk``.
     """
+    plays = personality(args.asterisk, args.tech)
     if args.lab:
-        config = SimulatorConfig.lab()
+        config = SimulatorConfig.lab(plays)
     else:
         queues = [q.strip() for q in args.queues.split(",") if q.strip()]
         if not queues:
             raise ValueError("no queues given")
         config = SimulatorConfig.demo(
-            agents=parse_agents(args.agents), queues=queues, logged_in=not args.no_login
+            agents=parse_agents(args.agents), queues=queues, logged_in=not args.no_login, personality=plays
         )
     low, _, high = args.talk.partition("-")
     talk = (float(low), float(high or low))
@@ -57,7 +65,10 @@ def serve(args: argparse.Namespace, reactor: Any) -> Simulator:
     if args.rate > 0:
         sim.start_load(rate_per_minute=args.rate, talk_time=talk)
     log.info(
-        "simulated Asterisk listening on {interface}:{port} ({agents} agents, queues {queues})",
+        "simulated Asterisk {version} ({tech}) listening on {interface}:{port}"
+        " ({agents} agents, queues {queues})",
+        version=plays.version,
+        tech=plays.tech,
         interface=args.interface,
         port=args.port,
         agents=len(config.phones),

@@ -15,13 +15,15 @@ from collections.abc import Mapping
 
 from ..ami.message import Message
 from . import channel_actions as ch
+from . import pjsip_actions, sip_actions
 from . import queue_actions as qa
 from .context import ActionContext, Handler, SessionState
 from .filters import FilterError, parse_filter, parse_mask
 from .originate import originate
+from .personality import Personality
 from .replies import Reply, error, response, success
 
-__all__ = ["CONNECTION_ACTIONS", "Handler", "Reply", "action_table", "dispatch"]
+__all__ = ["CONNECTION_ACTIONS", "Handler", "Reply", "action_table", "actions_for", "dispatch"]
 
 
 def login(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
@@ -131,6 +133,16 @@ def action_table(*extra: Mapping[str, Handler]) -> dict[str, Handler]:
     for more in extra:
         table.update(more)
     return table
+
+
+def actions_for(personality: Personality) -> dict[str, Handler]:
+    """The action set of Asterisk ``personality``: the core's plus its channel driver's.
+
+    chan_sip's ``SIPpeers`` on 20; PJSIP's ``PJSIPShowEndpoints``/``PJSIPShowContacts``
+    on 22, where ``SIPpeers`` is an unknown command (chan_sip is not built).
+    """
+    driver = pjsip_actions.ACTIONS if personality.tech == "PJSIP" else sip_actions.ACTIONS
+    return action_table(driver)
 
 
 def dispatch(table: Mapping[str, Handler], sim: ActionContext, session: SessionState, msg: Message) -> Reply:

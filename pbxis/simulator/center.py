@@ -78,7 +78,10 @@ class CallCenter:
 
     # -- agent actions -------------------------------------------------------------------
     def agent_channel(self, agent: str) -> Channel | None:
-        device = f"SIP/{agent}"
+        phone = self.pbx.config.phone(agent)
+        if phone is None:
+            return None
+        device = phone.device
         chans = [c for c in self.pbx.channels.values() if c.device == device]
         up = [c for c in chans if c.state == codes.UP]
         found = up or chans

@@ -165,7 +165,7 @@ def core_status(sim: ActionContext, session: SessionState, msg: Message) -> Repl
 
 def core_settings(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     pairs = [
-        ("AMIversion", "9.0.0"),
+        ("AMIversion", sim.config.personality.ami_version),
         ("AsteriskVersion", sim.config.version),
         ("SystemName", ""),
         ("CoreMaxCalls", "0"),

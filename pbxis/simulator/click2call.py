@@ -3,6 +3,11 @@
 Event order follows the ``originate_out`` and ``originate_fail`` captures: the agent's
 phone rings first; busy gives Reason 5, no answer Reason 3; on answer Reason 4 and
 the ``_X.`` dialplan dials ``<trunk>/<number>``, which talks ``TALK`` seconds.
+
+On Asterisk 22 with PJSIP (``captures-pjsip22``) the channel keeps ``Exten: s``, a
+busy phone never rings and fails the originate with Reason 0 after a HangupRequest
+(``TechCause: 486``), the trunk is dialled ``<number>@<trunk>``, the agent's
+ConnectedLine becomes the dialled number, and device state settles step by step.
 """
 
 from __future__ import annotations
@@ -60,10 +65,14 @@ class AgentCall:
         )
         self.center.own(self, ch)
         pbx.channel_event("Newchannel", ch)
-        ch.exten = ""
+        if not pbx.personality.originate_exten_s:
+            ch.exten = ""
         if origin.cid_num != "<unknown>":
             ch.conn_num, ch.conn_name = origin.cid_num, origin.cid_name
             pbx.channel_event("NewConnectedLine", ch)
+        if pbx.personality.stepwise_device_state:
+            self._start_stepwise(ch, behaviour)
+            return
         if behaviour == "busy":
             pbx.refresh_device(ch.device)
             dial_event(pbx, "DialBegin", None, ch, ("DialString", phone.exten))
@@ -81,12 +90,39 @@ class AgentCall:
             self.timers.later(delay, self._answered)
         self.timers.later(self.timeout, self._no_answer)
 
+    def _start_stepwise(self, ch: Channel, behaviour: str) -> None:
+        """Asterisk 22: DialBegin, then the phone's answer drives each step."""
+        pbx, phone = self.pbx, self.phone
+        dial_event(pbx, "DialBegin", None, ch, ("DialString", phone.exten))
+        if behaviour == "busy":  # 486 at once: never RINGING, Reason 0, busy in DialEnd/Hangup
+            self.done = True
+            pbx.hangup_request(ch, codes.USER_BUSY)
+            self.origin.response(pbx, pbx.personality.originate_busy_reason, None)
+            dial_event(pbx, "DialEnd", None, ch, ("DialStatus", "BUSY"))
+            pbx.hangup(ch, codes.USER_BUSY)
+            self.center.finished(self)
+            return
+        ch.state = codes.RINGING_STATE
+        pbx.channel_event("Newstate", ch)
+        pbx.settle(ch.device, "hint", "dsc", "qms")
+        delay = pbx.ring_delay.get(phone.exten, 1.0)
+        if behaviour == "answer" and delay < self.timeout:
+            self.timers.later(delay, self._answered)
+        self.timers.later(self.timeout, self._no_answer)
+
     def _finish(self, ch: Channel, cause: int, reason: int) -> None:
         """The phone never answered: device back to idle, OriginateResponse, Hangup."""
         self.done = True
         self.timers.cancel()
         pbx = self.pbx
         pbx.channels.pop(ch.name, None)
+        if pbx.personality.stepwise_device_state:
+            self.origin.response(pbx, reason, None)
+            pbx.settle(ch.device, "hint")
+            pbx.hangup(ch, cause)
+            pbx.settle(ch.device, "dsc", "qms")
+            self.center.finished(self)
+            return
         pbx.refresh_device(ch.device)
         if reason == codes.REASON_BUSY:
             pbx.hangup(ch, cause)
@@ -107,11 +143,22 @@ class AgentCall:
         self.timers.cancel()
         pbx, ch = self.pbx, self.ch
         ch.state = codes.UP
+        if pbx.personality.stepwise_device_state:
+            pbx.channel_event("Newstate", ch)
+            dial_event(pbx, "DialEnd", None, ch, ("DialStatus", "ANSWER"))
+            self.origin.response(pbx, codes.REASON_ANSWERED, ch)
+            pbx.settle(ch.device, "hint", "dsc", "qms")
+            self._after_answer()
+            return
         pbx.refresh_device(ch.device, announce=False)
         pbx.channel_event("Newstate", ch)
         pbx.republish_device(ch.device)
         self.origin.response(pbx, codes.REASON_ANSWERED, ch)
         dial_event(pbx, "DialEnd", None, ch, ("DialStatus", "ANSWER"))
+        self._after_answer()
+
+    def _after_answer(self) -> None:
+        ch = self.ch
         if self.origin.application:
             ch.application, ch.app_data = self.origin.application, self.origin.data
             self.timers.later(_seconds(self.origin.data), self._hangup_agent_only)
@@ -127,8 +174,11 @@ class AgentCall:
     def _dial_out(self, number: str) -> None:
         pbx, ch = self.pbx, self.ch
         trunk = pbx.config.trunk
+        tech, _, trunk_name = trunk.partition("/")
+        # chan_sip: Dial(SIP/pstn/<number>); PJSIP: Dial(PJSIP/<number>@pstn)
+        dial_string = f"{number}@{trunk_name}" if pbx.personality.trunk_at else f"{trunk_name}/{number}"
         ch.exten, ch.priority = number, 3
-        ch.application, ch.app_data = "Dial", f"{trunk}/{number},30,S({int(self.talk_time)})"
+        ch.application, ch.app_data = "Dial", f"{tech}/{dial_string},30,S({int(self.talk_time)})"
         peer = self.peer = pbx.new_channel(
             trunk, linkedid=ch.uniqueid, context="incoming", exten="s", application="AppDial"
         )
@@ -139,8 +189,10 @@ class AgentCall:
         peer.conn_num, peer.conn_name = ch.cid_num, ch.cid_name
         pbx.channel_event("NewCallerid", peer, CID_PRES)
         pbx.channel_event("NewConnectedLine", peer)
-        dial_string = f"{trunk.split('/', 1)[1]}/{number}"
         dial_event(pbx, "DialBegin", ch, peer, ("DialString", dial_string))
+        if pbx.personality.connected_line_to_dialled:
+            ch.conn_num = number
+            pbx.channel_event("NewConnectedLine", ch)
         behaviour = pbx.number_behaviour.get(number, "answer")
         if behaviour in ("busy", "unavailable"):
             dial_event(pbx, "DialEnd", ch, peer, ("DialStatus", "BUSY"))
@@ -150,7 +202,8 @@ class AgentCall:
         peer.state = codes.RINGING_STATE
         pbx.channel_event("Newstate", peer)
         pbx.set_device(trunk, codes.RINGING)
-        pbx.republish_device(trunk)
+        if not pbx.personality.stepwise_device_state:
+            pbx.republish_device(trunk)
         if behaviour == "answer":
             self.timers.later(pbx.config.trunk_answer_delay, self._far_answer)
         self.timers.later(pbx.config.dial_timeout, self._far_no_answer)
@@ -175,13 +228,17 @@ class AgentCall:
         pbx, ch, peer = self.pbx, self.ch, self.peer
         assert peer is not None
         self.timers.cancel()
-        pbx.set_device(pbx.config.trunk, codes.INUSE)
+        stepwise = pbx.personality.stepwise_device_state
+        if not stepwise:
+            pbx.set_device(pbx.config.trunk, codes.INUSE)
         peer.state = codes.UP
         pbx.channel_event("Newstate", peer)
         peer.exten = ""
         dial_event(pbx, "DialEnd", ch, peer, ("DialStatus", "ANSWER"))
         bridge = self.bridge = pbx.new_bridge()
         pbx.bridge_event("BridgeCreate", bridge)
+        if stepwise:
+            pbx.set_device(pbx.config.trunk, codes.INUSE)
         for c in (peer, ch):
             bridge.channels.append(c)
             c.bridge = bridge.uniqueid
@@ -197,6 +254,19 @@ class AgentCall:
         self.timers.cancel()
         pbx, ch, peer, bridge = self.pbx, self.ch, self.peer, self.bridge
         order = (ch, peer) if agent_first else (peer, ch)
+        if pbx.personality.stepwise_device_state:
+            for c in order:
+                bridge.channels.remove(c)
+                c.bridge = ""
+                pbx.bridge_event("BridgeLeave", bridge, c)
+            pbx.bridges.pop(bridge.uniqueid, None)
+            pbx.bridge_event("BridgeDestroy", bridge)
+            for c in order:
+                pbx.hangup(c, codes.NORMAL_CLEARING)
+            pbx.set_device(pbx.config.trunk, codes.NOT_INUSE)
+            pbx.settle(ch.device, "dsc", "hint", "qms")
+            self.center.finished(self)
+            return
         for c in order:
             bridge.channels.remove(c)
             c.bridge = ""

@@ -48,6 +48,9 @@ CHANNEL_STATE_DESC: Final = {
     7: "Busy",
 }
 
+# Cause -> the SIP response PJSIP reports as TechCause (captures-pjsip22).
+SIP_RESPONSES: Final = {17: "486", 19: "480"}
+
 # Hangup causes and their Cause-txt.
 CAUSES: Final = {
     0: "Unknown",

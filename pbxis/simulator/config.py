@@ -2,8 +2,9 @@
 
 ``SimulatorConfig.lab()`` reproduces the lab the captures in ``shared/ami/captures``
 were recorded with (``shared/ami/asterisk-config``), so a scenario replayed on the
-simulator meets the same queues, members and phones. ``demo()`` builds a bigger,
-livelier call center for the browser demo.
+simulator meets the same queues, members and phones; ``lab(ASTERISK_22)`` the same lab
+on Asterisk 22 with PJSIP endpoints (``captures-pjsip22``, ``asterisk-config-pjsip22``).
+``demo()`` builds a bigger, livelier call center for the browser demo.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+from .personality import ASTERISK_20, Personality
 
 Behaviour = Literal["answer", "busy", "no_answer", "unavailable"]
 BEHAVIOURS: tuple[str, ...] = ("answer", "busy", "no_answer", "unavailable")
@@ -27,17 +30,18 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PhoneConfig:
-    """An agent phone (a chan_sip peer with a hint in ``hint_context``)."""
+    """An agent phone (a chan_sip peer or a PJSIP endpoint, with a hint in ``hint_context``)."""
 
     exten: str
     name: str
     behaviour: Behaviour = "answer"
     ring_delay: float = 1.0
     sip_port: int = 5060
+    tech: str = "SIP"
 
     @property
     def device(self) -> str:
-        return f"SIP/{self.exten}"
+        return f"{self.tech}/{self.exten}"
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,8 @@ class SimulatorConfig:
     """The PBX's fixed configuration; runtime state lives in the simulator.
 
     ``queues`` is in Asterisk's container order (what ``QueueStatus`` lists first).
+    ``personality`` is the Asterisk it plays (version, channel driver); its phones and
+    trunk use the personality's technology.
     """
 
     phones: tuple[PhoneConfig, ...]
@@ -80,10 +86,24 @@ class SimulatorConfig:
     boot_time: float = 1.0
     #: manager.conf ``authtimeout``: a session not logged in by then is closed
     auth_timeout: float = 30.0
-    version: str = "20.20.1"
+    personality: Personality = ASTERISK_20
     number_behaviour: dict[str, Behaviour] = field(default_factory=dict)
     #: dynamic members restored at start, as ``persistentmembers=yes`` restores them
     persisted: tuple[tuple[str, MemberConfig], ...] = ()
+
+    def __post_init__(self) -> None:
+        tech = self.personality.tech
+        wrong = [p.device for p in self.phones if p.tech != tech]
+        if not self.trunk.startswith(f"{tech}/") or wrong:
+            raise ValueError(
+                f"Asterisk {self.personality.asterisk} with {tech}: phones and trunk must be "
+                f"{tech}/..., got {', '.join([*wrong, self.trunk][:3])}"
+            )
+
+    @property
+    def version(self) -> str:
+        """``CoreSettings`` AsteriskVersion."""
+        return self.personality.version
 
     def phone(self, exten: str) -> PhoneConfig | None:
         for phone in self.phones:
@@ -92,28 +112,29 @@ class SimulatorConfig:
         return None
 
     @classmethod
-    def lab(cls) -> SimulatorConfig:
+    def lab(cls, personality: Personality = ASTERISK_20) -> SimulatorConfig:
         """The shared lab: agents 1001-1003, 1009 always busy, queues sales/support.
 
         Ring delays are what the lab's SIPp phones did: 1001 answers first, 1002 is
         slower than a one-second originate timeout, 1003 is still ringing when 1001
         takes a ringall call.
         """
+        tech = personality.tech
         phones = (
-            PhoneConfig("1001", "Agent 1001", "answer", 0.5, 5071),
-            PhoneConfig("1002", "Agent 1002", "answer", 1.5, 5072),
-            PhoneConfig("1003", "Agent 1003", "answer", 2.0, 5073),
-            PhoneConfig("1009", "Busy Phone 1009", "busy", 0.0, 5079),
+            PhoneConfig("1001", "Agent 1001", "answer", 0.5, 5071, tech),
+            PhoneConfig("1002", "Agent 1002", "answer", 1.5, 5072, tech),
+            PhoneConfig("1003", "Agent 1003", "answer", 2.0, 5073, tech),
+            PhoneConfig("1009", "Busy Phone 1009", "busy", 0.0, 5079, tech),
         )
         queues = (
             QueueConfig("support", "rrmemory"),
             QueueConfig(
                 "sales",
                 "ringall",
-                members=(MemberConfig("SIP/1003", "Agent 1003", "SIP/1003"),),
+                members=(MemberConfig(f"{tech}/1003", "Agent 1003", f"{tech}/1003"),),
             ),
         )
-        return cls(phones=phones, queues=queues)
+        return cls(phones=phones, queues=queues, trunk=f"{tech}/pstn", personality=personality)
 
     @classmethod
     def demo(
@@ -123,14 +144,17 @@ class SimulatorConfig:
         *,
         ring_delay: float = 2.0,
         logged_in: bool = True,
+        personality: Personality = ASTERISK_20,
     ) -> SimulatorConfig:
         """A call center for the demo: every agent a phone, queues alternate strategies.
 
         With ``logged_in`` every agent starts as a dynamic member of every queue (as
         if restored from an earlier run), so customers are answered from the start.
         """
+        tech = personality.tech
         phones = tuple(
-            PhoneConfig(a, f"Agent {a}", "answer", ring_delay + (i % 3) * 0.5) for i, a in enumerate(agents)
+            PhoneConfig(a, f"Agent {a}", "answer", ring_delay + (i % 3) * 0.5, tech=tech)
+            for i, a in enumerate(agents)
         )
         qs = tuple(QueueConfig(q, "ringall" if i % 2 == 0 else "rrmemory") for i, q in enumerate(queues))
         persisted = (
@@ -138,7 +162,9 @@ class SimulatorConfig:
             if logged_in
             else ()
         )
-        return cls(phones=phones, queues=qs, persisted=persisted)
+        return cls(
+            phones=phones, queues=qs, persisted=persisted, trunk=f"{tech}/pstn", personality=personality
+        )
 
 
 def parse_agents(spec: str) -> list[str]:

@@ -132,7 +132,8 @@ class CustomerCall:
         )
         self.center.own(self, ch)
         pbx.channel_event("Newchannel", ch)
-        if not (busy or more):
+        stepwise = pbx.personality.stepwise_device_state
+        if not (busy or more or stepwise):
             pbx.refresh_device(ch.device)
         ch.exten = q.name
         ch.conn_num, ch.conn_name = self.number, self.name
@@ -145,21 +146,34 @@ class CustomerCall:
             self._connect_caller(ch)
         leg = _Leg(m, ch, pbx.now())
         if busy:
+            if stepwise:  # PJSIP: a 486 before any 180, the phone never rang
+                pbx.hangup_request(ch, codes.USER_BUSY)
             dial_event(pbx, "DialEnd", two, ch, ("DialStatus", "BUSY"))
             pbx.hangup(ch, codes.USER_BUSY)
             self._no_answer_event(leg)
             self.timers.later(q.retry, self.center.dispatch, q)
             return
         self.legs.append(leg)
+        if stepwise:
+            ch.state = codes.RINGING_STATE
+            pbx.channel_event("Newstate", ch)
+            pbx.channel_event("NewConnectedLine", ch)
+            pbx.settle(ch.device, "hint", "dsc", "qms")
+            self._plan_answer(leg, phone)
+            return
         if more:
             pbx.refresh_device(ch.device)
         ch.state = codes.RINGING_STATE
         pbx.channel_event("Newstate", ch)
         pbx.channel_event("NewConnectedLine", ch)
         pbx.republish_device(ch.device)
+        self._plan_answer(leg, phone)
+
+    def _plan_answer(self, leg: _Leg, phone: PhoneConfig) -> None:
+        pbx = self.pbx
         if pbx.behaviour.get(phone.exten) == "answer":
             leg.timers.append(self.timers.later(pbx.ring_delay.get(phone.exten, 1.0), self.agent_answer, leg))
-        leg.timers.append(self.timers.later(q.timeout, self._ring_timeout, leg))
+        leg.timers.append(self.timers.later(self.queue.timeout, self._ring_timeout, leg))
 
     def _connect_caller(self, ch: Channel) -> None:
         """The caller's connected line becomes the agent's phone."""
@@ -225,6 +239,9 @@ class CustomerCall:
         self.legs.remove(leg)
         self.agent = leg
         ch.state = codes.UP
+        if pbx.personality.stepwise_device_state:
+            self._answer_stepwise(leg)
+            return
         pbx.refresh_device(ch.device)
         pbx.channel_event("Newstate", ch)
         dial_event(pbx, "DialEnd", two, ch, ("DialStatus", "ANSWER"))
@@ -275,6 +292,105 @@ class CustomerCall:
         self.answered_at = pbx.now()
         self.timers.later(self.talk_time, self.end, "caller")
 
+    def _answer_stepwise(self, leg: _Leg) -> None:
+        """Asterisk 22's answer (captures-pjsip22 ``queue_waiting``, ``inbound_call``)."""
+        pbx, q, one, two, ch, m = self.pbx, self.queue, self.one, self.two, leg.channel, leg.member
+        pbx.channel_event("Newstate", ch)
+        dial_event(pbx, "DialEnd", two, ch, ("DialStatus", "ANSWER"))
+        cancelled = list(self.legs)
+        for other in cancelled:
+            self._cancel_leg(other)
+        if q.strategy == "ringall":
+            self._connect_caller(ch)
+        for other in cancelled:
+            dial_event(pbx, "DialEnd", two, other.channel, ("DialStatus", "CANCEL"))
+        path = f"{pbx.config.monitor_dir}/{two.uniqueid}.{pbx.config.monitor_format}"
+        pbx.channel_event("VarSet", two, ("Variable", "MIXMONITOR_FILENAME"), ("Value", path))
+        pbx.settle(ch.device, "hint", "dsc")
+        for other in cancelled:
+            pbx.settle(other.channel.device, "hint")
+        pbx.channel_event("MixMonitorStart", two)
+        for other in cancelled:
+            pbx.hangup(other.channel, codes.ANSWERED_ELSEWHERE)
+            pbx.settle(other.channel.device, "dsc")
+        pbx.settle(ch.device, "qms")
+        position = self._leave_queue()
+        self.hold_time = int(pbx.now() - self.entry.joined) if self.entry else 0
+        pbx.channel_event(
+            "QueueCallerLeave",
+            two,
+            ("Queue", q.name),
+            ("Position", str(position)),
+            ("Count", str(len(q.callers))),
+        )
+        for other in cancelled:
+            pbx.settle(other.channel.device, "qms")
+        m.in_call = True
+        member = (("Queue", q.name), ("Interface", m.interface), ("MemberName", m.name))
+        ring = int(pbx.now() - leg.started)
+        dial_event(pbx, "AgentConnect", two, ch, *member, ("HoldTime", str(self.hold_time)),
+                   ("RingTime", str(ring)))  # fmt: skip
+        two.state = codes.UP
+        pbx.channel_event("Newstate", two)
+        one.state = codes.UP
+        one.cid_num, one.cid_name = two.conn_num, two.conn_name
+        pbx.channel_event("Newstate", one)
+        pbx.channel_event("NewCallerid", one, CID_PRES)
+        pbx.local_device(two)
+        dial_event(pbx, "DialEnd", None, one, ("DialStatus", "ANSWER"))
+        pbx.local_device(one)
+        one.context, one.exten, one.priority = "customer-talk", _talk_exten(self.talk_time), 3
+        one.application, one.app_data = "Wait", one.exten
+        bridge = self.bridge = pbx.new_bridge()
+        pbx.bridge_event("BridgeCreate", bridge)
+        self._enter(bridge, ch)
+        self._enter(bridge, two)
+        if self.origin is not None:
+            self.origin.response(pbx, codes.REASON_ANSWERED, one)
+        self.answered_at = pbx.now()
+        self.timers.later(self.talk_time, self.end, "caller")
+
+    def _end_stepwise(self, leg: _Leg, bridge: Bridge, talk: int) -> None:
+        """Asterisk 22's hang-up by the caller; with ``pbx.late_agent_complete`` the race
+        of ``captures-pjsip22/inbound_call``: AgentComplete after the caller's channel is
+        gone, without its Channel, Uniqueid and CallerID*."""
+        pbx, q, one, two = self.pbx, self.queue, self.one, self.two
+        ch, m = leg.channel, leg.member
+        complete = (
+            ("Queue", q.name),
+            ("Interface", m.interface),
+            ("MemberName", m.name),
+            ("HoldTime", str(self.hold_time)),
+            ("TalkTime", str(talk)),
+            ("Reason", "caller"),
+        )
+        one.priority = 5
+        pbx.hangup(one, codes.NORMAL_CLEARING)
+        late = pbx.late_agent_complete
+        if late:
+            self._leave(bridge, two)
+            pbx.local_device(one, codes.NOT_INUSE)
+            pbx.hangup(two, codes.NORMAL_CLEARING)
+            pbx.local_device(two, codes.NOT_INUSE)
+            dial_event(pbx, "AgentComplete", None, ch, *complete)
+        else:
+            dial_event(pbx, "AgentComplete", two, ch, *complete)
+            self._leave(bridge, two)
+        self._leave(bridge, ch)
+        pbx.bridges.pop(bridge.uniqueid, None)
+        pbx.bridge_event("BridgeDestroy", bridge)
+        if not late:
+            pbx.hangup(two, codes.NORMAL_CLEARING)
+            pbx.local_device(one, codes.NOT_INUSE)
+            pbx.local_device(two, codes.NOT_INUSE)
+        pbx.complete_member_call(m.interface)
+        q.record_completed(self.hold_time, talk)
+        if late:
+            pbx.update_hint(ch.device, codes.NOT_INUSE)
+        pbx.hangup(ch, codes.NORMAL_CLEARING)
+        pbx.settle(ch.device, "hint", "dsc", "qms")
+        self.center.finished(self)
+
     def _enter(self, bridge: Bridge, ch: Channel) -> None:
         bridge.channels.append(ch)
         ch.bridge = bridge.uniqueid
@@ -305,6 +421,9 @@ class CustomerCall:
         leg = self.agent
         ch, m = leg.channel, leg.member
         talk = int(pbx.now() - self.answered_at)
+        if reason == "caller" and pbx.personality.stepwise_device_state:
+            self._end_stepwise(leg, bridge, talk)
+            return
         pbx.update_hint(ch.device, codes.NOT_INUSE)
         dial_event(
             pbx,

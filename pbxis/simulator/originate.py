@@ -102,7 +102,7 @@ def _start_originate(sim: ActionContext, origin: Origin, timeout: float, variabl
     tech, _, resource = origin.channel.partition("/")
     pbx = sim.pbx
     talk = _talk_from(origin, variables, sim.config.default_talk)
-    if tech == "SIP":
+    if tech == sim.config.personality.tech:
         phone = sim.config.phone(resource)
         if phone is not None:
             AgentCall(sim.center, phone, origin, timeout, talk).start()
@@ -146,13 +146,21 @@ def _seconds(value: str | None, default: float) -> float:
 
 
 def _local_failure(sim: ActionContext, origin: Origin, exten: str, context: str) -> None:
-    """``Local/x@nosuchcontext``: both halves appear and die with cause 0 (capture)."""
+    """``Local/x@nosuchcontext``: both halves appear and die with cause 0 (capture).
+
+    Asterisk 22 fails the originate as soon as ``;1`` exists, before ``;2`` appears.
+    """
     pbx = sim.pbx
     one, two = pbx.new_local_pair(exten, context)
     pbx.channel_event("Newchannel", one)
-    pbx.channel_event("Newchannel", two)
-    pbx.hangup(two, 0)
-    origin.response(pbx, codes.REASON_FAILURE, None)
+    if pbx.personality.stepwise_device_state:
+        origin.response(pbx, codes.REASON_FAILURE, None)
+        pbx.channel_event("Newchannel", two)
+        pbx.hangup(two, 0)
+    else:
+        pbx.channel_event("Newchannel", two)
+        pbx.hangup(two, 0)
+        origin.response(pbx, codes.REASON_FAILURE, None)
     pbx.hangup(one, 0)
     pbx.local_device(one, codes.INVALID)
     pbx.local_device(one, codes.INVALID)

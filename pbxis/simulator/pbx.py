@@ -44,6 +44,10 @@ class PBX:
         self.behaviour: dict[str, Behaviour] = {p.exten: p.behaviour for p in config.phones}
         self.ring_delay: dict[str, float] = {p.exten: p.ring_delay for p in config.phones}
         self.number_behaviour: dict[str, Behaviour] = dict(config.number_behaviour)
+        self.personality = config.personality
+        #: the race of ``captures-pjsip22/inbound_call``: the caller's channel is gone when
+        #: app_queue reports, so AgentComplete carries no Channel/Uniqueid/CallerID*
+        self.late_agent_complete = False
         self.queues: dict[str, QueueState] = {}
         self.boot(
             [
@@ -62,6 +66,7 @@ class PBX:
         self.channels: dict[str, Channel] = {}
         self.bridges: dict[str, Bridge] = {}
         self.devices: dict[str, int] = {}
+        self.member_states: dict[str, int] = {}  # device -> state app_queue last reported
         self.calls: list[object] = []
         login = self.epoch()
         self.queues = {}
@@ -86,7 +91,7 @@ class PBX:
                 m.login_time = login
                 home.members[m.interface] = m
         for phone in self.config.phones:
-            self.devices[phone.device] = self._phone_state(phone.device)
+            self.devices[phone.device] = self.member_states[phone.device] = self._phone_state(phone.device)
         for q in self.queues.values():
             self.devices[f"Queue:{q.name}"] = codes.NOT_INUSE
             self.devices[f"Queue:{q.name}_avail"] = self._avail(q)
@@ -159,8 +164,22 @@ class PBX:
     def hangup(self, ch: Channel, cause: int) -> None:
         self.channels.pop(ch.name, None)
         self.channel_event(
-            "Hangup", ch, ("Cause", str(cause)), ("Cause-txt", codes.CAUSES.get(cause, "Unknown"))
+            "Hangup",
+            ch,
+            ("Cause", str(cause)),
+            ("Cause-txt", codes.CAUSES.get(cause, "Unknown")),
+            *self._tech_cause(ch, cause),
         )
+
+    def hangup_request(self, ch: Channel, cause: int) -> None:
+        """The channel driver asks for a hangup (PJSIP on a 486: before the originate gives up)."""
+        self.channel_event("HangupRequest", ch, ("Cause", str(cause)), *self._tech_cause(ch, cause))
+
+    def _tech_cause(self, ch: Channel, cause: int) -> Pairs:
+        """PJSIP reports the SIP response behind a cause (486 busy, 480 no answer)."""
+        if not self.personality.tech_cause or ch.tech != "PJSIP" or cause not in codes.SIP_RESPONSES:
+            return []
+        return [("TechCause", codes.SIP_RESPONSES[cause])]
 
     def bridge_event(self, name: str, bridge: Bridge, ch: Channel | None = None) -> None:
         pairs = bridge_header(bridge)
@@ -171,7 +190,8 @@ class PBX:
     # -- devices -----------------------------------------------------------------------
     def phone(self, device: str) -> PhoneConfig | None:
         tech, _, exten = device.partition("/")
-        return self.config.phone(exten) if tech == "SIP" else None
+        phone = self.config.phone(exten)
+        return phone if phone is not None and phone.tech == tech else None
 
     def _phone_state(self, device: str) -> int:
         phone = self.phone(device)
@@ -227,6 +247,8 @@ class PBX:
         """
         state = self._phone_state(device)
         if self.devices.get(device) == state:
+            if self.member_states.get(device, state) != state:  # settle() left app_queue behind
+                self._members_see(device, state)
             return
         self.devices[device] = state
         if hint:
@@ -235,13 +257,36 @@ class PBX:
         # captures show app_queue's QueueMemberStatus first only when a call is answered.
         if announce and state != codes.INUSE:
             self._publish_device(device, state)
+        self._members_see(device, state)
+        if announce and state == codes.INUSE:
+            self._publish_device(device, state)
+
+    def _members_see(self, device: str, state: int) -> None:
+        self.member_states[device] = state
         for q in self.queues.values():
             for m in q.members.values():
                 if m.state_interface == device:
                     self.emit("QueueMemberStatus", member_fields(m, state))
                     self.update_avail(q)
-        if announce and state == codes.INUSE:
-            self._publish_device(device, state)
+
+    def settle(self, device: str, *steps: str) -> None:
+        """A phone's new state reaches its subscribers one by one, in ``steps`` order.
+
+        Asterisk 22's captures show the device-state fan-out as separate steps that
+        interleave with the channel events: ``hint`` (ExtensionStatus), ``dsc``
+        (DeviceStateChange) and ``qms`` (app_queue's QueueMemberStatus). Each step
+        reports only a change since it last reported, so a flow can settle the hint
+        now and the members later.
+        """
+        state = self._phone_state(device)
+        for step in steps:
+            if step == "hint":
+                self.update_hint(device, state)
+            elif step == "dsc" and self.devices.get(device) != state:
+                self.devices[device] = state
+                self._publish_device(device, state)
+            elif step == "qms" and self.member_states.get(device, self.devices.get(device)) != state:
+                self._members_see(device, state)
 
     def republish_device(self, device: str) -> None:
         """chan_sip publishes RINGING again once the phone reports 180 (see captures)."""

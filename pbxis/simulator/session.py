@@ -26,7 +26,7 @@ from .replies import Reply
 
 __all__ = ["BANNER", "AMIServerFactory", "AMISession"]
 
-#: The default (Asterisk 20) banner; the host's ``banner`` is what a session writes.
+#: Asterisk 20's banner; a session writes its host's personality's (22: AMI 11.0.0).
 BANNER = b"Asterisk Call Manager/9.0.0\r\n"
 MAX_ACTION_SIZE = 128 * 1024
 log = Logger()
@@ -62,7 +62,7 @@ class AMISession(Protocol):
         self.sim.attach(self)
         if self.sim.stalled:
             self.stall(True)
-        self._write(BANNER)
+        self._write(self.sim.config.personality.banner)
         self._auth_timer = self.sim.clock.callLater(self.sim.config.auth_timeout, self._auth_expired)
 
     def _auth_expired(self) -> None:

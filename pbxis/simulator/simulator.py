@@ -11,8 +11,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from ..ami.message import Message
-from . import codes, sip_actions
-from .actions import action_table
+from . import codes
+from .actions import actions_for
 from .center import CallCenter
 from .config import BEHAVIOURS, Behaviour, SimulatorConfig
 from .context import EventSink, Handler
@@ -28,10 +28,11 @@ log = Logger()
 
 
 class Simulator:
-    """A simulated Asterisk 20 call center speaking AMI.
+    """A simulated Asterisk 20 (chan_sip) or 22 (PJSIP) call center speaking AMI.
 
     Deterministic for a given ``seed`` and ``clock`` (use ``task.Clock`` in tests and
-    advance it); give it the reactor for live use. ``history`` keeps the last events
+    advance it); give it the reactor for live use (``seed=None``: a different run each
+    time, as the demo's ``[simulator] seed`` left out). ``history`` keeps the last events
     published (before any session's filter), handy in tests.
     """
 
@@ -40,7 +41,7 @@ class Simulator:
         config: SimulatorConfig | None = None,
         *,
         clock: IReactorTime | None = None,
-        seed: int = 0,
+        seed: int | None = 0,
         username: str = "pbxis",
         secret: str = "pbxis-secret",
         history: int = 10_000,
@@ -55,7 +56,7 @@ class Simulator:
         self.rng = random.Random(seed)
         self.username, self.secret = username, secret
         self.sessions: list[AMISession] = []
-        self.actions: MutableMapping[str, Handler] = action_table(sip_actions.ACTIONS)
+        self.actions: MutableMapping[str, Handler] = actions_for(self.config.personality)
         self.history: deque[Message] = deque(maxlen=history)
         self.stalled = False
         self.shutting_down = False
@@ -116,12 +117,13 @@ class Simulator:
         """How ``agent``'s phone reacts to calls: answer, busy, no_answer, unavailable."""
         if behaviour not in BEHAVIOURS:
             raise ValueError(f"behaviour must be one of {BEHAVIOURS}")
-        if self.config.phone(agent) is None:
+        phone = self.config.phone(agent)
+        if phone is None:
             raise KeyError(f"no such phone: {agent}")
         self.pbx.behaviour[agent] = behaviour
         if ring_delay is not None:
             self.pbx.ring_delay[agent] = ring_delay
-        self.pbx.refresh_device(f"SIP/{agent}")
+        self.pbx.refresh_device(phone.device)
         self.center.dispatch_all()
 
     def set_number(self, number: str, behaviour: Behaviour) -> None:
@@ -182,7 +184,8 @@ class Simulator:
         for session in list(self.sessions):
             if mid_message:
                 # Half an event, then the close (flushed: abort would discard the half).
-                session.write_raw(b"Event: Newchannel\r\nPrivilege: call,all\r\nChannel: SIP/10")
+                tech = self.config.personality.tech.encode()
+                session.write_raw(b"Event: Newchannel\r\nPrivilege: call,all\r\nChannel: " + tech + b"/10")
                 session.close()
             else:
                 session.abort()
@@ -229,6 +232,13 @@ class Simulator:
         self._boot_call = None
         self.booted = True
         self.pbx.started = self.clock.seconds()  # Asterisk counts uptime from full boot
+        up = str(self.pbx.uptime())
+        if not self.config.personality.boot_hint_status:
+            # Asterisk 22 (restart_reconnect): no globals' VarSet, no empty-Hint
+            # ExtensionStatus; FullyBooted laid out as at login.
+            self.publish("FullyBooted", [("Uptime", up), ("LastReload", up), ("Status", "Fully Booted")])
+            self.load.resume()
+            return
         self.publish(
             "VarSet",
             [("Channel", "none"), ("Uniqueid", "none"), ("Variable", "TRUNK"), ("Value", self.config.trunk)],
@@ -244,7 +254,6 @@ class Simulator:
                     ("StatusText", "Idle"),
                 ],
             )
-        up = str(self.pbx.uptime())
         self.publish("FullyBooted", [("Status", "Fully Booted"), ("Uptime", up), ("LastReload", up)])
         self.load.resume()
 

@@ -3,9 +3,10 @@
 One source, three renderings: Filter actions in the advanced ``MatchCriteria`` form
 (Asterisk 18.26/20.11/21.6/22.1+), in the legacy regex form (older releases), and
 manager.conf ``eventfilter`` lines for the README. Spellings follow what the lab's
-Asterisk 20 accepted (captures ``filter_*``): ``name(X)`` with no ``Filter`` header;
-``action(include),name(VarSet),header(Variable),method(exact)`` with a value; never
-``startsWith`` or ``method(none)`` with a value, never an empty Filter.
+Asterisk 20 and 22 accepted (captures ``filter_*`` of both sets, answered alike):
+``name(X)`` with no ``Filter`` header; ``action(include),name(VarSet),header(Variable),
+method(exact)`` with a value; never ``startsWith`` or ``method(none)`` with a value,
+never an empty Filter.
 
 Capability probe. On releases before advanced filters ``MatchCriteria`` is ignored, and
 a ``name(X)`` filter without value would be an *empty regex* that matches everything.
@@ -91,7 +92,8 @@ LEGACY_VARSET_REGEX: Final = f"^Event: VarSet[[:space:]].*Variable: {RECORDING_V
 
 
 def legacy_filters() -> list[Headers]:
-    """Filter action headers, legacy regex form (Asterisk 13 .. 20.10)."""
+    """Filter action headers, legacy regex form: the only form before 18.26/20.11/21.6/22.1,
+    still accepted after (22.10.1 in ``captures-pjsip22/filter_legacy_regex``)."""
     return [
         (("Operation", "Add"), ("Filter", LEGACY_EVENTS_REGEX)),
         (("Operation", "Add"), ("Filter", LEGACY_VARSET_REGEX)),

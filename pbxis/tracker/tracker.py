@@ -11,6 +11,14 @@ While a rebuild runs, the agents in its scope are *pinned*: live events still up
 their state (in wire order, interleaved with the answers being applied) but nothing is
 emitted for them until :meth:`Tracker.finish_rebuild`, which emits ``pbxStatus`` true,
 the differences, then the one-off events held meanwhile.
+
+Queue-level state (``queueCount``: the same for every agent watching the queue) is, with
+``queue_events=True``, emitted once per change as a :class:`~pbxis.events.QueueEvent`
+instead of once per watching agent, and kept out of the per-agent views: a caller
+joining a queue of a thousand agents is one event, not a thousand (issue #20). The hub
+turns it into each agent's ``queueCount`` (see :mod:`pbxis.hub.hub`). What agents were
+shown of a queue is then ``_shown[queue]``; a rebuild holds the queues of the agents it
+pins and emits their counts at its end, after ``pbxStatus``.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ..ami.message import Message
-from ..events import PBX_STATUS, PHONE_NUMBER, QUEUE_COUNT, QUEUE_MEMBER_STATUS, AgentEvent
+from ..events import PBX_STATUS, PHONE_NUMBER, QUEUE_COUNT, QUEUE_MEMBER_STATUS, AgentEvent, QueueEvent
 from .channels import AgentDirectory
 from .codes import member_status
 from .digest import Instant, State
@@ -40,10 +48,20 @@ class _Rebuild:
 class Tracker:
     """Per-agent call-center state digested from one AMI event stream."""
 
-    def __init__(self, *, interface_template: str = "SIP/{agent}", hint_context: str = "agents") -> None:
+    def __init__(
+        self,
+        *,
+        interface_template: str = "SIP/{agent}",
+        hint_context: str = "agents",
+        queue_events: bool = False,
+    ) -> None:
+        self._queue_events = queue_events
+        #: queue -> the ``queueCount`` data its watchers were last shown (``queue_events``)
+        self._shown: dict[str, dict[str, Any]] = {}
         self._directory = AgentDirectory(interface_template)
         self._state = State(self._directory, hint_context)
         self._rebuild: _Rebuild | None = None
+        self._last_now = 0
         self._known_hints: int | None = None
         self._registrations = 0
         self.connected = False
@@ -63,12 +81,16 @@ class Tracker:
             self._directory.add(agent)
             record.seen = self._view(record)
             return []
+        added = [q for q in wanted if q not in record.queues]
         for queue in set(record.queues) - set(wanted):
             self._leave(agent, queue)
             record.seen.pop((QUEUE_MEMBER_STATUS, queue), None)
             record.seen.pop(("queueCount", queue), None)
         record.queues = wanted
-        return self._emit_changes([agent], now_ms)
+        events = self._emit_changes([agent], now_ms)
+        if self._queue_events and not self._pinned(agent):
+            events.extend(AgentEvent(agent, QUEUE_COUNT, now_ms, self._count_shown(q)) for q in added)
+        return events
 
     def unregister(self, agent: str) -> None:
         record = self._state.agents.pop(agent, None)
@@ -86,6 +108,7 @@ class Tracker:
         queue.watchers.discard(agent)
         if not queue.watchers:
             del self._state.queues[name]
+            self._shown.pop(name, None)
 
     def interface_of(self, agent: str) -> str:
         """The queue-member interface of ``agent`` (``SIP/1001``)."""
@@ -96,10 +119,16 @@ class Tracker:
         return list(self._state.agents)
 
     # -- live events -------------------------------------------------------------------
-    def handle(self, message: Message, now_ms: int) -> list[AgentEvent]:
+    def handle(self, message: Message, now_ms: int) -> list[AgentEvent | QueueEvent]:
         """Digest one AMI event; the events agents should see, in order."""
         key, agents, instants = self._state.apply(message)
-        events = self._emit_entry(key, agents, now_ms) if agents else []
+        events: list[AgentEvent | QueueEvent]
+        if not agents:
+            events = []
+        elif self._queue_events and key[0] == QUEUE_COUNT:
+            events = self._queue_count(key[1], now_ms)
+        else:
+            events = list(self._emit_entry(key, agents, now_ms))
         if instants:
             events.extend(self._instants(instants, now_ms))
         return events
@@ -108,7 +137,7 @@ class Tracker:
         """Remember a click-to-call so its ringing and failures reach the agent."""
         self._state.originates.remember(action_id, (agent, number))
 
-    def link_down(self, now_ms: int) -> list[AgentEvent]:
+    def link_down(self, now_ms: int) -> list[AgentEvent | QueueEvent]:
         """The AMI link is gone: ``pbxStatus`` false to every agent that saw it up."""
         events = self.abort_rebuild()
         self.connected = False
@@ -129,6 +158,10 @@ class Tracker:
             for key, data in record.seen.items()
             if data is not None
         ]
+        if self._queue_events:  # counts after the member statuses, as in a view
+            at = sum(1 for e in events if e.type != PHONE_NUMBER)
+            counts = [AgentEvent(agent, QUEUE_COUNT, now_ms, self._count_shown(q)) for q in record.queues]
+            events[at:at] = counts
         if record.pbx_down:
             events.append(AgentEvent(agent, PBX_STATUS, now_ms, {"connected": False}))
         return events
@@ -149,7 +182,9 @@ class Tracker:
                 "status": shown.get("status", "unknown"),
                 "paused": shown.get("paused", False),
                 "reason": shown.get("pausedReason", ""),
-                "count": (seen.get(("queueCount", name)) or {}).get("count", 0),
+                "count": (
+                    self._count_shown(name) if self._queue_events else seen.get(("queueCount", name)) or {}
+                ).get("count", 0),
             }
         return {
             "agent": agent,
@@ -216,7 +251,7 @@ class Tracker:
             return []
         return plan_followup(self._state, self._rebuild.scope)
 
-    def finish_rebuild(self, now_ms: int) -> list[AgentEvent]:
+    def finish_rebuild(self, now_ms: int) -> list[AgentEvent | QueueEvent]:
         """End the rebuild: ``pbxStatus`` true, then only what changed, then held events."""
         rebuild, self._rebuild = self._rebuild, None
         if rebuild is None:
@@ -233,9 +268,9 @@ class Tracker:
                 events.append(AgentEvent(agent, PBX_STATUS, now_ms, {"connected": True}))
             events.extend(self._diff(record, now_ms))
         events.extend(e for e in rebuild.held if e.agent in self._state.agents)
-        return events
+        return [*events, *self._counts_changed(now_ms)]
 
-    def abort_rebuild(self) -> list[AgentEvent]:
+    def abort_rebuild(self) -> list[AgentEvent | QueueEvent]:
         """Give up a rebuild (link lost): the one-off events held meanwhile, to publish."""
         rebuild, self._rebuild = self._rebuild, None
         if rebuild is None:
@@ -246,7 +281,7 @@ class Tracker:
                 self._state.unreported.add(agent)  # its state moved on, unseen
                 for call in record.calls.values():
                     call.stale = False
-        return rebuild.held
+        return [*rebuild.held, *self._counts_changed(self._last_now)]
 
     def _scope(self, agents: Sequence[str] | None) -> frozenset[str]:
         if agents is None:
@@ -263,7 +298,42 @@ class Tracker:
         return self._rebuild is not None and agent in self._rebuild.scope
 
     def _view(self, record: AgentRecord) -> View:
-        return agent_view(record, self._state.queues)
+        view = agent_view(record, self._state.queues)
+        if self._queue_events:
+            return {key: data for key, data in view.items() if key[0] != QUEUE_COUNT}
+        return view
+
+    def _count_shown(self, name: str) -> dict[str, Any]:
+        """The ``queueCount`` data watchers of ``name`` were shown (``queue_events``)."""
+        shown = self._shown.get(name)
+        return dict(shown) if shown is not None else {"queue": name, "count": 0}
+
+    def _queue_count(self, name: str, now_ms: int) -> list[AgentEvent | QueueEvent]:
+        """A caller count changed: one event for the queue, unless a rebuild pins one of
+        its watchers (then :meth:`finish_rebuild` emits it, after ``pbxStatus``)."""
+        self._last_now = now_ms
+        queue = self._state.queues.get(name)
+        if queue is None:
+            return []
+        if self._rebuild is not None and not self._rebuild.scope.isdisjoint(queue.watchers):
+            return []
+        data = count_entry(name, self._state.queues)
+        if data == self._count_shown(name):
+            return []
+        self._shown[name] = data
+        return [QueueEvent(name, QUEUE_COUNT, now_ms, data)]
+
+    def _counts_changed(self, now_ms: int) -> list[QueueEvent]:
+        """After a rebuild: one event per queue whose count moved since it was shown."""
+        if not self._queue_events:
+            return []
+        out = []
+        for name in self._state.queues:
+            data = count_entry(name, self._state.queues)
+            if data != self._count_shown(name):
+                self._shown[name] = data
+                out.append(QueueEvent(name, QUEUE_COUNT, now_ms, data))
+        return out
 
     def _emit_changes(self, agents: Sequence[str], now_ms: int) -> list[AgentEvent]:
         events: list[AgentEvent] = []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pbxis.ami.message import Banner, Message, normalise_headers
 
@@ -73,3 +75,48 @@ def test_banner() -> None:
     assert Banner("no slash").version == ""
     assert banner == Banner("Asterisk Call Manager/9.0.0") != Banner("x/1")
     assert hash(banner) == hash(Banner("Asterisk Call Manager/9.0.0"))
+
+
+# -- a framed message's text look-ups answer what the pairs' index answers ---------------
+_KEY_CHARS = st.sampled_from(list("AaBbEeIiDd:- ()/\u00e9\u212a\u0130\u03a3\u03c3"))
+_VALUE_CHARS = st.sampled_from(list("xX: =/-\u00e9\t\u03a3"))
+_KEYS = st.text(_KEY_CHARS, min_size=0, max_size=6).filter(lambda k: ": " not in k)
+
+
+@given(
+    pairs=st.lists(st.tuples(_KEYS, st.text(_VALUE_CHARS, max_size=8)), min_size=1, max_size=8),
+    probes=st.lists(st.text(_KEY_CHARS, max_size=6), max_size=6),
+)
+def test_framed_lookups_agree_with_the_pairs_index(pairs: list[tuple[str, str]], probes: list[str]) -> None:
+    """The parser's fast path keeps the text and searches it; a message built from the
+    same pairs uses a dict. Every look-up (the keys in any case, absent keys, keys with
+    ": ", non-ASCII text that lowering could move) answers the same, first one winning."""
+    from pbxis.ami.parser import parse_block
+
+    reference = Message(pairs)
+    block = reference.to_bytes()[:-4]
+    framed = parse_block(block)
+    assert framed is not None
+    asked = [*probes, *(k for k, _ in pairs), *(k.upper() for k, _ in pairs), *(k.lower() for k, _ in pairs)]
+    expected = Message(framed.headers)  # what the text reads as pairs, through the index
+    for key in asked:
+        assert framed.get(key) == expected.get(key), key
+        assert (key in framed) == (key in expected)
+    assert framed.event == expected.event
+    assert framed.to_bytes() == expected.to_bytes()
+
+
+def test_framed_message_reads_its_pairs_only_when_asked() -> None:
+    from pbxis.ami.parser import parse_block
+
+    m = parse_block(b"Event: Hangup\r\nUniqueid: 1.1\r\nUniqueID: 2.2\r\nCause-txt: Normal: ok")
+    assert m is not None
+    assert m.event == "Hangup" and m.get("UNIQUEID") == "1.1" and m.get("cause-TXT") == "Normal: ok"
+    assert m.get("Cause-txt: Normal") is None  # a key with ": " is not a line's key
+    assert m.headers == (
+        ("Event", "Hangup"),
+        ("Uniqueid", "1.1"),
+        ("UniqueID", "2.2"),
+        ("Cause-txt", "Normal: ok"),
+    )
+    assert m == Message(m.headers) and hash(m) == hash(Message(m.headers))

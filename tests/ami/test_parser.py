@@ -189,6 +189,21 @@ def test_stray_lf_in_value() -> None:
     assert hangup == Message([("Event", "Hangup")])
 
 
+def test_bare_lf_among_crlf_messages_of_one_read() -> None:
+    """The batch path must notice one bare LF in a region of plain frames and hand the
+    region to the careful path, which reads the LF as a line end."""
+    data = (
+        b"Event: A\r\nX: 1\r\n\r\n"
+        b"Event: B\r\nY: 2\nZ: 3\r\n\r\n"
+        b"Event: C\r\n\r\n"
+    )
+    assert parse(data, expect_banner=False) == [
+        Message([("Event", "A"), ("X", "1")]),
+        Message([("Event", "B"), ("Y", "2"), ("Z", "3")]),
+        Message([("Event", "C")]),
+    ]
+
+
 def test_originate_response_is_an_event_not_a_response() -> None:
     (m,) = parse(
         b"Event: OriginateResponse\r\nPrivilege: call,all\r\nActionID: o-1\r\n"

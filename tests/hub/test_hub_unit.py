@@ -73,7 +73,7 @@ def snapshots() -> Snapshots:
 
 @pytest.fixture
 def hub(clock: Clock, snapshots: Snapshots) -> Hub:
-    return Hub(clock, grace_period=GRACE, snapshot=snapshots, max_log=1000)
+    return Hub(clock, grace_period=GRACE, snapshot=snapshots, max_log=1000, snapshot_window=0)
 
 
 def counts(client: Client) -> list[int]:

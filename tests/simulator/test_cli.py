@@ -43,3 +43,22 @@ def test_bad_arguments_exit_with_status_2(capsys):
 
     assert main(["--agents", "9-1"]) == 2
     assert "bad agent range" in capsys.readouterr().err
+
+
+def test_serve_asterisk_22_plays_pjsip():
+    reactor = MemoryReactorClock()
+    sim = serve(
+        build_parser().parse_args(["--asterisk", "22", "--agents", "1001-1002", "--rate", "0"]), reactor
+    )
+    assert sim.config.personality.version == "22.10.1"
+    assert sorted(sim.pbx.queues["sales"].members) == ["PJSIP/1001", "PJSIP/1002"]
+    assert "sippeers" not in sim.actions and "pjsipshowendpoints" in sim.actions
+    lab = serve(build_parser().parse_args(["--lab", "--asterisk", "22", "--rate", "0"]), MemoryReactorClock())
+    assert lab.config.trunk == "PJSIP/pstn"
+
+
+def test_chan_sip_on_22_is_refused(capsys):
+    from pbxis.simulator.__main__ import main
+
+    assert main(["--asterisk", "22", "--tech", "sip"]) == 2
+    assert "chan_sip is gone from Asterisk 21" in capsys.readouterr().err

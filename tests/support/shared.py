@@ -21,3 +21,8 @@ def shared_dir() -> Path:
 def captures_dir() -> Path:
     """Raw AMI captures recorded from a real Asterisk 20."""
     return shared_dir() / "ami" / "captures"
+
+
+def captures_pjsip22_dir() -> Path:
+    """The same scenarios recorded from a real Asterisk 22.10.1 with PJSIP endpoints."""
+    return shared_dir() / "ami" / "captures-pjsip22"

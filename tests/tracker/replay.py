@@ -6,11 +6,11 @@ from pbxis.ami.message import Message
 from pbxis.ami.parser import AMIParser
 from pbxis.events import AgentEvent
 from pbxis.tracker import Tracker
-from tests.support.shared import captures_dir
+from tests.support.shared import captures_dir, captures_pjsip22_dir
 
 CAPTURES = captures_dir()
 #: the same scenarios on Asterisk 20 with chan_sip and on Asterisk 22 with PJSIP
-CAPTURE_SETS = {"chan_sip20": CAPTURES, "pjsip22": CAPTURES.parent / "captures-pjsip22"}
+CAPTURE_SETS = {"chan_sip20": CAPTURES, "pjsip22": captures_pjsip22_dir()}
 TECH = {"chan_sip20": "SIP", "pjsip22": "PJSIP"}
 AGENTS = ("1001", "1002", "1003")
 QUEUES = ("sales", "support")

@@ -143,6 +143,8 @@ class Fakes:
         self.calls: list[tuple[Any, ...]] = []
         self.ami = FakeAMI(self.calls)
         self.clock = clock if clock is not None else reactor
+        # The link is the fake: no embedded simulator, whose driver would bind the interface.
+        config.setdefault("simulator", {"enabled": False})
         self.center = CallCenter(
             self.clock, parse_config(config), link=self.ami, now_ms=lambda: 1_700_000_000_000  # type: ignore[arg-type]
         )

@@ -11,7 +11,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from pbxis.hub import Hub, LogEntry, Registration, RegistrationEnded, Subscription
+from pbxis.hub import Hub, LogEntry, Registration, RegistrationEnded, Subscription, TooManyClients
 from pbxis.web.errors import ApiError
 
 __all__ = [
@@ -132,7 +132,8 @@ class StreamConfig:
         deliver: Callable[[list[LogEntry]], None],
         end: Callable[[str], None],
     ) -> Subscription:
-        """The hub's subscribe, with a registration that ended meanwhile as a 404."""
+        """The hub's subscribe: a registration that ended meanwhile is a 404, one with
+        ``max_clients`` clients already a 429 (issue #12 item 3)."""
         try:
             return self.hub.subscribe(
                 registration,
@@ -144,6 +145,18 @@ class StreamConfig:
             )
         except RegistrationEnded:
             raise _not_found() from None
+        except TooManyClients as e:
+            raise too_many_clients(e) from None
+
+
+def too_many_clients(e: TooManyClients) -> ApiError:
+    return ApiError(
+        429,
+        "too_many_clients",
+        f"This registration has {e.limit} connected clients already ([agents] max_clients): "
+        "close one, or retry later.",
+        headers={"Retry-After": "5"},
+    )
 
 
 def _not_found() -> ApiError:

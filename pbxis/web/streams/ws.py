@@ -20,6 +20,7 @@ code  meaning
 4404  unknown token (never issued, or its registration already ended)
 4410  the registration ended while connected (``closed`` event sent first;
       reason ``unregistered`` or ``expired``)
+4429  the registration has ``[agents] max_clients`` connected clients already
 ====  =====================================================================
 
 Each event is framed once (:meth:`LogEntry.frame`, Autobahn's prepared messages for
@@ -40,7 +41,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.types import ConnectionRequest
 from twisted.logger import Logger
 
-from pbxis.hub import LogEntry, Registration, RegistrationEnded, Subscription
+from pbxis.hub import LogEntry, Registration, RegistrationEnded, Subscription, TooManyClients
 from pbxis.web.cors import origin_allowed, same_origin
 from pbxis.web.errors import ApiError
 
@@ -51,6 +52,7 @@ __all__ = [
     "CLOSE_ENDED",
     "CLOSE_FORBIDDEN_ORIGIN",
     "CLOSE_SHUTDOWN",
+    "CLOSE_TOO_MANY_CLIENTS",
     "CLOSE_UNKNOWN_TOKEN",
     "StreamProtocol",
     "make_ws_resource",
@@ -61,6 +63,7 @@ CLOSE_BAD_SINCE = 4400
 CLOSE_FORBIDDEN_ORIGIN = 4403
 CLOSE_UNKNOWN_TOKEN = 4404
 CLOSE_ENDED = 4410
+CLOSE_TOO_MANY_CLIENTS = 4429
 
 log = Logger()
 
@@ -112,6 +115,9 @@ class StreamProtocol(WebSocketServerProtocol):
             )
         except RegistrationEnded:
             self.sendClose(CLOSE_UNKNOWN_TOKEN, "unknown stream token")
+            return
+        except TooManyClients:
+            self.sendClose(CLOSE_TOO_MANY_CLIENTS, "too many clients for this registration")
             return
         self._sub = sub
         # The HTTP channel that parsed the upgrade registered itself as this socket's

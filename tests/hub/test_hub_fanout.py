@@ -1,0 +1,206 @@
+"""Issue #20: queue-level state costs O(1) per AMI event, not O(agents on the queue).
+
+Counted, not timed: what the store wrote, what each log holds, what each client got.
+Driven with a Clock (``clock.advance(0)`` is the end of a reactor turn).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from twisted.internet.task import Clock
+
+from pbxis.events import AgentEvent, QueueEvent
+from pbxis.hub import Hub, LogEntry, MemoryStore, Registration, StaleFence
+from tests.support.streams import StreamRecorder
+
+GRACE = 30.0
+
+
+def snapshot(agent: str) -> list[AgentEvent]:
+    return [AgentEvent(agent, "extensionStatus", 0, {"status": "not_inuse"})]
+
+
+def count(queue: str, n: int, time: int = 5) -> QueueEvent:
+    return QueueEvent(queue, "queueCount", time, {"queue": queue, "count": n})
+
+
+def member(agent: str, queue: str = "sales") -> AgentEvent:
+    return AgentEvent(agent, "queueMemberStatus", 7, {"queue": queue, "status": "inuse"})
+
+
+class Client(StreamRecorder):
+    def __init__(self, hub: Hub, registration: Registration) -> None:
+        super().__init__()
+        self.hub = hub
+        self.registration = registration
+
+    def connect(self, since: int | None = None, **kwargs: Any) -> Client:
+        reg = self.registration
+        self.sub = self.hub.subscribe(reg, since, "test", self.deliver, self.ended.append, **kwargs)
+        self.sub.resumeProducing()
+        return self
+
+    def deliver(self, batch: list[LogEntry]) -> None:
+        for entry in batch:
+            self.add(entry.json)
+
+    def counts(self, queue: str = "sales") -> list[int]:
+        return [e["count"] for e in self.events if e["type"] == "queueCount" and e["queue"] == queue]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def make_hub(clock: Clock, **kwargs: Any) -> Hub:
+    kwargs.setdefault("snapshot_window", 0)
+    kwargs.setdefault("queue_tick", 0)
+    return Hub(clock, grace_period=GRACE, snapshot=snapshot, **kwargs)
+
+
+def test_a_queue_change_writes_nothing_to_the_logs_of_agents_without_clients(clock: Clock) -> None:
+    hub = make_hub(clock)
+    regs = [hub.register(str(1000 + i), ["sales", "support"]) for i in range(1000)]
+    clients = [Client(hub, reg).connect() for reg in regs[:10]]
+    before = hub.store.bytes_used()
+    for n in range(1, 51):
+        hub.publish([count("sales", n)])
+    store = hub.store
+    assert store.queue_state("sales", "queueCount").version == 50  # type: ignore[union-attr]
+    # nothing appended anywhere yet: the states wait for the end of the turn
+    assert hub.store.bytes_used() == before
+    clock.advance(0)
+    # one queueCount per listening agent (the latest: 50 changes coalesced), none elsewhere
+    for c in clients:
+        assert c.counts() == [50]
+        agent = c.registration.agent
+        assert c.events[-1] == {
+            "id": 2, "type": "queueCount", "agent": agent, "time": 5, "queue": "sales", "count": 50,
+        }  # fmt: skip
+    assert {len(hub.store.log(r.agent)) for r in regs[10:]} == {0}  # type: ignore[arg-type]
+
+
+def test_flushes_are_a_queue_tick_apart_under_a_flood(clock: Clock) -> None:
+    hub = make_hub(clock, queue_tick=0.05)
+    c = Client(hub, hub.register("1001", ["sales"])).connect()
+    hub.publish([count("sales", 1)])
+    clock.advance(0)
+    assert c.counts() == [1]  # after a quiet spell: at the end of the turn
+    for n in range(2, 200):
+        hub.publish([count("sales", n)])
+        clock.advance(0.001)  # a new reactor turn each time, within the tick
+    assert len(c.counts()) <= 1 + 199 * 0.001 / 0.05 + 1
+    clock.advance(0.05)
+    assert c.counts()[-1] == 199  # the latest state always arrives
+
+
+def test_a_queue_state_is_logged_before_the_agents_next_event(clock: Clock) -> None:
+    """Order holds without a client: what happened to the queue first is logged first."""
+    hub = make_hub(clock)
+    reg = hub.register("1001", ["sales"])
+    c = Client(hub, reg).connect()
+    c.sub.stopProducing()
+    hub.publish([count("sales", 3)])
+    hub.publish([member("1001")])
+    back = Client(hub, reg).connect(since=c.last_id)
+    assert back.types == ["queueCount", "queueMemberStatus"]
+    assert back.ids == [2, 3] and back.counts() == [3]
+
+
+def test_an_agent_back_from_absence_catches_up_once_with_the_latest_state(clock: Clock) -> None:
+    hub = make_hub(clock)
+    reg = hub.register("1001", ["sales", "support"])
+    c = Client(hub, reg).connect()
+    c.sub.stopProducing()
+    for n in range(100):
+        hub.publish([count("sales", n), count("support", 100 - n)])
+        clock.advance(0)
+    assert len(hub.store.log("1001")) == 1  # type: ignore[arg-type]
+    back = Client(hub, reg).connect(since=c.last_id)
+    assert back.ids == [2, 3]
+    assert back.counts("sales") == [99] and back.counts("support") == [1]
+    clock.advance(0)
+    assert back.ids == [2, 3]  # and never again
+
+
+def test_a_snapshot_carries_the_queue_versions(clock: Clock) -> None:
+    """A snapshot shows the latest counts: the flush adds no duplicate after it."""
+    queue_counts = {"sales": 0}
+
+    def with_counts(agent: str) -> list[AgentEvent]:
+        return [AgentEvent(agent, "queueCount", 0, {"queue": "sales", "count": queue_counts["sales"]})]
+
+    hub = Hub(clock, grace_period=GRACE, snapshot=with_counts, snapshot_window=0, queue_tick=0)
+    reg = hub.register("1001", ["sales"])
+    queue_counts["sales"] = 4
+    hub.publish([count("sales", 4)])
+    c = Client(hub, reg).connect()
+    clock.advance(0)
+    assert c.counts() == [4]
+
+
+def test_ids_stay_consecutive_and_every_client_gets_every_entry(clock: Clock) -> None:
+    hub = make_hub(clock)
+    reg = hub.register("1001", ["sales"])
+    a, b = Client(hub, reg).connect(), Client(hub, reg).connect()
+    for n in range(20):
+        hub.publish([count("sales", n), member("1001")])
+        if n % 3 == 0:
+            clock.advance(0)
+    clock.advance(0)
+    assert a.ids == list(range(1, a.ids[-1] + 1))
+    assert b.ids == [i for i in a.ids if i >= b.ids[0]]
+    assert a.counts()[-1] == 19
+
+
+def test_re_registration_moves_the_agent_between_queues(clock: Clock) -> None:
+    hub = make_hub(clock)
+    reg = hub.register("1001", ["sales"])
+    c = Client(hub, reg).connect()
+    hub.register("1001", ["support"])
+    hub.publish([count("sales", 1), count("support", 2)])
+    clock.advance(0)
+    assert c.counts("sales") == [] and c.counts("support") == [2]
+
+
+def test_all_logs_together_are_bounded_in_bytes(clock: Clock) -> None:
+    limit = 1024 * 1024
+    hub = make_hub(clock, max_log_bytes=limit, max_log=100_000)
+    regs = [hub.register(str(1000 + i), ["sales"]) for i in range(50)]
+    first = Client(hub, regs[0]).connect()
+    first.sub.pauseProducing()  # a client that stopped reading: its log must be kept...
+    pad = "x" * 500
+    for _ in range(100):
+        hub.publish([AgentEvent(r.agent, "phoneNumber", 1, {"number": pad}) for r in regs])
+        assert hub.store.bytes_used() <= limit
+    # ...until the byte limit takes what it needs: that client is ended, and resets on return
+    assert first.ended == ["overflow"]
+    back = Client(hub, regs[0]).connect(since=first.last_id)
+    assert back.types[0] == "reset"
+
+
+def test_the_byte_budget_is_returned_when_registrations_end(clock: Clock) -> None:
+    hub = make_hub(clock)
+    for i in range(10):
+        reg = hub.register(str(i), ["sales"])
+        Client(hub, reg).connect()
+        hub.publish([member(str(i))] * 5)
+    assert hub.store.bytes_used() > 0
+    for i in range(10):
+        hub.unregister(str(i))
+    assert hub.store.bytes_used() == 0
+
+
+def test_an_append_with_a_stale_fence_is_refused() -> None:
+    store = MemoryStore()
+    reg = Registration("1001", ("sales",), None, "t" * 43, 0)
+    elog = store.add(reg)
+    old = store.claim("1001")
+    new = store.claim("1001")  # another writer took the registration over
+    assert elog.append([member("1001")], 0.0, new) > 0
+    with pytest.raises(StaleFence):
+        elog.append([member("1001")], 0.0, old)
+    assert elog.last_id == 1
