@@ -54,7 +54,9 @@ ACTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 
 class _AMI(Protocol):
     stats: Any
-    connected: bool
+
+    @property
+    def connected(self) -> bool: ...
 
     def add_action_listener(self, listener: Callable[[str, float, str], None]) -> None: ...
 

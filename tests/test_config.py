@@ -177,3 +177,14 @@ def test_the_pjsip22_demo_config_is_valid() -> None:
     config = load_config(Path(__file__).resolve().parents[1] / "docs" / "demo-pjsip22.toml")
     assert config.demo
     assert (config.simulator.asterisk, config.agents.interface) == ("22", "PJSIP/{agent}")
+
+
+def test_a_pjsip_interface_makes_the_demo_play_asterisk_22(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[agents]\ninterface = "PJSIP/{agent}"\n'))
+    assert config.demo and (config.simulator.asterisk, config.simulator.tech) == ("22", "pjsip")
+    plain = load_config(None)
+    assert (plain.simulator.asterisk, plain.simulator.tech, plain.agents.interface) == (
+        "20",
+        "sip",
+        "SIP/{agent}",
+    )

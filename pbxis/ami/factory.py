@@ -62,7 +62,7 @@ def backoff_delay(
     that several daemons restarted together do not reconnect in lock step.
     """
     base = min(max_delay, min_delay * 2 ** min(attempt, 64))
-    return min(max_delay, base * (0.8 + 0.4 * rand()))
+    return float(min(max_delay, base * (0.8 + 0.4 * rand())))
 
 
 @dataclass
@@ -114,7 +114,7 @@ class AMIClientFactory(Factory):
         if clock is None:
             from twisted.internet import reactor
 
-            clock = reactor  # type: ignore[assignment]
+            clock = reactor
         self.username = username
         self.settings = LinkSettings(
             username,
@@ -129,7 +129,7 @@ class AMIClientFactory(Factory):
         self._max_delay = max_delay
         self._reset_after = reset_after
         self._healthy: IDelayedCall | None = None  # resets the backoff once the link held
-        self._clock: IReactorTime = clock  # type: ignore[assignment]
+        self._clock: IReactorTime = clock
         self._rand = rand
         self.stats = AMIStats()
         self._observers: list[object] = []
@@ -215,7 +215,7 @@ class AMIClientFactory(Factory):
         self._action_listeners.append(listener)
 
     # -- IProtocolFactory ---------------------------------------------------------
-    def buildProtocol(self, addr: IAddress) -> AMIProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> AMIProtocol:
         protocol = AMIProtocol(self.settings, clock=self._clock, handler=self)
         protocol.factory = self
         return protocol
@@ -227,7 +227,7 @@ class AMIClientFactory(Factory):
             return
         self.stats.state = "connecting"
         log.info("Connecting to AMI at {endpoint}", endpoint=self._endpoint)
-        d: Deferred[AMIProtocol] = self._endpoint.connect(self)
+        d: Deferred[AMIProtocol] = self._endpoint.connect(self)  # type: ignore[assignment]
         self._connecting = d
         d.addCallbacks(self._connected, self._connect_failed)
 

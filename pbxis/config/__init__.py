@@ -31,6 +31,8 @@ __all__ = [
     "HTTPConfig",
     "OriginateConfig",
     "SimulatorConfig",
+    "SupervisorsConfig",
+    "Thresholds",
     "load_config",
     "parse_config",
 ]
@@ -101,7 +103,7 @@ class AgentsConfig:
     max_log_bytes: int = 256 * 1024 * 1024
     max_clients: int = 20
     snapshot_window: float = 1.0
-    queue_tick: float = 0.05
+    queue_tick: float = 0.2
 
 
 #: Premium-rate prefixes (international 900, North American 1-900), with or without
@@ -139,12 +141,52 @@ class SimulatorConfig:
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """When a wallboard tile turns amber and red: the longest wait at or above
+    ``wait_*`` seconds, the service level performance at or below ``service_level_*``
+    percent."""
+
+    wait_amber: int = 30
+    wait_red: int = 60
+    service_level_amber: float = 80.0
+    service_level_red: float = 60.0
+
+
+@dataclass(frozen=True)
+class SupervisorsConfig:
+    """``[supervisors]``: the wallboard's thresholds, and per-queue overrides
+    (``[supervisors.queues.sales]``)."""
+
+    wait_amber: int = 30
+    wait_red: int = 60
+    service_level_amber: float = 80.0
+    service_level_red: float = 60.0
+    queues: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
+
+    @property
+    def defaults(self) -> Thresholds:
+        return Thresholds(self.wait_amber, self.wait_red, self.service_level_amber, self.service_level_red)
+
+    def thresholds(self, queue: str) -> Thresholds:
+        """The defaults with ``queue``'s overrides applied."""
+        overrides = dict(dict(self.queues).get(queue, ()))
+        base = self.defaults
+        return Thresholds(
+            wait_amber=int(overrides.get("wait_amber", base.wait_amber)),
+            wait_red=int(overrides.get("wait_red", base.wait_red)),
+            service_level_amber=float(overrides.get("service_level_amber", base.service_level_amber)),
+            service_level_red=float(overrides.get("service_level_red", base.service_level_red)),
+        )
+
+
+@dataclass(frozen=True)
 class Config:
     ami: AMIConfig = AMIConfig()
     http: HTTPConfig = HTTPConfig()
     agents: AgentsConfig = AgentsConfig()
     originate: OriginateConfig = OriginateConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    supervisors: SupervisorsConfig = SupervisorsConfig()
     source: str = "<defaults>"
 
     @property
@@ -222,8 +264,8 @@ def _talk_time(key: str, value: Any) -> tuple[float, float]:
     return (float(value[0]), float(value[1]))
 
 
-def _template(key: str, value: Any) -> str:
-    value = _string(allow_empty=False)(key, value)
+def _template(key: str, raw: Any) -> str:
+    value = str(_string(allow_empty=False)(key, raw))
     if "{agent}" not in value:
         raise ConfigError(f'{key}: must contain {{agent}}, e.g. "SIP/{{agent}}" or "PJSIP/{{agent}}"')
     try:
@@ -233,8 +275,8 @@ def _template(key: str, value: Any) -> str:
     return value
 
 
-def _caller_id(key: str, value: Any) -> str:
-    value = _string()(key, value)
+def _caller_id(key: str, raw: Any) -> str:
+    value = str(_string()(key, raw))
     try:
         value.format(agent="1001", name="Alice")
     except (KeyError, IndexError, ValueError) as e:
@@ -243,7 +285,7 @@ def _caller_id(key: str, value: Any) -> str:
 
 
 def _regex_list(key: str, value: Any) -> tuple[str, ...]:
-    patterns = _string_list()(key, value)
+    patterns: tuple[str, ...] = _string_list()(key, value)
     for pattern in patterns:
         try:
             re.compile(pattern)
@@ -254,6 +296,34 @@ def _regex_list(key: str, value: Any) -> tuple[str, ...]:
 
 def _optional_seed(key: str, value: Any) -> int:
     return int(_number(low=0, high=2**63 - 1, integer=True)(key, value))
+
+
+_THRESHOLD_CHECKS: dict[str, Check] = {
+    "wait_amber": _number(low=1, high=86400, integer=True),
+    "wait_red": _number(low=1, high=86400, integer=True),
+    "service_level_amber": _number(low=0, high=100),
+    "service_level_red": _number(low=0, high=100),
+}
+
+
+def _queue_thresholds(key: str, value: Any) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
+    """``[supervisors.queues.<queue>]`` tables of threshold overrides."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected tables [supervisors.queues.<queue>], got {_show(value)}")
+    out = []
+    for queue, body in value.items():
+        name = f"[supervisors.queues.{queue}]"
+        if not _QUEUE.match(queue):
+            raise ConfigError(f"{name}: not a queue name (1-64 of A-Z a-z 0-9 _ . -)")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{name}: expected a table of thresholds, got {_show(body)}")
+        items = []
+        for item, threshold in body.items():
+            if item not in _THRESHOLD_CHECKS:
+                raise ConfigError(f"{name}.{item}: unknown key (known: {', '.join(_THRESHOLD_CHECKS)})")
+            items.append((item, float(_THRESHOLD_CHECKS[item](f"{name}.{item}", threshold))))
+        out.append((queue, tuple(items)))
+    return tuple(out)
 
 
 SCHEMA: dict[str, dict[str, Check]] = {
@@ -321,6 +391,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "asterisk": _string(choices=("20", "22")),
         "tech": _string(choices=("", "sip", "pjsip")),
     },
+    "supervisors": {**_THRESHOLD_CHECKS, "queues": _queue_thresholds},
 }
 
 
@@ -425,6 +496,7 @@ def parse_config(
         agents=AgentsConfig(**agents),
         originate=OriginateConfig(**values.get("originate", {})),
         simulator=SimulatorConfig(**sim),
+        supervisors=SupervisorsConfig(**values.get("supervisors", {})),
         source=source,
     )
 
@@ -433,17 +505,24 @@ def _match_simulated_driver(sim: dict[str, Any], agents: dict[str, Any]) -> None
     """The embedded simulator's Asterisk and the agents' interface must agree.
 
     ``[agents].interface`` defaults to the simulated driver's (``PJSIP/{agent}`` for
-    Asterisk 22); one naming the other driver would match no queue member.
+    Asterisk 22); without ``[simulator] asterisk``/``tech`` a ``PJSIP/`` interface picks
+    Asterisk 22. An interface of the other driver would match no queue member: an error.
     """
     from ..simulator.personality import personality
 
+    chosen = "asterisk" in sim or bool(sim.get("tech"))
+    given = agents.get("interface")
+    if not chosen and isinstance(given, str) and given.startswith("PJSIP/"):
+        sim["asterisk"], sim["tech"] = "22", "pjsip"
     try:
         plays = personality(sim.get("asterisk", "20"), sim.get("tech") or None)
     except ValueError as e:
         raise ConfigError(f"[simulator].tech: {e}") from None
+    sim["asterisk"], sim["tech"] = plays.asterisk, plays.tech.lower()
     wanted = f"{plays.tech}/{{agent}}"
     given = agents.setdefault("interface", wanted)
-    if not given.startswith(f"{plays.tech}/"):
+    other = "SIP/" if plays.tech == "PJSIP" else "PJSIP/"
+    if given.startswith(other):
         raise ConfigError(
             f"[agents].interface: the simulator plays Asterisk {plays.asterisk} with {plays.tech}"
             f' phones; use "{wanted}" (got {given!r})'

@@ -31,6 +31,7 @@ from ..errors import (
     UnknownAgent,
     UnknownPbx,
     UnknownQueue,
+    UnknownSupervisor,
 )
 from . import validation as v
 from .auth import Authenticator, Principal
@@ -47,6 +48,7 @@ _STATUS_OF: tuple[tuple[type[CommandError], int], ...] = (
     (Forbidden, 403),
     (UnknownAgent, 404),
     (UnknownPbx, 404),
+    (UnknownSupervisor, 404),
     (UnknownQueue, 404),
     (Conflict, 409),
     (RateLimited, 429),

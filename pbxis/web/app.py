@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Mapping, Sequence
-from typing import cast
+from typing import Any, cast
 
 from klein import Klein
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -36,10 +36,11 @@ from .errors import ApiError
 from .openapi import openapi_document
 from .redact import redact_url
 from .streams import add_stream_routes
+from .supervisors import add_supervisor_routes
 
 __all__ = ["StreamOptions", "build_app"]
 
-StreamOptions = Mapping[str, float]
+StreamOptions = Mapping[str, Any]
 """Keyword arguments for :func:`~pbxis.web.streams.add_stream_routes` (heartbeat...)."""
 
 log = Logger(namespace="pbxis.web")
@@ -72,6 +73,7 @@ def build_app(
         return _render_error(request, failure, http.allowed_origins)
 
     add_api_routes(app, center=center, auth=auth, public_base_url=http.public_url.rstrip("/"))
+    add_supervisor_routes(app, center=center, auth=auth, public_base_url=http.public_url.rstrip("/"))
     stream_routes = add_stream_routes(
         app, center.hub, allowed_origins=http.allowed_origins, clock=clock, **dict(streams or {})
     )
@@ -119,7 +121,7 @@ def _loggable_path(request: IRequest) -> str:
 
 
 def _render_error(request: IRequest, failure: Failure, origins: Sequence[str]) -> bytes | None:
-    error = failure.value
+    error = cast(BaseException, failure.value)
     if isinstance(error, MethodNotAllowed) and request.method == b"OPTIONS":
         # A CORS preflight: werkzeug found the route but no OPTIONS rule, which is
         # exactly "this path exists". Answering here keeps unknown paths a 404 and

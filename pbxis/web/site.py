@@ -96,7 +96,7 @@ class _RedactedRequest(proxyForInterface(IRequest, "_request")):  # type: ignore
         return redact_url(self._request.uri)
 
     def getHeader(self, key: bytes) -> bytes | None:
-        value = self._request.getHeader(key)
+        value: bytes | None = self._request.getHeader(key)
         if value is not None and key.lower() == b"referer":
             return redact_url(value)
         return value
@@ -104,7 +104,7 @@ class _RedactedRequest(proxyForInterface(IRequest, "_request")):  # type: ignore
 
 def access_log_formatter(timestamp: str, request: IRequest) -> str:
     """Twisted's combined log format, with stream tokens redacted (``IAccessLogFormatter``)."""
-    return combinedLogFormatter(timestamp, _RedactedRequest(request))
+    return str(combinedLogFormatter(timestamp, _RedactedRequest(request)))
 
 
 # -- Host ------------------------------------------------------------------------------
@@ -189,7 +189,7 @@ class _BoundedRequest(Request):
         # Never Twisted's temporary file: the channel refuses anything over the limit
         # before it could matter, so memory is bounded by that limit.
         self._body = BytesIO()
-        self.content = self._body  # type: ignore[assignment]
+        self.content = self._body
         self._received = 0
 
     def handleContentChunk(self, data: bytes) -> None:
@@ -319,7 +319,11 @@ class GuardedChannel(HTTPChannel):
         head += b"".join(name + b": " + value + b"\r\n" for name, value in headers)
         self.transport.write(head + b"\r\n" + body)
         self.setTimeout(None)
-        self._networkProducer.unregisterProducer()
+        # HTTPChannel registered itself as the transport's producer; unregister it so
+        # that nothing resumes reading from a client we refused.
+        unregister = getattr(self.transport, "unregisterProducer", None)
+        if unregister is not None:
+            unregister()
         if ISSLTransport.providedBy(self.transport) or not IHalfCloseableDescriptor.providedBy(
             self.transport
         ):
@@ -337,7 +341,8 @@ class GuardedChannel(HTTPChannel):
     def _abort(self) -> None:
         self._linger = None
         if self.transport is not None:
-            self.transport.abortConnection()
+            abort = getattr(self.transport, "abortConnection", self.transport.loseConnection)
+            abort()
 
 
 class PbxisSite(Site):
@@ -404,7 +409,8 @@ class _Guard(Resource):
             request.setResponseCode(error.status)
             request.setHeader(b"content-type", b"application/json")
             return error.body()
-        return self._inner.render(request)
+        answer: bytes | int = self._inner.render(request)
+        return answer
 
     def _check(self, request: IRequest) -> ApiError | None:
         host = _header(request, b"host")
@@ -414,7 +420,7 @@ class _Guard(Resource):
                 "host_not_allowed",
                 "this Host is not one of [http].allowed_hosts; use the address pbxis is published at",
             )
-        segments = [*request.prepath, *request.postpath]  # type: ignore[attr-defined]
+        segments = [*request.prepath, *request.postpath]
         try:
             b"/".join(segments).decode("utf-8")
             request.getRequestHostname().decode("utf-8")

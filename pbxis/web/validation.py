@@ -80,7 +80,7 @@ def queue_list(value: object, field: str = "queues") -> list[str]:
 
 def phone_number(value: object, field: str = "number") -> str:
     """Something a phone can dial: digits, ``+``, ``*``, ``#``; 1 to 32 of them."""
-    if not is_number(value):
+    if not isinstance(value, str) or not is_number(value):
         raise _bad(field, f"use {NUMBER_HINT}")
     return value
 

@@ -133,8 +133,8 @@ class StreamProtocol(WebSocketServerProtocol):
         self._sub = sub
         # The HTTP channel that parsed the upgrade registered itself as this socket's
         # producer; it no longer owns the socket, our subscription does.
-        self.transport.unregisterProducer()
-        self.transport.registerProducer(sub, True)
+        self.transport.unregisterProducer()  # type: ignore[union-attr]
+        self.transport.registerProducer(sub, True)  # type: ignore[union-attr]
         config.open_streams.add(self)
         config.ws_heartbeat.add(self)
         sub.resumeProducing()
@@ -145,7 +145,9 @@ class StreamProtocol(WebSocketServerProtocol):
         Waiting for the client's own close frame (the polite handshake) would mean reading
         whatever it sends first; the socket is closed as soon as our frame is written.
         """
-        self.transport.pauseProducing()
+        pause = getattr(self.transport, "pauseProducing", None)  # a TCP or TLS transport has it
+        if pause is not None:
+            pause()
         self.data = b""  # anything that came with the handshake is dropped unparsed
         self.sendClose(code, reason)
         self.dropConnection(abort=False)
@@ -191,7 +193,7 @@ class StreamProtocol(WebSocketServerProtocol):
         if self.state != self.STATE_OPEN:
             return
         prepare = self.factory.prepare
-        self.transport.write(b"".join([entry.frame(WEBSOCKET, prepare) for entry in batch]))
+        self.transport.write(b"".join([entry.frame(WEBSOCKET, prepare) for entry in batch]))  # type: ignore[union-attr]
         self.factory.config.count_out(WEBSOCKET, len(batch))
 
     def _hub_ended(self, reason: str) -> None:
@@ -216,7 +218,7 @@ class StreamProtocol(WebSocketServerProtocol):
 
 
 class _StreamFactory(WebSocketServerFactory):
-    protocol = StreamProtocol
+    protocol = StreamProtocol  # type: ignore[assignment]
 
     def __init__(self, config: StreamConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
