@@ -10,27 +10,23 @@ needs observing as it happens, through the AMI client's action listener into a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["KNOWN_EVENTS", "OTHER_EVENTS", "PbxisCollector", "build_registry"]
+from .ami.factory import OTHER_EVENTS
+from .tracker.filters import EVENT_NAMES
 
-OTHER_EVENTS = "other"
-"""The ``type`` label (and the AMI client's counter key) of every event name not known."""
+__all__ = ["KNOWN_EVENTS", "PbxisCollector", "build_registry"]
 
 KNOWN_EVENTS: frozenset[str] = frozenset(
     (
-        # The events the tracker digests (the daemon adds its filter's list, see
-        # build_registry), the answers to the rebuild's list actions, and the events an
-        # unfiltered Asterisk 20 or 22 sends most (captures under shared/ami/).
-        "QueueMemberStatus", "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause",
-        "QueueCallerJoin", "QueueCallerLeave", "AgentCalled", "AgentConnect", "AgentComplete",
-        "ExtensionStatus", "DialBegin", "DialEnd", "AttendedTransfer", "Hangup",
-        "OriginateResponse", "FullyBooted", "Shutdown",
+        *EVENT_NAMES,
+        # Answers to the rebuild's list actions, and the events an unfiltered Asterisk 20
+        # or 22 sends most (captures under shared/ami/).
         "QueueParams", "QueueMember", "QueueEntry", "QueueStatusComplete",
         "CoreShowChannel", "CoreShowChannelsComplete", "ExtensionStateListComplete",
         "Status", "StatusComplete", "VarSet", "Newchannel", "Newstate", "Newexten",
@@ -78,16 +74,7 @@ class PbxisCollector(Collector):
       ``actions`` and ``messages``.
     """
 
-    def __init__(
-        self,
-        *,
-        ami: _AMI,
-        hub: _StatsSource,
-        streams: _StatsSource | None,
-        sync: Any,
-        known_events: Collection[str] = KNOWN_EVENTS,
-    ) -> None:
-        self._known = frozenset(known_events)
+    def __init__(self, *, ami: _AMI, hub: _StatsSource, streams: _StatsSource | None, sync: Any) -> None:
         self._ami = ami
         self._hub = hub
         self._streams = streams
@@ -107,7 +94,7 @@ class PbxisCollector(Collector):
         )
         bounded: dict[str, int] = {}
         for event, count in dict(getattr(stats, "events_in", {})).items():
-            label = event if event in self._known else OTHER_EVENTS
+            label = event if event in KNOWN_EVENTS else OTHER_EVENTS
             bounded[label] = bounded.get(label, 0) + count
         for event, count in sorted(bounded.items()):
             events_in.add_metric([event], count)
@@ -154,21 +141,11 @@ class PbxisCollector(Collector):
 
 
 def build_registry(
-    *,
-    ami: _AMI,
-    hub: _StatsSource,
-    streams: _StatsSource | None,
-    sync: Any,
-    known_events: Collection[str] = KNOWN_EVENTS,
+    *, ami: _AMI, hub: _StatsSource, streams: _StatsSource | None, sync: Any
 ) -> CollectorRegistry:
-    """A private registry with the collector and the action-latency histogram wired in.
-
-    ``known_events``: the event names with a series of their own (the rest: ``other``).
-    """
+    """A private registry with the collector and the action-latency histogram wired in."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(
-        PbxisCollector(ami=ami, hub=hub, streams=streams, sync=sync, known_events=known_events)
-    )
+    registry.register(PbxisCollector(ami=ami, hub=hub, streams=streams, sync=sync))
     latency = Histogram(
         "pbxis_ami_action_seconds",
         "Time from sending an AMI action to its answer, by action and outcome.",

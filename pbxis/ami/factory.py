@@ -29,7 +29,6 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ..metrics import OTHER_EVENTS
 from .errors import AuthenticationFailed, NotConnected
 from .message import HeaderInput, Message
 from .protocol import ActionResult, AMIProtocol, AuthMethod, LinkSettings, Outcome
@@ -49,6 +48,8 @@ MAX_EVENT_NAMES = 256
 """Distinct event names counted one by one in :attr:`AMIStats.events_in`; Asterisk has
 about 200. Names first seen after that are counted under :data:`OTHER_EVENTS`, so a
 peer inventing names cannot grow the counter (or ``/metrics``) without bound."""
+OTHER_EVENTS = "other"
+
 LinkState = Literal["connecting", "logging_in", "logged_in", "disconnected", "auth_failed"]
 ActionListener = Callable[[str, float, str], None]
 

@@ -26,8 +26,7 @@ from werkzeug.routing import RequestRedirect
 
 from ..config import HTTPConfig
 from ..engine import CallCenter
-from ..metrics import KNOWN_EVENTS, build_registry
-from ..tracker.filters import EVENT_NAMES
+from ..metrics import build_registry
 from .api import add_api_routes, json_response
 from .auth import Authenticator
 from .client import add_client_routes
@@ -79,13 +78,7 @@ def build_app(
     )
     if client_routes:
         add_client_routes(app)
-    registry = build_registry(
-        ami=center.ami,
-        hub=center.hub,
-        streams=stream_routes,
-        sync=center.sync,
-        known_events=KNOWN_EVENTS | set(EVENT_NAMES),
-    )
+    registry = build_registry(ami=center.ami, hub=center.hub, streams=stream_routes, sync=center.sync)
     document = json.dumps(openapi_document(http.public_url.rstrip("/") or "/")).encode("utf-8")
     # Who answers: a CRM that sees another id knows pbxis restarted (and, with the
     # in-memory store, that every registration and token is gone).
