@@ -9,15 +9,19 @@ At stop the call center goes first: streams end with the documented "server shut
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.interfaces import (
     IListeningPort,
+    IProtocol,
+    IProtocolFactory,
     IReactorTime,
     IStreamClientEndpoint,
     IStreamServerEndpoint,
@@ -25,14 +29,15 @@ from twisted.internet.interfaces import (
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Site
+from zope.interface import implementer
 
-from .config import Config
+from .config import Config, ConfigError
 from .engine import CallCenter
 from .gcpolicy import start_collector_policy
 from .web.app import build_app
 from .web.site import build_site
 
-__all__ = ["PbxisService", "make_service"]
+__all__ = ["PbxisService", "check_supported", "make_service"]
 
 log = Logger(namespace="pbxis")
 
@@ -53,7 +58,7 @@ class _SimulatorService(Service):
                 personality=personality(sim.asterisk, sim.tech or None),
             ),
             clock=reactor,
-            seed=sim.seed,
+            seed=sim.seed if sim.seed is not None else secrets.randbits(63),  # a different day each time
             username=config.ami.username,
             secret=config.ami.secret,
         )
@@ -70,7 +75,7 @@ class _SimulatorService(Service):
 
         def listening(port: IListeningPort) -> IListeningPort:
             self.port = port
-            host = port.getHost()
+            host = _address(port)
             log.info("demo: simulated Asterisk listening on {host}:{port}", host=host.host, port=host.port)
             if self._rate > 0:
                 self.simulator.start_load(rate_per_minute=self._rate, talk_time=self._talk)
@@ -80,12 +85,10 @@ class _SimulatorService(Service):
         d.addCallback(listening)
         d.addErrback(self.ready.errback)
 
-    def stopService(self) -> defer.Deferred[None] | None:
+    def stopService(self) -> Deferred[None]:
         super().stopService()
         self.simulator.stop_load()
-        if self.port is not None:
-            return defer.maybeDeferred(self.port.stopListening)
-        return None
+        return _stop_listening(self.port)
 
 
 class _CallCenterService(Service):
@@ -132,9 +135,59 @@ class _WebService(Service):
     def stopService(self) -> Deferred[None]:
         super().stopService()
         port, self.port = self.port, None
-        if port is None:
-            return defer.succeed(None)
-        return defer.maybeDeferred(port.stopListening)
+        return _stop_listening(port)
+
+
+class _RedisService(Service):
+    """The Redis link and store: connects and loads on start (``loaded`` fires), writes
+    what is pending on stop (a few seconds at most), then closes the link."""
+
+    def __init__(self, config: Config, reactor: Any) -> None:
+        from .store.redis_keys import Keys
+        from .store.redis_link import RedisLink
+        from .store.redis_store import RedisStore
+
+        assert config.redis is not None
+        self.link = RedisLink(config.redis, reactor)
+        agents = config.agents
+        self.store = RedisStore(
+            self.link,
+            Keys(config.redis.key_prefix),
+            reactor,
+            max_log=agents.max_log,
+            max_log_bytes=agents.max_log_bytes,
+            keep_closed_ms=int(agents.grace_period * 1000),
+            outage_seconds=config.redis.outage_buffer_seconds,
+        )
+        self.loaded: Deferred[int] = Deferred()
+        self._reactor = reactor
+
+    def startService(self) -> None:
+        super().startService()
+        self.link.start()
+        log.info("Redis: connecting to {url}", url=self.link.config.safe_url)
+        defer.ensureDeferred(self._load()).addCallbacks(self.loaded.callback, self._failed)
+
+    async def _load(self) -> int:
+        while True:
+            await self.link.when_connected()
+            try:
+                return await self.store.load()
+            except Exception as e:  # Redis went away mid-load: wait for it again
+                log.warn("Redis: loading the stored state failed ({e}); retrying", e=e)
+                from twisted.internet.task import deferLater
+
+                await deferLater(self._reactor, 1.0, lambda: None)
+
+    def _failed(self, failure: Failure) -> None:
+        log.failure("Redis: cannot load the stored state", failure)
+        self._reactor.stop()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        d = self.store.drain(timeout=3.0)
+        d.addCallback(lambda _: self.link.stop())
+        return d
 
 
 class PbxisService(MultiService):
@@ -158,12 +211,20 @@ class PbxisService(MultiService):
         self.config = config
         self.reactor = reactor
         self.freeze_gc = freeze_gc
-        self.center = CallCenter(reactor, config, now_ms=now_ms)
+        self.redis: _RedisService | None = None
+        store = None
+        check_supported(config)
+        if config.redis is not None:
+            self.redis = _RedisService(config, reactor)
+            store = self.redis.store
+        self.center = CallCenter(reactor, config, now_ms=now_ms, store=store)
         self.tracker = self.center.tracker
         self.hub = self.center.hub
         self.ami = self.center.ami
         self.sync = self.center.sync
 
+        if self.redis is not None:
+            self.redis.setServiceParent(self)
         self.simulator_service: _SimulatorService | None = None
         if config.demo:
             self.simulator_service = _SimulatorService(reactor, config)
@@ -171,18 +232,45 @@ class PbxisService(MultiService):
 
         http = config.http
         self.app = build_app(self.center, http, clock=reactor)
-        self.site = build_site(self.app, http.allowed_origins)
-        self.web = _WebService(serverFromString(reactor, http.listen), self.site)
-        self.web.setServiceParent(self)
-
+        self.site = build_site(
+            self.app,
+            http.allowed_origins,
+            allowed_hosts=http.allowed_hosts,
+            public_url=http.public_url,
+            header_timeout=http.header_timeout,
+            body_timeout=http.body_timeout,
+            reactor=reactor,
+        )
+        self.web = _WebService(serverFromString(reactor, http.server_endpoint), self.site)
         self.center_service = _CallCenterService(self.center, self._ami_endpoint)
+        if self.redis is None:
+            self.web.setServiceParent(self)
+            self.center_service.setServiceParent(self)
+        else:
+            # nothing is served and Asterisk is not asked before the registrations, logs
+            # and states are back from Redis (a resume would otherwise be a 404)
+            self.redis.loaded.addCallback(self._redis_loaded)
+
+    def _redis_loaded(self, _: object) -> None:
+        assert self.redis is not None
+        adopted = self.redis.store.adopt(
+            lambda agent, queues, name: self.center.register_agent(agent, queues, name=name)
+        )
+        log.info("Redis: {n} registrations back, with their tokens and logs", n=len(adopted))
+        try:
+            self.web.setServiceParent(self)
+        except Exception:
+            log.failure("cannot listen for HTTP on {listen}", listen=self.config.http.listen)
+            self.reactor.stop()
+            return
         self.center_service.setServiceParent(self)
 
     def _ami_endpoint(self) -> IStreamClientEndpoint:
         if self.simulator_service is not None:
             # The simulator may still be binding; connect once it listens.
             return _DeferredEndpoint(self.reactor, self.simulator_service.ready)
-        return clientFromString(self.reactor, self.config.ami.client_endpoint)
+        endpoint: IStreamClientEndpoint = clientFromString(self.reactor, self.config.ami.client_endpoint)
+        return endpoint
 
     def startService(self) -> None:
         if not self.config.http.api_keys:
@@ -198,9 +286,21 @@ class PbxisService(MultiService):
     def http_port(self) -> int:
         """The bound HTTP port (useful with ``tcp:0``); 0 before it listens."""
         port = self.web.port
-        return 0 if port is None else int(port.getHost().port)  # type: ignore[attr-defined]
+        return 0 if port is None else _address(port).port
 
 
+def _address(port: IListeningPort) -> IPv4Address:
+    """Where a TCP port listens (``IListeningPort.getHost`` is typed as any address)."""
+    return cast(IPv4Address, port.getHost())
+
+
+def _stop_listening(port: IListeningPort | None) -> Deferred[None]:
+    if port is None:
+        return defer.succeed(None)
+    return defer.maybeDeferred(port.stopListening).addCallback(lambda _: None)
+
+
+@implementer(IStreamClientEndpoint)
 class _DeferredEndpoint:
     """A client endpoint for the demo simulator, whose port is known only once it listens."""
 
@@ -210,20 +310,36 @@ class _DeferredEndpoint:
         ready.addCallback(self._listening)
 
     def __repr__(self) -> str:
-        where = self._port.getHost() if self._port is not None else None
+        where = _address(self._port) if self._port is not None else None
         return f"<embedded simulator at {where.host}:{where.port}>" if where else "<embedded simulator>"
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
         self._port = port
         return port
 
-    def connect(self, factory: Any) -> defer.Deferred[Any]:
+    def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
         from twisted.internet.endpoints import TCP4ClientEndpoint
 
         if self._port is None:
             return defer.fail(ConnectionRefusedError("the demo simulator is not listening yet"))
-        host = self._port.getHost()
+        host = _address(self._port)
         return TCP4ClientEndpoint(self._reactor, host.host, host.port).connect(factory)
+
+
+def check_supported(config: Config) -> None:
+    """Refuse, naming the key, what the config language has but this daemon cannot run."""
+    if config.redis is not None:
+        try:
+            import txredisapi  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "[redis]: the Redis store needs the txredisapi package: pip install 'pbxis[redis]'"
+            ) from None
+    if config.node.role != "all":
+        raise ConfigError(
+            f"[node].role: {config.node.role!r} is not available yet; Redis is the durable store "
+            "of one 'all' node for now (README, \"Redis\")"
+        )
 
 
 def make_service(config: Config, reactor: Any = None, *, freeze_gc: bool = False) -> PbxisService:

@@ -29,8 +29,12 @@ __all__ = [
     "Config",
     "ConfigError",
     "HTTPConfig",
+    "NodeConfig",
     "OriginateConfig",
+    "RedisConfig",
     "SimulatorConfig",
+    "SupervisorsConfig",
+    "Thresholds",
     "load_config",
     "parse_config",
 ]
@@ -57,6 +61,7 @@ class AMIConfig:
     keepalive_timeout: float = 10.0
     reconnect_min_delay: float = 0.5
     reconnect_max_delay: float = 30.0
+    reconnect_reset_after: float = 30.0
 
     @property
     def client_endpoint(self) -> str:
@@ -74,6 +79,18 @@ class HTTPConfig:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     allowed_origins: tuple[str, ...] = ()
     metrics_public: bool = True
+    allowed_hosts: tuple[str, ...] = ()
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    backlog: int = 4096
+
+    @property
+    def server_endpoint(self) -> str:
+        """``listen`` with ``backlog`` added (TCP, SSL and UNIX endpoints take one)."""
+        kind = self.listen.split(":", 1)[0].lower()
+        if kind not in _BACKLOG_ENDPOINTS or "backlog=" in self.listen:
+            return self.listen
+        return f"{self.listen}:backlog={self.backlog}"
 
 
 @dataclass(frozen=True)
@@ -88,7 +105,7 @@ class AgentsConfig:
     max_log_bytes: int = 256 * 1024 * 1024
     max_clients: int = 20
     snapshot_window: float = 1.0
-    queue_tick: float = 0.05
+    queue_tick: float = 0.2
 
 
 #: Premium-rate prefixes (international 900, North American 1-900), with or without
@@ -126,13 +143,101 @@ class SimulatorConfig:
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """When a wallboard tile turns amber and red: the longest wait at or above
+    ``wait_*`` seconds, the service level performance at or below ``service_level_*``
+    percent."""
+
+    wait_amber: int = 30
+    wait_red: int = 60
+    service_level_amber: float = 80.0
+    service_level_red: float = 60.0
+
+
+@dataclass(frozen=True)
+class SupervisorsConfig:
+    """``[supervisors]``: the wallboard's thresholds, and per-queue overrides
+    (``[supervisors.queues.sales]``)."""
+
+    wait_amber: int = 30
+    wait_red: int = 60
+    service_level_amber: float = 80.0
+    service_level_red: float = 60.0
+    queues: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
+
+    @property
+    def defaults(self) -> Thresholds:
+        return Thresholds(self.wait_amber, self.wait_red, self.service_level_amber, self.service_level_red)
+
+    def thresholds(self, queue: str) -> Thresholds:
+        """The defaults with ``queue``'s overrides applied."""
+        overrides = dict(dict(self.queues).get(queue, ()))
+        base = self.defaults
+        return Thresholds(
+            wait_amber=int(overrides.get("wait_amber", base.wait_amber)),
+            wait_red=int(overrides.get("wait_red", base.wait_red)),
+            service_level_amber=float(overrides.get("service_level_amber", base.service_level_amber)),
+            service_level_red=float(overrides.get("service_level_red", base.service_level_red)),
+        )
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """``[redis]``: the shared store. ``password`` is resolved from the URL, a file or the
+    environment; neither it nor the URL as written appear in ``repr`` (use :attr:`safe_url`)."""
+
+    url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    tls: bool = False
+    host: str = "127.0.0.1"
+    port: int = 6379
+    db: int = 0
+    username: str = ""
+    password: str = field(default="", repr=False)
+    key_prefix: str = "pbxis:"
+    connect_timeout: float = 5.0
+    command_timeout: float = 5.0
+    outage_buffer_seconds: float = 30.0
+    outage_buffer_events: int = 100_000
+
+    @property
+    def safe_url(self) -> str:
+        """The URL for logs and ``/health``: never the password."""
+        scheme = "rediss" if self.tls else "redis"
+        user = f"{self.username}:***@" if self.username else ("***@" if self.password else "")
+        return f"{scheme}://{user}{self.host}:{self.port}/{self.db}"
+
+
+NODE_ROLES = ("all", "web", "collector")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """``[node]``: which parts of pbxis this process runs (see README, "Several nodes")."""
+
+    role: str = "all"
+    name: str = ""
+
+    @property
+    def has_ami(self) -> bool:
+        return self.role in ("all", "collector")
+
+    @property
+    def has_http_api(self) -> bool:
+        return self.role in ("all", "web")
+
+
+@dataclass(frozen=True)
 class Config:
     ami: AMIConfig = AMIConfig()
     http: HTTPConfig = HTTPConfig()
     agents: AgentsConfig = AgentsConfig()
     originate: OriginateConfig = OriginateConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    supervisors: SupervisorsConfig = SupervisorsConfig()
     source: str = "<defaults>"
+    #: ``None``: the in-memory store, one process (the embedded default)
+    redis: RedisConfig | None = None
+    node: NodeConfig = NodeConfig()
 
     @property
     def demo(self) -> bool:
@@ -145,6 +250,8 @@ class Config:
 Check = Callable[[str, Any], Any]
 _NAME = re.compile(AGENT_PATTERN)
 _QUEUE = re.compile(QUEUE_PATTERN)
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?$")
+_BACKLOG_ENDPOINTS = ("tcp", "tcp6", "ssl", "unix")
 
 
 def _string(*, allow_empty: bool = True, choices: Sequence[str] = ()) -> Check:
@@ -207,8 +314,8 @@ def _talk_time(key: str, value: Any) -> tuple[float, float]:
     return (float(value[0]), float(value[1]))
 
 
-def _template(key: str, value: Any) -> str:
-    value = _string(allow_empty=False)(key, value)
+def _template(key: str, raw: Any) -> str:
+    value = str(_string(allow_empty=False)(key, raw))
     if "{agent}" not in value:
         raise ConfigError(f'{key}: must contain {{agent}}, e.g. "SIP/{{agent}}" or "PJSIP/{{agent}}"')
     try:
@@ -218,8 +325,8 @@ def _template(key: str, value: Any) -> str:
     return value
 
 
-def _caller_id(key: str, value: Any) -> str:
-    value = _string()(key, value)
+def _caller_id(key: str, raw: Any) -> str:
+    value = str(_string()(key, raw))
     try:
         value.format(agent="1001", name="Alice")
     except (KeyError, IndexError, ValueError) as e:
@@ -227,8 +334,54 @@ def _caller_id(key: str, value: Any) -> str:
     return value
 
 
+def _redis_url(key: str, value: Any) -> str:
+    text = str(_string(allow_empty=False)(key, value))
+    _parse_redis_url(key, text)
+    return text
+
+
+def _parse_redis_url(key: str, value: str) -> dict[str, Any]:
+    """``redis://[user[:password]@]host[:port][/db]`` or ``rediss://`` (TLS)."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        # the message of urllib's error may quote the URL, password included
+        raise ConfigError(f"{key}: not a valid URL (expected redis://host:port/db)") from None
+    if parts.scheme not in ("redis", "rediss"):
+        raise ConfigError(f"{key}: expected a redis:// or rediss:// URL, got scheme {parts.scheme!r}")
+    if not parts.hostname:
+        raise ConfigError(f"{key}: the URL names no host")
+    db_text = parts.path.lstrip("/") or "0"
+    if not db_text.isdigit() or int(db_text) > 10_000:
+        raise ConfigError(f"{key}: the database number after the host must be an integer, got {db_text!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{key}: no query string or fragment allowed in the URL")
+    return {
+        "tls": parts.scheme == "rediss",
+        "host": parts.hostname,
+        "port": port or 6379,
+        "db": int(db_text),
+        "username": unquote(parts.username or "") if parts.password is not None else "",
+        # "redis://secret@host": Redis's own URL form puts a bare password in the user part
+        "password": unquote(parts.password if parts.password is not None else (parts.username or "")),
+    }
+
+
+_KEY_PREFIX = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+
+
+def _key_prefix(key: str, value: Any) -> str:
+    text = str(_string(allow_empty=False)(key, value))
+    if not _KEY_PREFIX.match(text):
+        raise ConfigError(f"{key}: 1-64 of A-Z a-z 0-9 _ . : - expected, got {text!r}")
+    return text
+
+
 def _regex_list(key: str, value: Any) -> tuple[str, ...]:
-    patterns = _string_list()(key, value)
+    patterns: tuple[str, ...] = _string_list()(key, value)
     for pattern in patterns:
         try:
             re.compile(pattern)
@@ -239,6 +392,34 @@ def _regex_list(key: str, value: Any) -> tuple[str, ...]:
 
 def _optional_seed(key: str, value: Any) -> int:
     return int(_number(low=0, high=2**63 - 1, integer=True)(key, value))
+
+
+_THRESHOLD_CHECKS: dict[str, Check] = {
+    "wait_amber": _number(low=1, high=86400, integer=True),
+    "wait_red": _number(low=1, high=86400, integer=True),
+    "service_level_amber": _number(low=0, high=100),
+    "service_level_red": _number(low=0, high=100),
+}
+
+
+def _queue_thresholds(key: str, value: Any) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
+    """``[supervisors.queues.<queue>]`` tables of threshold overrides."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected tables [supervisors.queues.<queue>], got {_show(value)}")
+    out = []
+    for queue, body in value.items():
+        name = f"[supervisors.queues.{queue}]"
+        if not _QUEUE.match(queue):
+            raise ConfigError(f"{name}: not a queue name (1-64 of A-Z a-z 0-9 _ . -)")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{name}: expected a table of thresholds, got {_show(body)}")
+        items = []
+        for item, threshold in body.items():
+            if item not in _THRESHOLD_CHECKS:
+                raise ConfigError(f"{name}.{item}: unknown key (known: {', '.join(_THRESHOLD_CHECKS)})")
+            items.append((item, float(_THRESHOLD_CHECKS[item](f"{name}.{item}", threshold))))
+        out.append((queue, tuple(items)))
+    return tuple(out)
 
 
 SCHEMA: dict[str, dict[str, Check]] = {
@@ -258,6 +439,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "keepalive_timeout": _number(low=0.5, high=600),
         "reconnect_min_delay": _number(low=0.01, high=600),
         "reconnect_max_delay": _number(low=0.01, high=3600),
+        "reconnect_reset_after": _number(low=0, high=86400),
     },
     "http": {
         "listen": _string(allow_empty=False),
@@ -266,6 +448,10 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "api_keys_file": _string(),
         "allowed_origins": _string_list(),
         "metrics_public": _boolean,
+        "allowed_hosts": _string_list(_HOST, "a host name or host:port (e.g. pbx.example.com)"),
+        "header_timeout": _number(low=0.5, high=600),
+        "body_timeout": _number(low=0.5, high=600),
+        "backlog": _number(low=1, high=65535, integer=True),
     },
     "agents": {
         "interface": _template,
@@ -300,6 +486,21 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "seed": _optional_seed,
         "asterisk": _string(choices=("20", "22")),
         "tech": _string(choices=("", "sip", "pjsip")),
+    },
+    "supervisors": {**_THRESHOLD_CHECKS, "queues": _queue_thresholds},
+    "redis": {
+        "url": _redis_url,
+        "password_file": _string(),
+        "password_env": _string(),
+        "key_prefix": _key_prefix,
+        "connect_timeout": _number(low=0.1, high=600),
+        "command_timeout": _number(low=0.1, high=600),
+        "outage_buffer_seconds": _number(low=0, high=3600),
+        "outage_buffer_events": _number(low=100, high=10_000_000, integer=True),
+    },
+    "node": {
+        "role": _string(choices=NODE_ROLES),
+        "name": _string(),
     },
 }
 
@@ -387,11 +588,29 @@ def parse_config(
         if len(k) < 16:
             raise ConfigError("[http].api_keys: every API key must be at least 16 characters long")
     http["api_keys"] = tuple(keys)
+    if "backlog" in http and "backlog=" in http.get("listen", ""):
+        raise ConfigError("[http].backlog: set it in [http].backlog or in listen's backlog=, not both")
+    if "backlog" in http and http.get("listen", "tcp").split(":", 1)[0].lower() not in _BACKLOG_ENDPOINTS:
+        raise ConfigError(f"[http].backlog: applies to {', '.join(_BACKLOG_ENDPOINTS)} listen endpoints only")
+
+    redis = _redis_config(values, data, environ, base)
+    node = NodeConfig(**values.get("node", {}))
+    if node.role != "all" and redis is None:
+        raise ConfigError(
+            f"[node].role: {node.role!r} needs a [redis] table (nodes share their state through Redis)"
+        )
+    if node.name and not _NAME.match(node.name):
+        raise ConfigError(f"[node].name: {node.name!r} is not a node name (1-32 of A-Z a-z 0-9 _ . -)")
 
     sim = dict(values.get("simulator", {}))
     if "enabled" not in sim:
-        # No Asterisk configured at all: run the demo on the embedded simulator.
-        sim["enabled"] = "ami" not in data
+        # No Asterisk configured at all: run the demo on the embedded simulator
+        # (a web node has no AMI link: nothing to simulate).
+        sim["enabled"] = "ami" not in data and node.role != "web"
+    if sim["enabled"] and node.role == "web":
+        raise ConfigError(
+            "[simulator].enabled: a 'web' node has no AMI link; run the simulator on the collector"
+        )
     agents = dict(values.get("agents", {}))
     if sim["enabled"]:
         _match_simulated_driver(sim, agents)
@@ -401,25 +620,67 @@ def parse_config(
         agents=AgentsConfig(**agents),
         originate=OriginateConfig(**values.get("originate", {})),
         simulator=SimulatorConfig(**sim),
+        supervisors=SupervisorsConfig(**values.get("supervisors", {})),
         source=source,
+        redis=redis,
+        node=node,
     )
+
+
+def _redis_config(
+    values: dict[str, dict[str, Any]], data: Mapping[str, Any], environ: Mapping[str, str], base: Path | None
+) -> RedisConfig | None:
+    if "redis" not in data:
+        return None
+    raw = dict(values.get("redis", {}))
+    url = raw.pop("url", RedisConfig.url)
+    parsed = _parse_redis_url("[redis].url", url)
+    sources = [k for k in ("password_file", "password_env") if raw.get(k)]
+    if parsed["password"]:
+        sources.insert(0, "url")
+    if len(sources) > 1:
+        raise ConfigError(
+            f"[redis].{sources[1]}: give the password only once (URL, password_file or password_env)"
+        )
+    file_name = raw.pop("password_file", "")
+    env_name = raw.pop("password_env", "")
+    if env_name:
+        if env_name not in environ:
+            raise ConfigError(f"[redis].password_env: environment variable {env_name} is not set")
+        parsed["password"] = environ[env_name]
+    elif file_name:
+        path = Path(file_name)
+        if base is not None and not path.is_absolute():
+            path = base / path
+        try:
+            parsed["password"] = path.read_text("utf-8").strip()
+        except OSError as e:
+            raise ConfigError(f"[redis].password_file: cannot read {path} ({e.strerror})") from None
+    return RedisConfig(url=url, **parsed, **raw)
 
 
 def _match_simulated_driver(sim: dict[str, Any], agents: dict[str, Any]) -> None:
     """The embedded simulator's Asterisk and the agents' interface must agree.
 
     ``[agents].interface`` defaults to the simulated driver's (``PJSIP/{agent}`` for
-    Asterisk 22); one naming the other driver would match no queue member.
+    Asterisk 22); without ``[simulator] asterisk``/``tech`` a ``PJSIP/`` interface picks
+    Asterisk 22. An interface of the other driver would match no queue member: an error.
     """
     from ..simulator.personality import personality
 
+    chosen = "asterisk" in sim or bool(sim.get("tech"))
+    given = agents.get("interface")
+    if not chosen and isinstance(given, str) and given.startswith("PJSIP/"):
+        sim["asterisk"], sim["tech"] = "22", "pjsip"
     try:
         plays = personality(sim.get("asterisk", "20"), sim.get("tech") or None)
     except ValueError as e:
         raise ConfigError(f"[simulator].tech: {e}") from None
+    sim["asterisk"], sim["tech"] = plays.asterisk, plays.tech.lower()
     wanted = f"{plays.tech}/{{agent}}"
     given = agents.setdefault("interface", wanted)
-    if not given.startswith(f"{plays.tech}/"):
+    other = "SIP/" if plays.tech == "PJSIP" else "PJSIP/"
+    if given.startswith(other):
         raise ConfigError(
             f"[agents].interface: the simulator plays Asterisk {plays.asterisk} with {plays.tech}"
             f' phones; use "{wanted}" (got {given!r})'

@@ -32,12 +32,16 @@ from pbxis.ami.client import AMIClientFactory, link_from_config
 from pbxis.commands import Commands
 from pbxis.config import Config, ConfigError, load_config, parse_config
 from pbxis.errors import CommandError, Forbidden, InvalidArgument, UnknownAgent, UnknownPbx
+from pbxis.events import AgentEvent
 from pbxis.hub import Hub, LogEntry, Registration, RegistrationEnded, Subscription
+from pbxis.hub.store import HubStore
 from pbxis.names import AGENT_HINT, NUMBER_HINT, QUEUE_HINT, is_agent, is_number, is_queue
+from pbxis.supervisors import is_supervisor_key
 from pbxis.sync import StateSync
 from pbxis.tracker import Tracker
 
 from .policy import OriginateGuard
+from .supervision import Supervision, SupervisorRegistration, supervisor_queues
 
 __all__ = [
     "DEFAULT_PBX",
@@ -46,6 +50,7 @@ __all__ = [
     "Caller",
     "EventListener",
     "SinkHandle",
+    "SupervisorRegistration",
     "connect",
 ]
 
@@ -130,6 +135,7 @@ class CallCenter:
         *,
         link: AMIClientFactory | None = None,
         now_ms: Callable[[], int] | None = None,
+        store: HubStore | None = None,
     ) -> None:
         self.config = config
         self.reactor = reactor
@@ -142,18 +148,28 @@ class CallCenter:
         self.hub = Hub(
             reactor,
             grace_period=agents.grace_period,
-            snapshot=lambda agent: self.tracker.snapshot(agent, self.now_ms()),
+            snapshot=self._snapshot,
             max_log=agents.max_log,
             max_log_bytes=agents.max_log_bytes,
             max_clients=agents.max_clients,
             snapshot_window=agents.snapshot_window,
             queue_tick=agents.queue_tick,
+            store=store,
             now_ms=self.now_ms,
         )
         self.hub.on_expired = self._expired
+        # A durable store knows the last published state: after a restart the tracker's
+        # rebuild then publishes only what really changed (pbxis.store.redis_store).
+        only_changes = getattr(store, "only_changes", None)
+        self.publish: Callable[[list[Any]], None] = (
+            self.hub.publish
+            if only_changes is None
+            else (lambda events: self.hub.publish(only_changes(events)))
+        )
         self.ami = link if link is not None else link_from_config(config.ami, clock=reactor)
-        self.sync = StateSync(self.ami, self.tracker, self.hub.publish, clock=reactor, now_ms=self.now_ms)
+        self.sync = StateSync(self.ami, self.tracker, self.publish, clock=reactor, now_ms=self.now_ms)
         self.ami.add_observer(self.sync)
+        self.supervision = Supervision(reactor, config, self.hub, self.ami, self.sync, self.now_ms)
         self.commands = Commands(self.ami, self.tracker, agents)
         self.guard = OriginateGuard(reactor, config.originate)
         self._started = False
@@ -198,6 +214,7 @@ class CallCenter:
         No listener or sink is called after this fires; no timer of the hub is left.
         """
         self.hub.close_all("shutdown")
+        self.supervision.stop()
         if not self._started:
             return defer.succeed(None)
         self._started = False
@@ -226,7 +243,7 @@ class CallCenter:
         if name is not None and not isinstance(name, str):
             raise InvalidArgument("name: must be a string or None")
         registration = self.hub.register(agent, wanted, name)
-        self.hub.publish(self.tracker.register(agent, list(registration.queues), self.now_ms()))
+        self.publish(self.tracker.register(agent, list(registration.queues), self.now_ms()))
         self.sync.agent_registered(agent).addErrback(self._sync_failed, agent)
         if listeners:
             self._subscribe(registration, None, LISTENER, tuple(listeners))
@@ -249,6 +266,41 @@ class CallCenter:
         self._pbx(pbx)
         registration = self.hub.get(agent)
         return None if registration is None else self._view(registration, pbx)
+
+    def register_supervisor(
+        self,
+        supervisor: str,
+        queues: Iterable[str],
+        *,
+        name: str | None = None,
+        pbx: str = DEFAULT_PBX,
+        listeners: Sequence[EventListener] = (),
+    ) -> SupervisorRegistration:
+        """Register a supervisor of whole ``queues`` (again: same token, new queues).
+
+        Its stream has an agent stream's semantics and carries ``queueStats``,
+        ``queueMember`` and ``queueCallers`` per queue (:mod:`pbxis.supervisors`);
+        ``listeners`` get every event, snapshot first, as an agent's do.
+        """
+        self._pbx(pbx)
+        _check_agent(supervisor, "supervisor")
+        wanted = supervisor_queues(queues, _check_queues)
+        if name is not None and not isinstance(name, str):
+            raise InvalidArgument("name: must be a string or None")
+        view, registration = self.supervision.register(supervisor, wanted, name, pbx)
+        if listeners:
+            self._subscribe(registration, None, LISTENER, tuple(listeners))
+        return view
+
+    def unregister_supervisor(self, supervisor: str, *, pbx: str = DEFAULT_PBX) -> None:
+        """As :meth:`unregister_agent`; :class:`~pbxis.errors.UnknownSupervisor` if unknown."""
+        self._pbx(pbx)
+        self.supervision.unregister(supervisor)
+
+    def supervisor_state(self, supervisor: str, *, pbx: str = DEFAULT_PBX) -> dict[str, Any]:
+        """``GET /supervisors/{name}``: stats, waiting callers and members per queue."""
+        self._pbx(pbx)
+        return self.supervision.state(supervisor, pbx)
 
     def by_token(self, token: str) -> Registration | None:
         """The live registration a stream token belongs to (constant time), else ``None``."""
@@ -298,7 +350,8 @@ class CallCenter:
             pass  # ``closed`` was delivered first when the registration ended
 
         try:
-            sub = self.hub.subscribe(registration, since, transport, deliver, end)
+            # in-process code, not a remote token holder: not held to [agents] max_clients
+            sub = self.hub.subscribe(registration, since, transport, deliver, end, counted=False)
         except RegistrationEnded:
             raise _unknown_agent(agent) from None
         sub.resumeProducing()
@@ -446,9 +499,15 @@ class CallCenter:
             "synced": bool(self.sync.ready),
             "agents": hub_stats.get("agents", 0),
             "clients": dict(hub_stats.get("clients", {})),
+            **self._store_health(),
         }
 
     # -- internals -----------------------------------------------------------------------
+    def _store_health(self) -> dict[str, Any]:
+        """A shared store reports itself (``redis``: connected, pending, buffering...)."""
+        health = getattr(self.hub.store, "health", None)
+        return {} if health is None else {"redis": health()}
+
     def _pbx(self, pbx: str) -> None:
         if pbx not in self.pbxes:
             raise UnknownPbx(f"no PBX named {pbx!r} is configured (known: {', '.join(self.pbxes)})")
@@ -458,7 +517,15 @@ class CallCenter:
             registration.agent, pbx, tuple(registration.queues), registration.name, registration.token
         )
 
+    def _snapshot(self, key: str) -> list[AgentEvent]:
+        if is_supervisor_key(key):
+            return self.supervision.snapshot(key)
+        return self.tracker.snapshot(key, self.now_ms())
+
     def _expired(self, agent: str) -> None:
+        if is_supervisor_key(agent):
+            self.supervision.expired(agent)
+            return
         log.info("agent {agent}: no client for the grace period; registration ended", agent=agent)
         self.tracker.unregister(agent)
         self.guard.forget(agent)
@@ -475,9 +542,9 @@ def _unknown_agent(agent: str) -> UnknownAgent:
     return UnknownAgent(f"agent {agent} is not registered; register it with PUT /agents/{agent}")
 
 
-def _check_agent(agent: object) -> None:
+def _check_agent(agent: object, what: str = "agent") -> None:
     if not is_agent(agent):
-        raise InvalidArgument(f"agent: use {AGENT_HINT}")
+        raise InvalidArgument(f"{what}: use {AGENT_HINT}")
 
 
 def _check_queues(queues: Iterable[str]) -> tuple[str, ...]:
