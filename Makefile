@@ -2,7 +2,7 @@
 #   make demo   install everything into .venv and run the daemon (the demo on the simulator
 #               when no Asterisk is configured; CONFIG=pbxis.toml for a real one)
 #               make demo CONFIG=docs/demo-pjsip22.toml: the demo on a simulated Asterisk 22 (PJSIP)
-#   make test   install everything (Chromium included) and run the whole test suite
+#   make test   install everything (Chromium included), type-check (mypy) and run the whole test suite
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -32,6 +32,7 @@ demo: install
 	$(BIN)/twistd --pidfile= -n pbxis $(if $(CONFIG),--config $(CONFIG))
 
 test: install-test
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-test

@@ -9,16 +9,19 @@ At stop the call center goes first: streams end with the documented "server shut
 
 from __future__ import annotations
 
-import gc
+import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.interfaces import (
     IListeningPort,
+    IProtocol,
+    IProtocolFactory,
     IReactorTime,
     IStreamClientEndpoint,
     IStreamServerEndpoint,
@@ -26,9 +29,11 @@ from twisted.internet.interfaces import (
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Site
+from zope.interface import implementer
 
 from .config import Config
 from .engine import CallCenter
+from .gcpolicy import start_collector_policy
 from .web.app import build_app
 from .web.site import build_site
 
@@ -53,7 +58,7 @@ class _SimulatorService(Service):
                 personality=personality(sim.asterisk, sim.tech or None),
             ),
             clock=reactor,
-            seed=sim.seed,
+            seed=sim.seed if sim.seed is not None else secrets.randbits(63),  # a different day each time
             username=config.ami.username,
             secret=config.ami.secret,
         )
@@ -70,7 +75,7 @@ class _SimulatorService(Service):
 
         def listening(port: IListeningPort) -> IListeningPort:
             self.port = port
-            host = port.getHost()
+            host = _address(port)
             log.info("demo: simulated Asterisk listening on {host}:{port}", host=host.host, port=host.port)
             if self._rate > 0:
                 self.simulator.start_load(rate_per_minute=self._rate, talk_time=self._talk)
@@ -80,12 +85,10 @@ class _SimulatorService(Service):
         d.addCallback(listening)
         d.addErrback(self.ready.errback)
 
-    def stopService(self) -> defer.Deferred[None] | None:
+    def stopService(self) -> Deferred[None]:
         super().stopService()
         self.simulator.stop_load()
-        if self.port is not None:
-            return defer.maybeDeferred(self.port.stopListening)
-        return None
+        return _stop_listening(self.port)
 
 
 class _CallCenterService(Service):
@@ -132,9 +135,7 @@ class _WebService(Service):
     def stopService(self) -> Deferred[None]:
         super().stopService()
         port, self.port = self.port, None
-        if port is None:
-            return defer.succeed(None)
-        return defer.maybeDeferred(port.stopListening)
+        return _stop_listening(port)
 
 
 class PbxisService(MultiService):
@@ -171,8 +172,16 @@ class PbxisService(MultiService):
 
         http = config.http
         self.app = build_app(self.center, http, clock=reactor)
-        self.site = build_site(self.app, http.allowed_origins)
-        self.web = _WebService(serverFromString(reactor, http.listen), self.site)
+        self.site = build_site(
+            self.app,
+            http.allowed_origins,
+            allowed_hosts=http.allowed_hosts,
+            public_url=http.public_url,
+            header_timeout=http.header_timeout,
+            body_timeout=http.body_timeout,
+            reactor=reactor,
+        )
+        self.web = _WebService(serverFromString(reactor, http.server_endpoint), self.site)
         self.web.setServiceParent(self)
 
         self.center_service = _CallCenterService(self.center, self._ami_endpoint)
@@ -182,26 +191,38 @@ class PbxisService(MultiService):
         if self.simulator_service is not None:
             # The simulator may still be binding; connect once it listens.
             return _DeferredEndpoint(self.reactor, self.simulator_service.ready)
-        return clientFromString(self.reactor, self.config.ami.client_endpoint)
+        endpoint: IStreamClientEndpoint = clientFromString(self.reactor, self.config.ami.client_endpoint)
+        return endpoint
 
     def startService(self) -> None:
         if not self.config.http.api_keys:
             log.warn("no [http].api_keys configured: the command API is open to anyone who can reach it")
         super().startService()
         if self.freeze_gc:
-            # Everything built so far (modules, the app, the simulator's model) lives as
-            # long as the daemon: move it out of the collector's reach, so a full
-            # collection walks only what connections and calls create (measured: 200+ ms
-            # pauses without it).
-            gc.freeze()
+            # Start-up's objects live as long as the daemon, and so do a burst of
+            # connections': frozen out of the collector's reach, a full pass walks only
+            # what is new (pbxis.gcpolicy; measured by bench/bench_gc.py).
+            self.gc_policy = start_collector_policy(self.reactor)
 
     @property
     def http_port(self) -> int:
         """The bound HTTP port (useful with ``tcp:0``); 0 before it listens."""
         port = self.web.port
-        return 0 if port is None else int(port.getHost().port)  # type: ignore[attr-defined]
+        return 0 if port is None else _address(port).port
 
 
+def _address(port: IListeningPort) -> IPv4Address:
+    """Where a TCP port listens (``IListeningPort.getHost`` is typed as any address)."""
+    return cast(IPv4Address, port.getHost())
+
+
+def _stop_listening(port: IListeningPort | None) -> Deferred[None]:
+    if port is None:
+        return defer.succeed(None)
+    return defer.maybeDeferred(port.stopListening).addCallback(lambda _: None)
+
+
+@implementer(IStreamClientEndpoint)
 class _DeferredEndpoint:
     """A client endpoint for the demo simulator, whose port is known only once it listens."""
 
@@ -211,19 +232,19 @@ class _DeferredEndpoint:
         ready.addCallback(self._listening)
 
     def __repr__(self) -> str:
-        where = self._port.getHost() if self._port is not None else None
+        where = _address(self._port) if self._port is not None else None
         return f"<embedded simulator at {where.host}:{where.port}>" if where else "<embedded simulator>"
 
     def _listening(self, port: IListeningPort) -> IListeningPort:
         self._port = port
         return port
 
-    def connect(self, factory: Any) -> defer.Deferred[Any]:
+    def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
         from twisted.internet.endpoints import TCP4ClientEndpoint
 
         if self._port is None:
             return defer.fail(ConnectionRefusedError("the demo simulator is not listening yet"))
-        host = self._port.getHost()
+        host = _address(self._port)
         return TCP4ClientEndpoint(self._reactor, host.host, host.port).connect(factory)
 
 

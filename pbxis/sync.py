@@ -305,7 +305,7 @@ class StateSync:
             [self._ami.send_action("Filter", list(h), timeout=self._action_timeout) for h in filters],
             consumeErrors=True,
         )
-        refused = [r.getErrorMessage() for ok, r in results if not ok]
+        refused = [r.getErrorMessage() for ok, r in results if not ok and isinstance(r, Failure)]
         if refused:
             self.log.warn("{n} event filters refused: {errors}", n=len(refused), errors=refused)
 

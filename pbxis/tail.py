@@ -41,9 +41,10 @@ def main(argv: list[str] | None = None) -> None:
     def run(reactor: Any) -> defer.Deferred[None]:
         factory = WebSocketClientFactory(args.url, origin=args.origin)
         factory.protocol = _Printer
-        factory.done = defer.Deferred()
+        done: defer.Deferred[None] = defer.Deferred()
+        factory.done = done  # type: ignore[attr-defined]
         connectWS(factory)
-        return factory.done
+        return done
 
     task.react(lambda reactor: run(reactor))
 

@@ -54,8 +54,16 @@ def simulator() -> Iterator[int]:
     port = free_port()
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "pbxis.simulator", "--port", str(port), "--rate", "0"),
-            *("--agents", "1001-1002", "--no-login"),
+            sys.executable,
+            "-m",
+            "pbxis.simulator",
+            "--port",
+            str(port),
+            "--rate",
+            "0",
+            "--agents",
+            "1001-1002",
+            "--no-login",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

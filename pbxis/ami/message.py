@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import repeat
-from typing import Final
+from typing import Final, overload
 
 HeaderPairs = Iterable[tuple[str, str]]
 HeaderInput = Mapping[str, object] | HeaderPairs
@@ -167,6 +167,13 @@ class Message:
         # in the lowered text is the same position in the text.
         folded = self._folded = "\n" + text.lower()
         return folded
+
+    @overload
+    def get(self, key: str) -> str | None: ...
+    @overload
+    def get(self, key: str, default: str) -> str: ...
+    @overload
+    def get(self, key: str, default: str | None) -> str | None: ...
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """The first value of ``key`` (any case), or ``default``."""

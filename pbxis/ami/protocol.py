@@ -158,10 +158,10 @@ class AMIProtocol(Protocol):
         if clock is None:
             from twisted.internet import reactor
 
-            clock = reactor  # type: ignore[assignment]
+            clock = reactor
         self.settings = settings
         self.username = settings.username
-        self._clock: IReactorTime = clock  # type: ignore[assignment]
+        self._clock: IReactorTime = clock
         self._handler: LinkHandler = handler if handler is not None else _NullHandler()
         self._parser = AMIParser(expect_banner=True)
         self._pending: dict[str, _Pending] = {}
@@ -193,8 +193,9 @@ class AMIProtocol(Protocol):
     # -- Twisted ------------------------------------------------------------------
     def connectionMade(self) -> None:
         # Actions are small and latency-bound (an originate click); never let Nagle hold one.
-        if hasattr(self.transport, "setTcpNoDelay"):
-            self.transport.setTcpNoDelay(True)
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
         # A peer that never sends the banner is not Asterisk; do not wait for ever.
         self._banner_timer = self._clock.callLater(self.settings.action_timeout, self._no_banner)
 

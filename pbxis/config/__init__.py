@@ -59,6 +59,7 @@ class AMIConfig:
     keepalive_timeout: float = 10.0
     reconnect_min_delay: float = 0.5
     reconnect_max_delay: float = 30.0
+    reconnect_reset_after: float = 30.0
 
     @property
     def client_endpoint(self) -> str:
@@ -76,6 +77,18 @@ class HTTPConfig:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     allowed_origins: tuple[str, ...] = ()
     metrics_public: bool = True
+    allowed_hosts: tuple[str, ...] = ()
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    backlog: int = 4096
+
+    @property
+    def server_endpoint(self) -> str:
+        """``listen`` with ``backlog`` added (TCP, SSL and UNIX endpoints take one)."""
+        kind = self.listen.split(":", 1)[0].lower()
+        if kind not in _BACKLOG_ENDPOINTS or "backlog=" in self.listen:
+            return self.listen
+        return f"{self.listen}:backlog={self.backlog}"
 
 
 @dataclass(frozen=True)
@@ -90,7 +103,7 @@ class AgentsConfig:
     max_log_bytes: int = 256 * 1024 * 1024
     max_clients: int = 20
     snapshot_window: float = 1.0
-    queue_tick: float = 0.05
+    queue_tick: float = 0.2
 
 
 #: Premium-rate prefixes (international 900, North American 1-900), with or without
@@ -187,6 +200,8 @@ class Config:
 Check = Callable[[str, Any], Any]
 _NAME = re.compile(AGENT_PATTERN)
 _QUEUE = re.compile(QUEUE_PATTERN)
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?$")
+_BACKLOG_ENDPOINTS = ("tcp", "tcp6", "ssl", "unix")
 
 
 def _string(*, allow_empty: bool = True, choices: Sequence[str] = ()) -> Check:
@@ -249,8 +264,8 @@ def _talk_time(key: str, value: Any) -> tuple[float, float]:
     return (float(value[0]), float(value[1]))
 
 
-def _template(key: str, value: Any) -> str:
-    value = _string(allow_empty=False)(key, value)
+def _template(key: str, raw: Any) -> str:
+    value = str(_string(allow_empty=False)(key, raw))
     if "{agent}" not in value:
         raise ConfigError(f'{key}: must contain {{agent}}, e.g. "SIP/{{agent}}" or "PJSIP/{{agent}}"')
     try:
@@ -260,8 +275,8 @@ def _template(key: str, value: Any) -> str:
     return value
 
 
-def _caller_id(key: str, value: Any) -> str:
-    value = _string()(key, value)
+def _caller_id(key: str, raw: Any) -> str:
+    value = str(_string()(key, raw))
     try:
         value.format(agent="1001", name="Alice")
     except (KeyError, IndexError, ValueError) as e:
@@ -270,7 +285,7 @@ def _caller_id(key: str, value: Any) -> str:
 
 
 def _regex_list(key: str, value: Any) -> tuple[str, ...]:
-    patterns = _string_list()(key, value)
+    patterns: tuple[str, ...] = _string_list()(key, value)
     for pattern in patterns:
         try:
             re.compile(pattern)
@@ -328,6 +343,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "keepalive_timeout": _number(low=0.5, high=600),
         "reconnect_min_delay": _number(low=0.01, high=600),
         "reconnect_max_delay": _number(low=0.01, high=3600),
+        "reconnect_reset_after": _number(low=0, high=86400),
     },
     "http": {
         "listen": _string(allow_empty=False),
@@ -336,6 +352,10 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "api_keys_file": _string(),
         "allowed_origins": _string_list(),
         "metrics_public": _boolean,
+        "allowed_hosts": _string_list(_HOST, "a host name or host:port (e.g. pbx.example.com)"),
+        "header_timeout": _number(low=0.5, high=600),
+        "body_timeout": _number(low=0.5, high=600),
+        "backlog": _number(low=1, high=65535, integer=True),
     },
     "agents": {
         "interface": _template,
@@ -458,6 +478,10 @@ def parse_config(
         if len(k) < 16:
             raise ConfigError("[http].api_keys: every API key must be at least 16 characters long")
     http["api_keys"] = tuple(keys)
+    if "backlog" in http and "backlog=" in http.get("listen", ""):
+        raise ConfigError("[http].backlog: set it in [http].backlog or in listen's backlog=, not both")
+    if "backlog" in http and http.get("listen", "tcp").split(":", 1)[0].lower() not in _BACKLOG_ENDPOINTS:
+        raise ConfigError(f"[http].backlog: applies to {', '.join(_BACKLOG_ENDPOINTS)} listen endpoints only")
 
     sim = dict(values.get("simulator", {}))
     if "enabled" not in sim:
@@ -481,17 +505,24 @@ def _match_simulated_driver(sim: dict[str, Any], agents: dict[str, Any]) -> None
     """The embedded simulator's Asterisk and the agents' interface must agree.
 
     ``[agents].interface`` defaults to the simulated driver's (``PJSIP/{agent}`` for
-    Asterisk 22); one naming the other driver would match no queue member.
+    Asterisk 22); without ``[simulator] asterisk``/``tech`` a ``PJSIP/`` interface picks
+    Asterisk 22. An interface of the other driver would match no queue member: an error.
     """
     from ..simulator.personality import personality
 
+    chosen = "asterisk" in sim or bool(sim.get("tech"))
+    given = agents.get("interface")
+    if not chosen and isinstance(given, str) and given.startswith("PJSIP/"):
+        sim["asterisk"], sim["tech"] = "22", "pjsip"
     try:
         plays = personality(sim.get("asterisk", "20"), sim.get("tech") or None)
     except ValueError as e:
         raise ConfigError(f"[simulator].tech: {e}") from None
+    sim["asterisk"], sim["tech"] = plays.asterisk, plays.tech.lower()
     wanted = f"{plays.tech}/{{agent}}"
     given = agents.setdefault("interface", wanted)
-    if not given.startswith(f"{plays.tech}/"):
+    other = "SIP/" if plays.tech == "PJSIP" else "PJSIP/"
+    if given.startswith(other):
         raise ConfigError(
             f"[agents].interface: the simulator plays Asterisk {plays.asterisk} with {plays.tech}"
             f' phones; use "{wanted}" (got {given!r})'

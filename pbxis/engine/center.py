@@ -339,7 +339,8 @@ class CallCenter:
             pass  # ``closed`` was delivered first when the registration ended
 
         try:
-            sub = self.hub.subscribe(registration, since, transport, deliver, end)
+            # in-process code, not a remote token holder: not held to [agents] max_clients
+            sub = self.hub.subscribe(registration, since, transport, deliver, end, counted=False)
         except RegistrationEnded:
             raise _unknown_agent(agent) from None
         sub.resumeProducing()

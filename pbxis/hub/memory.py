@@ -65,8 +65,14 @@ class MemoryLog(EventLog):
     def remember(self, cursor: int, until: float) -> None:
         self._absent[cursor] = max(until, self._absent.get(cursor, until))
 
-    def absent(self) -> dict[int, float]:
-        return self._absent
+    def absent(self, now: float) -> dict[int, float]:
+        absent = self._absent
+        if absent:
+            floor = self.first_id - 1
+            for cursor, until in list(absent.items()):
+                if until <= now or cursor < floor:
+                    del absent[cursor]
+        return absent
 
 
 class MemoryStore:

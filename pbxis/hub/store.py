@@ -72,7 +72,7 @@ them (one script for the batch), not once per AMI event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -170,9 +170,9 @@ class RegistrationLog(Protocol):
         """A client that saw ``cursor`` left; it may come back until ``until``."""
         ...
 
-    def absent(self) -> dict[int, float]:
-        """Cursors of clients that left -> until when they may come back (a view to
-        prune in place)."""
+    def absent(self, now: float) -> Mapping[int, float]:
+        """Cursors of clients that left -> until when they may come back; those past
+        their time, or below the retained entries, are forgotten first."""
         ...
 
 

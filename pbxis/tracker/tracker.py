@@ -386,7 +386,7 @@ class Tracker:
         record.seen = view
         return events
 
-    def _instants(self, instants: list[Instant], now_ms: int) -> list[AgentEvent]:
+    def _instants(self, instants: Sequence[Instant], now_ms: int) -> list[AgentEvent]:
         out: list[AgentEvent] = []
         for instant in instants:
             event = AgentEvent(instant.agent, instant.type, now_ms, instant.data)

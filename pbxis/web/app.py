@@ -11,8 +11,9 @@ else is logged (without tokens) and answered 500 ``internal_error`` with no deta
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Mapping, Sequence
-from typing import cast
+from typing import Any, cast
 
 from klein import Klein
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -38,7 +39,7 @@ from .supervisors import add_supervisor_routes
 
 __all__ = ["StreamOptions", "build_app"]
 
-StreamOptions = Mapping[str, float]
+StreamOptions = Mapping[str, Any]
 """Keyword arguments for :func:`~pbxis.web.streams.add_stream_routes` (heartbeat...)."""
 
 log = Logger(namespace="pbxis.web")
@@ -79,10 +80,13 @@ def build_app(
         add_client_routes(app)
     registry = build_registry(ami=center.ami, hub=center.hub, streams=stream_routes, sync=center.sync)
     document = json.dumps(openapi_document(http.public_url.rstrip("/") or "/")).encode("utf-8")
+    # Who answers: a CRM that sees another id knows pbxis restarted (and, with the
+    # in-memory store, that every registration and token is gone).
+    instance = {"id": secrets.token_hex(8), "startedAt": center.now_ms()}
 
     @app.route("/health", methods=["GET"])
     def health(request: IRequest) -> bytes:
-        body = center.health()
+        body = {**center.health(), "instance": instance}
         if not body["ami"]["connected"]:
             request.setHeader(b"retry-after", str(RETRY_AFTER_SECONDS).encode())
             return json_response(request, body, 503)
@@ -110,7 +114,7 @@ def _loggable_path(request: IRequest) -> str:
 
 
 def _render_error(request: IRequest, failure: Failure, origins: Sequence[str]) -> bytes | None:
-    error = failure.value
+    error = cast(BaseException, failure.value)
     if isinstance(error, MethodNotAllowed) and request.method == b"OPTIONS":
         # A CORS preflight: werkzeug found the route but no OPTIONS rule, which is
         # exactly "this path exists". Answering here keeps unknown paths a 404 and

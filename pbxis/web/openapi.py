@@ -52,12 +52,19 @@ _AUTH_ERRORS = {
         **_error("No or bad credentials: send `Authorization: Bearer <api key or stream token>`."),
         "headers": _WWW_AUTHENTICATE,
     },
-    "403": _error("A stream token used for another agent, or for a CRM-only route."),
+    "403": _error(
+        "A stream token used for another agent, a queue it is not registered for, or a CRM-only route;"
+        " or (`origin_not_allowed`) a state-changing request from a page whose Origin is not in"
+        " `[http].allowed_origins`."
+    ),
 }
 _BODY_ERRORS = {
     "400": _error("Bad input: invalid JSON, unknown field, wrong type or forbidden characters."),
-    "413": _error(f"The body is larger than {validation.MAX_BODY_BYTES} bytes."),
-    "415": _error("The body is not sent as `application/json`."),
+    "413": _error(
+        f"The body is larger than {validation.MAX_BODY_BYTES} bytes (declared or as it arrives;"
+        " answered before the rest is read, and the connection is closed)."
+    ),
+    "415": _error("A body not sent as `application/json` (a missing Content-Type included)."),
 }
 _PBX_ERRORS = {
     "502": _error("Asterisk refused the action for a reason pbxis does not know; the message says why."),
@@ -158,7 +165,15 @@ def _paths() -> dict[str, Any]:
                     "202": _json(_ref("Originated"), "Queued by Asterisk."),
                     **_BODY_ERRORS,
                     **_AUTH_ERRORS,
+                    "403": _error(
+                        "Another agent's token; `callerId` from an agent's token; or the number is refused"
+                        " by the `[originate]` policy (`number_not_allowed`)."
+                    ),
                     "404": _error("The agent is not registered."),
+                    "429": {
+                        **_error("Too many originates for this agent or for all (`rate_limited`)."),
+                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    },
                     **_PBX_ERRORS,
                 },
             }
@@ -499,6 +514,16 @@ def _schemas() -> dict[str, Any]:
                     },
                 },
                 "synced": {"type": "boolean"},
+                "instance": {
+                    "type": "object",
+                    "description": "This pbxis process: a new `id` means it restarted and its"
+                    " in-memory registrations are gone (register the agents again).",
+                    "required": ["id", "startedAt"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "startedAt": {"type": "integer", "description": "Epoch milliseconds."},
+                    },
+                },
                 "agents": {"type": "integer"},
                 "clients": {"type": "object", "additionalProperties": {"type": "integer"}},
             },

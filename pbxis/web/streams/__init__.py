@@ -71,7 +71,7 @@ def add_stream_routes(
 ) -> StreamRoutes:
     """Install ``/stream/{token}/sse``, ``/poll`` and ``/ws`` on ``app``."""
     if clock is None:
-        from twisted.internet import reactor as clock  # type: ignore[assignment]
+        from twisted.internet import reactor as clock
     config = StreamConfig(
         hub=hub,
         allowed_origins=allowed_origins,

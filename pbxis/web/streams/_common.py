@@ -176,10 +176,10 @@ def find_registration(hub: Hub, token: str) -> Registration:
 
 
 def query_arg(request: IRequest, name: str) -> str | None:
-    values = request.args.get(name.encode("ascii"))  # type: ignore[attr-defined]
+    values = request.args.get(name.encode("ascii"))
     if not values:
         return None
-    return values[0].decode("utf-8", "replace")
+    return str(values[0].decode("utf-8", "replace"))
 
 
 def parse_since(raw: str | None, what: str = "since") -> int | None:

@@ -77,7 +77,7 @@ class SSEStream:
         request.setHeader(b"connection", b"keep-alive")
         request.write(b"retry: %d\n\n" % RETRY_MS)
         no_delay(request)
-        request.registerProducer(sub, True)
+        request.registerProducer(sub, True)  # type: ignore[attr-defined]
         self._config.open_streams.add(self)
         self._config.sse_heartbeat.add(self)
         sub.resumeProducing()
@@ -124,4 +124,4 @@ class SSEStream:
             self._config.open_streams.discard(self)
             # The channel is gone when the client hung up first (Klein cancelled us).
             if connected and getattr(self._request, "channel", None) is not None:
-                self._request.unregisterProducer()
+                self._request.unregisterProducer()  # type: ignore[attr-defined]
