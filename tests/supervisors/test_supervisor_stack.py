@@ -105,6 +105,8 @@ async def test_supervisor_sees_callers_members_and_asterisks_counters(stack: Sta
     assert stats["abandoned"] == queue_params(stack, "support")["abandoned"] == 1
     assert stats["members"]["paused"] == 1
 
+    status, health = await stack.api("GET", "/health")
+    assert (health["agents"], health["supervisors"]) == (0, 1)  # a supervisor is no agent
     # GET answers the same state, to the supervisor's own token and to the CRM.
     status, state = await stack.api("GET", "/supervisors/boss", token=token)
     assert status == 200 and state["queues"]["support"]["stats"]["abandoned"] == 1
