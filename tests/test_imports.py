@@ -21,7 +21,7 @@ LAYERS = (
     ("pbxis.names", "pbxis.errors", "pbxis.events", "pbxis.config", "pbxis.tail"),
     ("pbxis.ami",),
     ("pbxis.tracker", "pbxis.supervisors"),
-    ("pbxis.hub",),
+    ("pbxis.hub", "pbxis.store"),
     # metrics reads every layer below (AMI link stats, the tracker's event names, the hub)
     ("pbxis.sync", "pbxis.commands", "pbxis.engine", "pbxis.metrics"),
     ("pbxis.web",),
