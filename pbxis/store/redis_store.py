@@ -373,7 +373,6 @@ class RedisStore(MemoryStore):
     async def _write(self) -> None:
         k = self.keys
         if self._rewrite:
-            self._rewrite = False
             epoch = await self.link.command("GET", k.prefix + "epoch")
             if epoch != self._epoch:
                 # Redis lost its data (restarted without persistence): all of it again
@@ -386,6 +385,7 @@ class RedisStore(MemoryStore):
                 self._dirty_queues.update(self._queues)
                 for agent, known in self._published.items():
                     self._dirty_state.setdefault(agent, {}).update(known)
+            self._rewrite = False  # only once the check got its answer
         removed, self._removed = self._removed, []
         dirty, self._dirty = self._dirty, set()
         queues, self._dirty_queues = self._dirty_queues, set()
@@ -428,7 +428,7 @@ class RedisStore(MemoryStore):
             self._dirty |= dirty
             self._dirty_queues |= queues
             for agent, values in states.items():
-                self._dirty_state.setdefault(agent, {}).update(values)
+                self._requeue_state(agent, values)
             raise
         self.writes += 1
         replies_iter = iter(replies)
@@ -444,6 +444,7 @@ class RedisStore(MemoryStore):
             if isinstance(reply, Exception):
                 log.error("Redis store: writing agent {agent} failed: {e}", agent=agent, e=reply)
                 self._dirty.add(agent)
+                self._requeue_state(agent, states.get(agent, {}))
                 continue
             elog.synced = max(elog.synced, upto)
             if elog.last_id > elog.synced:
@@ -452,6 +453,13 @@ class RedisStore(MemoryStore):
             return
         if self._down_since is not None and not self._dirty:
             self._down_since = None
+
+    def _requeue_state(self, agent: str, values: dict[str, str]) -> None:
+        """State values not acknowledged go again, unless a newer value is pending."""
+        if agent in self._registrations and values:
+            pending = self._dirty_state.setdefault(agent, {})
+            for key, value in values.items():
+                pending.setdefault(key, value)
 
     def _sync_command(
         self,
