@@ -187,3 +187,30 @@ async def test_the_pbx_back_after_a_restart_is_no_news_to_an_agent_that_never_sa
     assert node.store.only_changes([down]) == [down]
     assert node.store.only_changes([up]) == [up]
     await node.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_health_says_degraded_past_the_outage_allowance(prefix: str) -> None:
+    server = RedisServer().start()
+    try:
+        config = parse_config(
+            {"redis": {"url": server.url, "key_prefix": prefix, "command_timeout": 1}}
+        ).redis
+        assert config is not None
+        node = Node(config)
+        node.store.outage_seconds = 0.3
+        await node.start()
+        node.hub.register("1001", [], None)
+        await node.store.drain(5)
+        assert node.store.health()["status"] == "ok"
+        server.stop()
+        await _until(lambda: not node.link.connected)
+        node.publish([done(1)])
+        assert node.store.health()["status"] == "buffering"
+        await _until(lambda: node.store.health()["status"] == "degraded", 5)
+        assert node.store.health()["pendingEvents"] == 1
+        server.start()
+        await _until(lambda: node.store.health()["status"] == "ok" and not node.store.pending(), 20)
+        await node.stop()
+    finally:
+        server.close()
