@@ -28,9 +28,10 @@ bounded by the hub's own limits (``max_log``, ``max_log_bytes``) whatever the ou
 entries the mirror dropped before they reached Redis are gone from both, and a client
 resuming from there after a restart gets ``reset``, never a silent gap. ``/health``
 reports the state (:meth:`health`): ``ok``, ``buffering`` (Redis unreachable, for up
-to ``outage_buffer_seconds``) or ``degraded`` (longer: a crash now would lose what is
-pending). A Redis that lost its data (restarted without persistence) is noticed by
-its missing ``epoch`` key and rewritten from the mirror in full.
+to ``outage_buffer_seconds`` and ``outage_buffer_events``) or ``degraded`` (beyond: a
+crash now would lose what is pending). A Redis that lost its data (restarted without
+persistence) is noticed by its missing ``epoch`` key and rewritten from the mirror in
+full.
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ class RedisStore(MemoryStore):
         max_log_bytes: int = 256 * 1024 * 1024,
         keep_closed_ms: int = 60_000,
         outage_seconds: float = 30.0,
+        outage_events: int = 100_000,
     ) -> None:
         super().__init__(max_log=max_log, max_log_bytes=max_log_bytes)
         self.link = link
@@ -149,6 +151,7 @@ class RedisStore(MemoryStore):
         self.clock = clock
         self.keep_closed_ms = keep_closed_ms
         self.outage_seconds = outage_seconds
+        self.outage_events = outage_events
         self._dirty: set[str] = set()
         self._dirty_queues: set[tuple[str, str]] = set()
         self._dirty_state: dict[str, dict[str, str]] = {}
@@ -307,7 +310,8 @@ class RedisStore(MemoryStore):
             status = "ok"
         else:
             down = 0.0 if self._down_since is None else self.clock.seconds() - self._down_since
-            status = "buffering" if down <= self.outage_seconds else "degraded"
+            within = down <= self.outage_seconds and pending <= self.outage_events
+            status = "buffering" if within else "degraded"
         return {
             "status": status,
             "connected": self.link.connected,

@@ -214,3 +214,15 @@ async def test_health_says_degraded_past_the_outage_allowance(prefix: str) -> No
         await node.stop()
     finally:
         server.close()
+
+
+def test_too_many_pending_events_is_degraded_too(redis_config: RedisConfig) -> None:
+    node = Node(redis_config)
+    node.store.outage_events = 2
+    node.store._down_since = reactor.seconds()  # down for an instant, Redis never reached
+    node.hub.register("1001", [], None)
+    node.publish([done(1), done(2)])
+    assert node.store.health()["status"] == "buffering"
+    node.publish([done(3)])
+    assert node.store.health()["status"] == "degraded"
+    node.hub.close_all()
