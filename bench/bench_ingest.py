@@ -217,7 +217,9 @@ def events_in(service: PbxisService) -> int:
     return sum(service.ami.stats.events_in.values())
 
 
-async def run_one(reactor: Any, n_agents: int, n_events: int, n_clients: int, profile: bool) -> None:
+async def run_one(
+    reactor: Any, n_agents: int, n_events: int, n_clients: int, profile: bool, max_log_bytes: int | None
+) -> None:
     child = _Child(reactor, "bench_ingest.py", "peer", str(n_agents), str(n_events))
     words = (await child.expect()).split()
     ami_port, floor_port, total = int(words[1]), int(words[2]), int(words[3])
@@ -233,7 +235,10 @@ async def run_one(reactor: Any, n_agents: int, n_events: int, n_clients: int, pr
                 "keepalive_timeout": 600.0,
             },
             "http": {"listen": "tcp:0:interface=127.0.0.1:backlog=4096"},
-            "agents": {"grace_period": 600.0},
+            "agents": {
+                "grace_period": 600.0,
+                **({"max_log_bytes": max_log_bytes} if max_log_bytes else {}),
+            },
         }
     )
     service = PbxisService(config, reactor)
@@ -262,6 +267,7 @@ async def run_one(reactor: Any, n_agents: int, n_events: int, n_clients: int, pr
         rss_before = rss_kib()
         base_count = events_in(service)
         first: list[float] = []
+        note(f"flood starts (pid {os.getpid()})")
         sent = child.ask("flood")
         profiler = None
         if profile:
@@ -308,12 +314,15 @@ async def run_one(reactor: Any, n_agents: int, n_events: int, n_clients: int, pr
         ratio(f"{name}.pbxis-vs-floor-per-cpu-s", seen / cpu, floor_cpu_rate)
         figure(f"{name}.rss-before", rss_before / 1024, "MiB")
         figure(f"{name}.rss-after", rss_after / 1024, "MiB")
+        figure(f"{name}.log-bytes", service.hub.store.bytes_used() / 2**20, "MiB")
+        note(f"[agents] max_log_bytes = {config.agents.max_log_bytes / 2**20:.0f} MiB")
         hub_stats = service.hub.stats()
         note(
             f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
             f"{seen} of {total} events in {elapsed:.2f} s, daemon CPU {100 * cpu / elapsed:.0f}%; "
             f"{failed} clients failed; "
             f"hub: {hub_stats['events_published']} events published, "
+            f"{hub_stats['queue_flushes']} queue flushes, "
             f"{sum(hub_stats['log_sizes'].values())} entries in logs"
         )
         if profiler is not None:
@@ -332,6 +341,7 @@ async def main(reactor: Any) -> None:
     p.add_argument("--clients", type=int, default=200, help="SSE clients (on the first agents)")
     p.add_argument("--events", type=int, default=None, help="AMI events in the flood (default 200000)")
     p.add_argument("--profile", action="store_true", help="pyinstrument over the largest run")
+    p.add_argument("--max-log-bytes", type=int, default=None, help="[agents] max_log_bytes")
     args = p.parse_args(sys.argv[1:])
     sizes = args.agents or ([30, 60] if args.quick else [100, 1000])
     events = args.events or (3000 if args.quick else 200_000)
@@ -339,7 +349,7 @@ async def main(reactor: Any) -> None:
     note(machine())
     note(f"flood of ~{events} filtered AMI events; agents share q0 and q1; {clients} SSE clients")
     for n in sizes:
-        await run_one(reactor, n, events, clients, args.profile and n == max(sizes))
+        await run_one(reactor, n, events, clients, args.profile and n == max(sizes), args.max_log_bytes)
 
 
 if __name__ == "__main__":

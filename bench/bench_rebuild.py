@@ -9,6 +9,11 @@ rebuild sends ``QueueStatus`` (every queue), ``ExtensionStateList`` and
 
 Counted from the end of login to the end of the rebuild: AMI actions on the wire, bytes
 both ways, and wall time.
+
+The extension states alone, for the break-even of ``ExtensionStateList`` (every hint of
+the PBX, one action) against one ``ExtensionState`` per registered agent: bytes and time
+of each way for N agents on the same PBX, and the hints per agent at which the list
+costs as many bytes (``pbxis.tracker.rebuild.LIST_BREAK_EVEN`` is set from it).
 """
 
 from __future__ import annotations
@@ -112,6 +117,32 @@ async def naive_rebuild(reactor: object, port: int, counters: Counters) -> tuple
         await ami.stop()
 
 
+async def extension_states(
+    reactor: object, port: int, agents: list[str], counters: Counters, as_list: bool
+) -> tuple[int, float]:
+    """(bytes, seconds) to learn ``agents``' extension states one by one or by the list."""
+    ami = AMIClientFactory(USER, SECRET, clock=reactor, keepalive_interval=None)
+    start = _ResetOnLogin(counters)
+    ami.add_observer(start)
+    ami.connect(TCP4ClientEndpoint(reactor, "127.0.0.1", port))
+    try:
+        await until(reactor, lambda: ami.connected, 30)
+        counters.reset()
+        began = time.perf_counter()
+        if as_list:
+            await ami.send_action("ExtensionStateList", timeout=120)
+        else:
+            await defer.gatherResults(
+                [
+                    ami.send_action("ExtensionState", [("Exten", a), ("Context", "agents")], timeout=120)
+                    for a in agents
+                ]
+            )
+        return counters.to_server + counters.to_client, time.perf_counter() - began
+    finally:
+        await ami.stop()
+
+
 async def run(reactor: object, agents: int, queues: int, registered: list[int]) -> None:
     config, membership = call_center(agents, queues)
     sim = Simulator(dataclasses.replace(config, boot_time=0.0), clock=reactor, username=USER, secret=SECRET)
@@ -136,6 +167,22 @@ async def run(reactor: object, agents: int, queues: int, registered: list[int]) 
             figure(f"rebuild.{n}-agents.time", seconds * 1000, "ms")
             figure(f"rebuild.{n}-agents.naive-over-pbxis-bytes", naive_bytes / total, "x")
             figure(f"rebuild.{n}-agents.naive-over-pbxis-time", naive_s / seconds, "x")
+        everyone = list(membership)
+        list_bytes, list_s = await extension_states(reactor, port, everyone, counters, True)
+        figure(f"rebuild.extension-state-list.{agents}-hints.bytes", list_bytes, "bytes")
+        figure(f"rebuild.extension-state-list.{agents}-hints.time", list_s * 1000, "ms")
+        for n in sorted({*registered, agents}):
+            each_bytes, each_s = await extension_states(reactor, port, everyone[:n], counters, False)
+            figure(f"rebuild.extension-state.{n}-agents.bytes", each_bytes, "bytes")
+            figure(f"rebuild.extension-state.{n}-agents.time", each_s * 1000, "ms")
+            # The list costs bytes per hint, the actions bytes per agent: the list is
+            # cheaper while hints/agents stays under this ratio.
+            figure(
+                f"rebuild.extension-state.{n}-agents.break-even-hints-per-agent",
+                (each_bytes / n) / (list_bytes / agents),
+                "x",
+            )
+            figure(f"rebuild.extension-state.{n}-agents.list-over-each-time", list_s / each_s, "x")
     finally:
         await relay.stopListening()
         await server.stopListening()

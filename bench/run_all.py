@@ -15,7 +15,15 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("bench_parse", "bench_digest", "bench_rebuild", "bench_e2e", "bench_scale", "bench_ingest")
+BENCHES = (
+    "bench_parse",
+    "bench_digest",
+    "bench_rebuild",
+    "bench_gc",
+    "bench_e2e",
+    "bench_scale",
+    "bench_ingest",
+)
 
 
 def main() -> int:

@@ -23,6 +23,7 @@ __all__ = [
     "UnknownAgent",
     "UnknownPbx",
     "UnknownQueue",
+    "UnknownSupervisor",
     "UnsafeInput",
 ]
 
@@ -51,6 +52,12 @@ class UnknownAgent(CommandError, LookupError):
     """The agent is not registered (it never was, was unregistered, or expired)."""
 
     code = "unknown_agent"
+
+
+class UnknownSupervisor(CommandError, LookupError):
+    """The supervisor is not registered (it never was, was unregistered, or expired)."""
+
+    code = "unknown_supervisor"
 
 
 class UnknownPbx(CommandError, LookupError):

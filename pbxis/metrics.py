@@ -17,7 +17,33 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["PbxisCollector", "build_registry"]
+from .ami.factory import OTHER_EVENTS
+from .tracker.filters import EVENT_NAMES
+
+__all__ = ["KNOWN_EVENTS", "PbxisCollector", "build_registry"]
+
+KNOWN_EVENTS: frozenset[str] = frozenset(
+    (
+        *EVENT_NAMES,
+        # Answers to the rebuild's list actions, and the events an unfiltered Asterisk 20
+        # or 22 sends most (captures under shared/ami/).
+        "QueueParams", "QueueMember", "QueueEntry", "QueueStatusComplete",
+        "CoreShowChannel", "CoreShowChannelsComplete", "ExtensionStateListComplete",
+        "Status", "StatusComplete", "VarSet", "Newchannel", "Newstate", "Newexten",
+        "NewCallerid", "NewConnectedLine", "DeviceStateChange", "DialState", "HangupRequest",
+        "SoftHangupRequest", "BridgeCreate", "BridgeEnter", "BridgeLeave", "BridgeDestroy",
+        "LocalBridge", "BlindTransfer", "Cdr", "Cel", "MixMonitorStart", "MixMonitorStop",
+        "QueueCallerAbandon", "QueueSummary", "QueueSummaryComplete", "UserEvent",
+        "PeerStatus", "ContactStatus", "PeerEntry", "PeerlistComplete", "EndpointList",
+        "EndpointListComplete", "DeviceStateListComplete", "RTCPSent", "RTCPReceived",
+        "Reload", "SuccessfulAuth", "ChallengeSent", "Hold", "Unhold", "MusicOnHoldStart",
+        "MusicOnHoldStop", "DTMFBegin", "DTMFEnd", "AgentRingNoAnswer", "AgentDump",
+        "Registry", "VarSet",
+    )
+)  # fmt: skip
+"""Event names that get their own ``pbxis_ami_events_total`` series; any other name an
+AMI peer sends is counted under ``type="other"``, so no peer can make ``/metrics``
+grow with names it invents."""
 
 ACTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -66,7 +92,11 @@ class PbxisCollector(Collector):
         events_in = CounterMetricFamily(
             "pbxis_ami_events", "AMI events received, by event name.", labels=["type"]
         )
-        for event, count in sorted(dict(getattr(stats, "events_in", {})).items()):
+        bounded: dict[str, int] = {}
+        for event, count in dict(getattr(stats, "events_in", {})).items():
+            label = event if event in KNOWN_EVENTS else OTHER_EVENTS
+            bounded[label] = bounded.get(label, 0) + count
+        for event, count in sorted(bounded.items()):
             events_in.add_metric([event], count)
         yield events_in
 

@@ -9,7 +9,6 @@ At stop the call center goes first: streams end with the documented "server shut
 
 from __future__ import annotations
 
-import gc
 import secrets
 from collections.abc import Callable
 from typing import Any, cast
@@ -34,6 +33,7 @@ from zope.interface import implementer
 
 from .config import Config, ConfigError
 from .engine import CallCenter
+from .gcpolicy import start_collector_policy
 from .web.app import build_app
 from .web.site import build_site
 
@@ -233,8 +233,16 @@ class PbxisService(MultiService):
 
         http = config.http
         self.app = build_app(self.center, http, clock=reactor)
-        self.site = build_site(self.app, http.allowed_origins)
-        self.web = _WebService(serverFromString(reactor, http.listen), self.site)
+        self.site = build_site(
+            self.app,
+            http.allowed_origins,
+            allowed_hosts=http.allowed_hosts,
+            public_url=http.public_url,
+            header_timeout=http.header_timeout,
+            body_timeout=http.body_timeout,
+            reactor=reactor,
+        )
+        self.web = _WebService(serverFromString(reactor, http.server_endpoint), self.site)
         self.center_service = _CallCenterService(self.center, self._ami_endpoint)
         if self.redis is None:
             self.web.setServiceParent(self)
@@ -270,11 +278,10 @@ class PbxisService(MultiService):
             log.warn("no [http].api_keys configured: the command API is open to anyone who can reach it")
         super().startService()
         if self.freeze_gc:
-            # Everything built so far (modules, the app, the simulator's model) lives as
-            # long as the daemon: move it out of the collector's reach, so a full
-            # collection walks only what connections and calls create (measured: 200+ ms
-            # pauses without it).
-            gc.freeze()
+            # Start-up's objects live as long as the daemon, and so do a burst of
+            # connections': frozen out of the collector's reach, a full pass walks only
+            # what is new (pbxis.gcpolicy; measured by bench/bench_gc.py).
+            self.gc_policy = start_collector_policy(self.reactor)
 
     @property
     def http_port(self) -> int:

@@ -98,6 +98,12 @@ class StateSync:
         self._ready_waiters: list[Deferred[None]] = []
         self.filter_mode: str | None = None
         self.last_rebuild: RebuildStats | None = None
+        self._rebuild_listeners: list[Callable[[bool], None]] = []
+
+    def add_rebuild_listener(self, listener: Callable[[bool], None]) -> None:
+        """``listener(full)`` after each rebuild is published (``full``: the one after a
+        login, whose filter mode is then known). Supervisors load their queues then."""
+        self._rebuild_listeners.append(listener)
 
     # -- observer interface of the AMI client factory ---------------------------------
     def ami_logged_in(self, protocol: object) -> None:
@@ -212,6 +218,11 @@ class StateSync:
             duration=self.last_rebuild.duration,
         )
         self._publish(events)
+        for listener in list(self._rebuild_listeners):
+            try:
+                listener(full)
+            except Exception:
+                self.log.failure("rebuild listener {listener!r} failed", listener=listener)
         self._kick()
         waiters, self._ready_waiters = self._ready_waiters, []
         for waiter in waiters:

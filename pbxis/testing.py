@@ -35,6 +35,7 @@ from twisted.internet.interfaces import IListeningPort, IReactorTCP, IReactorTim
 from pbxis.config import parse_config
 from pbxis.engine import CallCenter
 from pbxis.simulator import Simulator, SimulatorConfig
+from pbxis.simulator.personality import personality
 
 __all__ = ["SimulatedCallCenter", "simulated_call_center"]
 
@@ -68,27 +69,33 @@ def simulated_call_center(
     logged_in: bool = False,
     seed: int = 0,
     config: Mapping[str, Mapping[str, Any]] | None = None,
+    asterisk: str = "20",
 ) -> Deferred[SimulatedCallCenter]:
     """Start a simulated Asterisk with ``agents`` (phones) and ``queues`` and a CallCenter
     connected to it; fires once the call center is ready.
 
     ``logged_in`` makes the agents members of every queue from the start; ``config``
     adds sections or keys to pbxis's config (``{"originate": {"agent_rate": 0}}``);
-    ``[ami]`` is filled in to reach the simulator.
+    ``[ami]`` is filled in to reach the simulator. ``asterisk="22"`` simulates Asterisk
+    22 with PJSIP endpoints; ``[agents] interface`` then defaults to ``PJSIP/{agent}``.
     """
 
     async def start() -> SimulatedCallCenter:
         clock: IReactorTime = reactor
         tcp: IReactorTCP = reactor
+        plays = personality(asterisk)
         simulator = Simulator(
-            SimulatorConfig.demo(agents=list(agents), queues=list(queues), logged_in=logged_in),
+            SimulatorConfig.demo(
+                agents=list(agents), queues=list(queues), logged_in=logged_in, personality=plays
+            ),
             clock=clock,
             seed=seed,
             username=USERNAME,
             secret=SECRET,
         )
-        port = tcp.listenTCP(0, simulator.factory, interface="127.0.0.1")  # type: ignore[arg-type]
+        port = tcp.listenTCP(0, simulator.factory, interface="127.0.0.1")
         data: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (config or {}).items()}
+        data.setdefault("agents", {}).setdefault("interface", f"{plays.tech}/{{agent}}")
         data.setdefault("ami", {}).update(
             {"host": "127.0.0.1", "port": port.getHost().port, "username": USERNAME, "secret": SECRET}  # type: ignore[attr-defined]
         )

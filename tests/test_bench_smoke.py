@@ -67,6 +67,19 @@ def test_rebuild_bench_compares_with_the_naive_dump() -> None:
         assert figures[f"rebuild.{agents}-agents.naive-over-pbxis-bytes"] > 0
     # Ten agents out of a big PBX must cost less than the full dump.
     assert figures["rebuild.10-agents.bytes"] < figures["rebuild.naive.bytes"]
+    for agents in (10, 100):
+        assert figures[f"rebuild.extension-state.{agents}-agents.bytes"] > 0
+        assert figures[f"rebuild.extension-state.{agents}-agents.break-even-hints-per-agent"] > 0
+    assert figures["rebuild.extension-state-list.250-hints.bytes"] > 0
+
+
+def test_gc_bench_times_a_full_pass_with_and_without_the_policy() -> None:
+    figures = run_quick("bench_gc.py")
+    for mode in ("default", "policy"):
+        assert figures[f"gc.500-connections.{mode}.full-pass"] > 0
+    # Frozen, the burst's objects are out of the pass's reach.
+    policy = "gc.500-connections.policy"
+    assert figures[f"{policy}.objects-frozen"] > figures[f"{policy}.objects-tracked"]
 
 
 @pytest.mark.slow

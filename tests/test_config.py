@@ -65,6 +65,16 @@ def test_sample_is_valid_and_names_every_key() -> None:
             "[ami].reconnect_min_delay: must not exceed",
         ),
         ("[simulator]\nagents = ['10 01']\n", "[simulator].agents: '10 01' is not an agent name"),
+        ("[simulator]\nagents = ['..']\n", "[simulator].agents: '..' is not an agent name"),
+        ("[http]\nallowed_hosts = ['http://x']\n", "[http].allowed_hosts: 'http://x' is not a host name"),
+        ("[http]\nheader_timeout = 0\n", "[http].header_timeout: expected a number from 0.5 to 600"),
+        ("[http]\nbacklog = 0\n", "[http].backlog: expected an integer from 1 to 65535"),
+        (
+            "[http]\nbacklog = 10\nlisten = 'tcp:80:backlog=5'\n",
+            "[http].backlog: set it in [http].backlog or in listen's backlog=, not both",
+        ),
+        ("[http]\nbacklog = 10\nlisten = 'systemd:domain=INET:index=0'\n", "[http].backlog: applies to"),
+        ("[ami]\nreconnect_reset_after = -1\n", "[ami].reconnect_reset_after: expected a number"),
         ("[simulator]\ntalk_time = [5]\n", "[simulator].talk_time: expected [min, max]"),
         ("ami = 3\n", "ami: expected a table [ami], got int 3"),
         ("[ami\n", "TOML syntax error"),
@@ -167,3 +177,14 @@ def test_the_pjsip22_demo_config_is_valid() -> None:
     config = load_config(Path(__file__).resolve().parents[1] / "docs" / "demo-pjsip22.toml")
     assert config.demo
     assert (config.simulator.asterisk, config.agents.interface) == ("22", "PJSIP/{agent}")
+
+
+def test_a_pjsip_interface_makes_the_demo_play_asterisk_22(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, '[agents]\ninterface = "PJSIP/{agent}"\n'))
+    assert config.demo and (config.simulator.asterisk, config.simulator.tech) == ("22", "pjsip")
+    plain = load_config(None)
+    assert (plain.simulator.asterisk, plain.simulator.tech, plain.agents.interface) == (
+        "20",
+        "sip",
+        "SIP/{agent}",
+    )

@@ -18,14 +18,15 @@ PACKAGE = ROOT / "pbxis"
 #: Layer order (docs/architecture.rst): a module may import its own layer and those
 #: before it, never those after.
 LAYERS = (
-    ("pbxis.names", "pbxis.errors", "pbxis.events", "pbxis.config", "pbxis.metrics", "pbxis.tail"),
+    ("pbxis.names", "pbxis.errors", "pbxis.events", "pbxis.config", "pbxis.tail"),
     ("pbxis.ami",),
     ("pbxis.tracker", "pbxis.supervisors"),
     ("pbxis.hub", "pbxis.store"),
-    ("pbxis.sync", "pbxis.commands", "pbxis.engine"),
+    # metrics reads every layer below (AMI link stats, the tracker's event names, the hub)
+    ("pbxis.sync", "pbxis.commands", "pbxis.engine", "pbxis.metrics"),
     ("pbxis.web",),
     ("pbxis.simulator",),
-    ("pbxis.service", "pbxis.testing"),
+    ("pbxis.service", "pbxis.gcpolicy", "pbxis.testing"),
 )
 
 

@@ -30,7 +30,11 @@ def check_header(key: str, value: str) -> None:
             raise LocalProtocolError(f"AMI header {key!r} holds a CR or LF; refused (header injection)")
     if "\x00" in key or "\x00" in value:
         raise LocalProtocolError(f"AMI header {key!r} holds a NUL byte; refused")
-    if len(key) + 2 + len(value.encode("utf-8")) + 2 > MAX_LINE_BYTES:
+    try:
+        encoded = value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no bytes could carry it
+        raise LocalProtocolError(f"AMI header {key!r} is not valid Unicode text; refused") from None
+    if len(key) + 2 + len(encoded) + 2 > MAX_LINE_BYTES:
         raise LocalProtocolError(
             f"AMI header {key!r} is longer than Asterisk's {MAX_LINE_BYTES}-byte line limit"
         )

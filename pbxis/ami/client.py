@@ -67,5 +67,6 @@ def link_from_config(settings: AMIConfig, *, clock: IReactorTime) -> AMIClientFa
         keepalive_timeout=settings.keepalive_timeout,
         min_delay=settings.reconnect_min_delay,
         max_delay=settings.reconnect_max_delay,
+        reset_after=settings.reconnect_reset_after,
         clock=clock,
     )

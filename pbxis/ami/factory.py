@@ -6,9 +6,11 @@ the socket open when the login fails, and a link that drops after a failed
 ``prepareConnection`` trips its state machine (``NoTransition`` in Twisted 26). AMI
 closes the socket on every refused login, so that path is the common one here. The
 loop below is the same idea in a few lines: ``endpoint.connect``, then on any failure
-or loss ``clock.callLater(backoff)``; the delay resets only after a successful login,
-so a wrong secret backs off to ``max_delay`` instead of hammering Asterisk (which
-sleeps 1 s per refused login).
+or loss ``clock.callLater(backoff)``. The delay starts again from ``min_delay`` only
+once a link has stayed logged in for ``reset_after`` seconds: a wrong secret backs off
+to ``max_delay`` instead of hammering Asterisk (which sleeps 1 s per refused login),
+and so does a peer that accepts the login and then breaks the link at once (garbage,
+an immediate close), which would otherwise be re-logged-into twice a second forever.
 """
 
 from __future__ import annotations
@@ -31,9 +33,22 @@ from .errors import AuthenticationFailed, NotConnected
 from .message import HeaderInput, Message
 from .protocol import ActionResult, AMIProtocol, AuthMethod, LinkSettings, Outcome
 
-__all__ = ["AMIClientFactory", "AMIStats", "ActionListener", "backoff_delay"]
+__all__ = [
+    "MAX_EVENT_NAMES",
+    "OTHER_EVENTS",
+    "AMIClientFactory",
+    "AMIStats",
+    "ActionListener",
+    "backoff_delay",
+]
 
 log = Logger(namespace="pbxis.ami")
+
+MAX_EVENT_NAMES = 256
+"""Distinct event names counted one by one in :attr:`AMIStats.events_in`; Asterisk has
+about 200. Names first seen after that are counted under :data:`OTHER_EVENTS`, so a
+peer inventing names cannot grow the counter (or ``/metrics``) without bound."""
+OTHER_EVENTS = "other"
 
 LinkState = Literal["connecting", "logging_in", "logged_in", "disconnected", "auth_failed"]
 ActionListener = Callable[[str, float, str], None]
@@ -62,7 +77,8 @@ class AMIStats:
     reconnects: int = 0
     """TCP connections made by a retry (after a failed attempt or a lost link)."""
     events_in: Counter[str] = field(default_factory=Counter)
-    """Events received, by name (list items included)."""
+    """Events received, by name (list items included); at most :data:`MAX_EVENT_NAMES`
+    names, the rest under :data:`OTHER_EVENTS`."""
     last_event_time: float | None = None
     state: LinkState = "disconnected"
     last_error: str | None = None
@@ -88,6 +104,7 @@ class AMIClientFactory(Factory):
         keepalive_timeout: float = 10.0,
         min_delay: float = 0.5,
         max_delay: float = 30.0,
+        reset_after: float = 30.0,
         clock: IReactorTime | None = None,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -111,6 +128,8 @@ class AMIClientFactory(Factory):
         )
         self._min_delay = min_delay
         self._max_delay = max_delay
+        self._reset_after = reset_after
+        self._healthy: IDelayedCall | None = None  # resets the backoff once the link held
         self._clock: IReactorTime = clock
         self._rand = rand
         self.stats = AMIStats()
@@ -153,6 +172,7 @@ class AMIClientFactory(Factory):
         """Stop reconnecting and close the link; fire once it is closed."""
         self._stopping = True
         self._endpoint = None
+        self._cancel_healthy()
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None
@@ -241,11 +261,25 @@ class AMIClientFactory(Factory):
 
     # -- LinkHandler (called by AMIProtocol) --------------------------------------
     def link_logged_in(self, protocol: AMIProtocol) -> None:
-        self._attempts = 0
+        self._cancel_healthy()
+        if self._reset_after <= 0:
+            self._attempts = 0
+        else:
+            self._healthy = self._clock.callLater(self._reset_after, self._link_held)
         self.stats.logins += 1
         self.stats.state = "logged_in"
         self.stats.last_error = None
         self._notify("ami_logged_in", protocol)
+
+    def _link_held(self) -> None:
+        """The link stayed logged in for ``reset_after`` s: the next loss retries soon."""
+        self._healthy = None
+        self._attempts = 0
+
+    def _cancel_healthy(self) -> None:
+        if self._healthy is not None and self._healthy.active():
+            self._healthy.cancel()
+        self._healthy = None
 
     def link_login_failed(self, protocol: AMIProtocol, reason: Failure) -> None:
         self.stats.last_error = reason.getErrorMessage()
@@ -255,7 +289,11 @@ class AMIClientFactory(Factory):
     def link_event(self, protocol: AMIProtocol, message: Message) -> None:
         name = message.event
         if name is not None:
-            self.stats.events_in[name] += 1
+            counts = self.stats.events_in
+            if name in counts or len(counts) < MAX_EVENT_NAMES:
+                counts[name] += 1
+            else:
+                counts[OTHER_EVENTS] += 1
         self.stats.last_event_time = time.time()
         self._notify("ami_event", message)
 
@@ -263,6 +301,7 @@ class AMIClientFactory(Factory):
         if protocol is not self._link:
             return
         self._link = None
+        self._cancel_healthy()
         was_logged_in = self.stats.state == "logged_in"
         if self.stats.state != "auth_failed":
             self.stats.state = "disconnected"

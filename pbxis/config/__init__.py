@@ -33,6 +33,8 @@ __all__ = [
     "OriginateConfig",
     "RedisConfig",
     "SimulatorConfig",
+    "SupervisorsConfig",
+    "Thresholds",
     "load_config",
     "parse_config",
 ]
@@ -59,6 +61,7 @@ class AMIConfig:
     keepalive_timeout: float = 10.0
     reconnect_min_delay: float = 0.5
     reconnect_max_delay: float = 30.0
+    reconnect_reset_after: float = 30.0
 
     @property
     def client_endpoint(self) -> str:
@@ -76,6 +79,18 @@ class HTTPConfig:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     allowed_origins: tuple[str, ...] = ()
     metrics_public: bool = True
+    allowed_hosts: tuple[str, ...] = ()
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    backlog: int = 4096
+
+    @property
+    def server_endpoint(self) -> str:
+        """``listen`` with ``backlog`` added (TCP, SSL and UNIX endpoints take one)."""
+        kind = self.listen.split(":", 1)[0].lower()
+        if kind not in _BACKLOG_ENDPOINTS or "backlog=" in self.listen:
+            return self.listen
+        return f"{self.listen}:backlog={self.backlog}"
 
 
 @dataclass(frozen=True)
@@ -90,7 +105,7 @@ class AgentsConfig:
     max_log_bytes: int = 256 * 1024 * 1024
     max_clients: int = 20
     snapshot_window: float = 1.0
-    queue_tick: float = 0.05
+    queue_tick: float = 0.2
 
 
 #: Premium-rate prefixes (international 900, North American 1-900), with or without
@@ -125,6 +140,45 @@ class SimulatorConfig:
     asterisk: str = "20"
     #: its channel driver, "sip" or "pjsip"; empty: the version's own
     tech: str = ""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a wallboard tile turns amber and red: the longest wait at or above
+    ``wait_*`` seconds, the service level performance at or below ``service_level_*``
+    percent."""
+
+    wait_amber: int = 30
+    wait_red: int = 60
+    service_level_amber: float = 80.0
+    service_level_red: float = 60.0
+
+
+@dataclass(frozen=True)
+class SupervisorsConfig:
+    """``[supervisors]``: the wallboard's thresholds, and per-queue overrides
+    (``[supervisors.queues.sales]``)."""
+
+    wait_amber: int = 30
+    wait_red: int = 60
+    service_level_amber: float = 80.0
+    service_level_red: float = 60.0
+    queues: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
+
+    @property
+    def defaults(self) -> Thresholds:
+        return Thresholds(self.wait_amber, self.wait_red, self.service_level_amber, self.service_level_red)
+
+    def thresholds(self, queue: str) -> Thresholds:
+        """The defaults with ``queue``'s overrides applied."""
+        overrides = dict(dict(self.queues).get(queue, ()))
+        base = self.defaults
+        return Thresholds(
+            wait_amber=int(overrides.get("wait_amber", base.wait_amber)),
+            wait_red=int(overrides.get("wait_red", base.wait_red)),
+            service_level_amber=float(overrides.get("service_level_amber", base.service_level_amber)),
+            service_level_red=float(overrides.get("service_level_red", base.service_level_red)),
+        )
 
 
 @dataclass(frozen=True)
@@ -179,6 +233,7 @@ class Config:
     agents: AgentsConfig = AgentsConfig()
     originate: OriginateConfig = OriginateConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    supervisors: SupervisorsConfig = SupervisorsConfig()
     source: str = "<defaults>"
     #: ``None``: the in-memory store, one process (the embedded default)
     redis: RedisConfig | None = None
@@ -195,6 +250,8 @@ class Config:
 Check = Callable[[str, Any], Any]
 _NAME = re.compile(AGENT_PATTERN)
 _QUEUE = re.compile(QUEUE_PATTERN)
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?$")
+_BACKLOG_ENDPOINTS = ("tcp", "tcp6", "ssl", "unix")
 
 
 def _string(*, allow_empty: bool = True, choices: Sequence[str] = ()) -> Check:
@@ -337,6 +394,34 @@ def _optional_seed(key: str, value: Any) -> int:
     return int(_number(low=0, high=2**63 - 1, integer=True)(key, value))
 
 
+_THRESHOLD_CHECKS: dict[str, Check] = {
+    "wait_amber": _number(low=1, high=86400, integer=True),
+    "wait_red": _number(low=1, high=86400, integer=True),
+    "service_level_amber": _number(low=0, high=100),
+    "service_level_red": _number(low=0, high=100),
+}
+
+
+def _queue_thresholds(key: str, value: Any) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
+    """``[supervisors.queues.<queue>]`` tables of threshold overrides."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected tables [supervisors.queues.<queue>], got {_show(value)}")
+    out = []
+    for queue, body in value.items():
+        name = f"[supervisors.queues.{queue}]"
+        if not _QUEUE.match(queue):
+            raise ConfigError(f"{name}: not a queue name (1-64 of A-Z a-z 0-9 _ . -)")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{name}: expected a table of thresholds, got {_show(body)}")
+        items = []
+        for item, threshold in body.items():
+            if item not in _THRESHOLD_CHECKS:
+                raise ConfigError(f"{name}.{item}: unknown key (known: {', '.join(_THRESHOLD_CHECKS)})")
+            items.append((item, float(_THRESHOLD_CHECKS[item](f"{name}.{item}", threshold))))
+        out.append((queue, tuple(items)))
+    return tuple(out)
+
+
 SCHEMA: dict[str, dict[str, Check]] = {
     "ami": {
         "host": _string(allow_empty=False),
@@ -354,6 +439,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "keepalive_timeout": _number(low=0.5, high=600),
         "reconnect_min_delay": _number(low=0.01, high=600),
         "reconnect_max_delay": _number(low=0.01, high=3600),
+        "reconnect_reset_after": _number(low=0, high=86400),
     },
     "http": {
         "listen": _string(allow_empty=False),
@@ -362,6 +448,10 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "api_keys_file": _string(),
         "allowed_origins": _string_list(),
         "metrics_public": _boolean,
+        "allowed_hosts": _string_list(_HOST, "a host name or host:port (e.g. pbx.example.com)"),
+        "header_timeout": _number(low=0.5, high=600),
+        "body_timeout": _number(low=0.5, high=600),
+        "backlog": _number(low=1, high=65535, integer=True),
     },
     "agents": {
         "interface": _template,
@@ -397,6 +487,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "asterisk": _string(choices=("20", "22")),
         "tech": _string(choices=("", "sip", "pjsip")),
     },
+    "supervisors": {**_THRESHOLD_CHECKS, "queues": _queue_thresholds},
     "redis": {
         "url": _redis_url,
         "password_file": _string(),
@@ -497,6 +588,10 @@ def parse_config(
         if len(k) < 16:
             raise ConfigError("[http].api_keys: every API key must be at least 16 characters long")
     http["api_keys"] = tuple(keys)
+    if "backlog" in http and "backlog=" in http.get("listen", ""):
+        raise ConfigError("[http].backlog: set it in [http].backlog or in listen's backlog=, not both")
+    if "backlog" in http and http.get("listen", "tcp").split(":", 1)[0].lower() not in _BACKLOG_ENDPOINTS:
+        raise ConfigError(f"[http].backlog: applies to {', '.join(_BACKLOG_ENDPOINTS)} listen endpoints only")
 
     redis = _redis_config(values, data, environ, base)
     node = NodeConfig(**values.get("node", {}))
@@ -525,6 +620,7 @@ def parse_config(
         agents=AgentsConfig(**agents),
         originate=OriginateConfig(**values.get("originate", {})),
         simulator=SimulatorConfig(**sim),
+        supervisors=SupervisorsConfig(**values.get("supervisors", {})),
         source=source,
         redis=redis,
         node=node,
@@ -567,17 +663,24 @@ def _match_simulated_driver(sim: dict[str, Any], agents: dict[str, Any]) -> None
     """The embedded simulator's Asterisk and the agents' interface must agree.
 
     ``[agents].interface`` defaults to the simulated driver's (``PJSIP/{agent}`` for
-    Asterisk 22); one naming the other driver would match no queue member.
+    Asterisk 22); without ``[simulator] asterisk``/``tech`` a ``PJSIP/`` interface picks
+    Asterisk 22. An interface of the other driver would match no queue member: an error.
     """
     from ..simulator.personality import personality
 
+    chosen = "asterisk" in sim or bool(sim.get("tech"))
+    given = agents.get("interface")
+    if not chosen and isinstance(given, str) and given.startswith("PJSIP/"):
+        sim["asterisk"], sim["tech"] = "22", "pjsip"
     try:
         plays = personality(sim.get("asterisk", "20"), sim.get("tech") or None)
     except ValueError as e:
         raise ConfigError(f"[simulator].tech: {e}") from None
+    sim["asterisk"], sim["tech"] = plays.asterisk, plays.tech.lower()
     wanted = f"{plays.tech}/{{agent}}"
     given = agents.setdefault("interface", wanted)
-    if not given.startswith(f"{plays.tech}/"):
+    other = "SIP/" if plays.tech == "PJSIP" else "PJSIP/"
+    if given.startswith(other):
         raise ConfigError(
             f"[agents].interface: the simulator plays Asterisk {plays.asterisk} with {plays.tech}"
             f' phones; use "{wanted}" (got {given!r})'

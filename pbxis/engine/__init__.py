@@ -10,6 +10,7 @@ from .center import (
     Caller,
     EventListener,
     SinkHandle,
+    SupervisorRegistration,
     as_config,
     connect,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "Caller",
     "EventListener",
     "SinkHandle",
+    "SupervisorRegistration",
     "as_config",
     "connect",
 ]

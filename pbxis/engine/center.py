@@ -32,13 +32,16 @@ from pbxis.ami.client import AMIClientFactory, link_from_config
 from pbxis.commands import Commands
 from pbxis.config import Config, ConfigError, load_config, parse_config
 from pbxis.errors import CommandError, Forbidden, InvalidArgument, UnknownAgent, UnknownPbx
+from pbxis.events import AgentEvent
 from pbxis.hub import Hub, LogEntry, Registration, RegistrationEnded, Subscription
 from pbxis.hub.store import HubStore
 from pbxis.names import AGENT_HINT, NUMBER_HINT, QUEUE_HINT, is_agent, is_number, is_queue
+from pbxis.supervisors import is_supervisor_key
 from pbxis.sync import StateSync
 from pbxis.tracker import Tracker
 
 from .policy import OriginateGuard
+from .supervision import Supervision, SupervisorRegistration, supervisor_queues
 
 __all__ = [
     "DEFAULT_PBX",
@@ -47,6 +50,7 @@ __all__ = [
     "Caller",
     "EventListener",
     "SinkHandle",
+    "SupervisorRegistration",
     "connect",
 ]
 
@@ -144,7 +148,7 @@ class CallCenter:
         self.hub = Hub(
             reactor,
             grace_period=agents.grace_period,
-            snapshot=lambda agent: self.tracker.snapshot(agent, self.now_ms()),
+            snapshot=self._snapshot,
             max_log=agents.max_log,
             max_log_bytes=agents.max_log_bytes,
             max_clients=agents.max_clients,
@@ -165,6 +169,7 @@ class CallCenter:
         self.ami = link if link is not None else link_from_config(config.ami, clock=reactor)
         self.sync = StateSync(self.ami, self.tracker, self.publish, clock=reactor, now_ms=self.now_ms)
         self.ami.add_observer(self.sync)
+        self.supervision = Supervision(reactor, config, self.hub, self.ami, self.sync, self.now_ms)
         self.commands = Commands(self.ami, self.tracker, agents)
         self.guard = OriginateGuard(reactor, config.originate)
         self._started = False
@@ -209,6 +214,7 @@ class CallCenter:
         No listener or sink is called after this fires; no timer of the hub is left.
         """
         self.hub.close_all("shutdown")
+        self.supervision.stop()
         if not self._started:
             return defer.succeed(None)
         self._started = False
@@ -261,6 +267,41 @@ class CallCenter:
         registration = self.hub.get(agent)
         return None if registration is None else self._view(registration, pbx)
 
+    def register_supervisor(
+        self,
+        supervisor: str,
+        queues: Iterable[str],
+        *,
+        name: str | None = None,
+        pbx: str = DEFAULT_PBX,
+        listeners: Sequence[EventListener] = (),
+    ) -> SupervisorRegistration:
+        """Register a supervisor of whole ``queues`` (again: same token, new queues).
+
+        Its stream has an agent stream's semantics and carries ``queueStats``,
+        ``queueMember`` and ``queueCallers`` per queue (:mod:`pbxis.supervisors`);
+        ``listeners`` get every event, snapshot first, as an agent's do.
+        """
+        self._pbx(pbx)
+        _check_agent(supervisor, "supervisor")
+        wanted = supervisor_queues(queues, _check_queues)
+        if name is not None and not isinstance(name, str):
+            raise InvalidArgument("name: must be a string or None")
+        view, registration = self.supervision.register(supervisor, wanted, name, pbx)
+        if listeners:
+            self._subscribe(registration, None, LISTENER, tuple(listeners))
+        return view
+
+    def unregister_supervisor(self, supervisor: str, *, pbx: str = DEFAULT_PBX) -> None:
+        """As :meth:`unregister_agent`; :class:`~pbxis.errors.UnknownSupervisor` if unknown."""
+        self._pbx(pbx)
+        self.supervision.unregister(supervisor)
+
+    def supervisor_state(self, supervisor: str, *, pbx: str = DEFAULT_PBX) -> dict[str, Any]:
+        """``GET /supervisors/{name}``: stats, waiting callers and members per queue."""
+        self._pbx(pbx)
+        return self.supervision.state(supervisor, pbx)
+
     def by_token(self, token: str) -> Registration | None:
         """The live registration a stream token belongs to (constant time), else ``None``."""
         return self.hub.by_token(token)
@@ -309,7 +350,8 @@ class CallCenter:
             pass  # ``closed`` was delivered first when the registration ended
 
         try:
-            sub = self.hub.subscribe(registration, since, transport, deliver, end)
+            # in-process code, not a remote token holder: not held to [agents] max_clients
+            sub = self.hub.subscribe(registration, since, transport, deliver, end, counted=False)
         except RegistrationEnded:
             raise _unknown_agent(agent) from None
         sub.resumeProducing()
@@ -475,7 +517,15 @@ class CallCenter:
             registration.agent, pbx, tuple(registration.queues), registration.name, registration.token
         )
 
+    def _snapshot(self, key: str) -> list[AgentEvent]:
+        if is_supervisor_key(key):
+            return self.supervision.snapshot(key)
+        return self.tracker.snapshot(key, self.now_ms())
+
     def _expired(self, agent: str) -> None:
+        if is_supervisor_key(agent):
+            self.supervision.expired(agent)
+            return
         log.info("agent {agent}: no client for the grace period; registration ended", agent=agent)
         self.tracker.unregister(agent)
         self.guard.forget(agent)
@@ -492,9 +542,9 @@ def _unknown_agent(agent: str) -> UnknownAgent:
     return UnknownAgent(f"agent {agent} is not registered; register it with PUT /agents/{agent}")
 
 
-def _check_agent(agent: object) -> None:
+def _check_agent(agent: object, what: str = "agent") -> None:
     if not is_agent(agent):
-        raise InvalidArgument(f"agent: use {AGENT_HINT}")
+        raise InvalidArgument(f"{what}: use {AGENT_HINT}")
 
 
 def _check_queues(queues: Iterable[str]) -> tuple[str, ...]:

@@ -135,14 +135,15 @@ def action_table(*extra: Mapping[str, Handler]) -> dict[str, Handler]:
     return table
 
 
-def actions_for(personality: Personality) -> dict[str, Handler]:
-    """The action set of Asterisk ``personality``: the core's plus its channel driver's.
+def actions_for(personality: Personality, *extra: Mapping[str, Handler]) -> dict[str, Handler]:
+    """The action set of Asterisk ``personality``: the core's, its channel driver's, ``extra``.
 
     chan_sip's ``SIPpeers`` on 20; PJSIP's ``PJSIPShowEndpoints``/``PJSIPShowContacts``
-    on 22, where ``SIPpeers`` is an unknown command (chan_sip is not built).
+    on 22, where ``SIPpeers`` is an unknown command (chan_sip is not built). ``extra``
+    are further modules' ``ACTIONS`` (features both versions have).
     """
     driver = pjsip_actions.ACTIONS if personality.tech == "PJSIP" else sip_actions.ACTIONS
-    return action_table(driver)
+    return action_table(driver, *extra)
 
 
 def dispatch(table: Mapping[str, Handler], sim: ActionContext, session: SessionState, msg: Message) -> Reply:

@@ -259,6 +259,7 @@ class CustomerCall:
         position = self._leave_queue()
         hold = int(pbx.now() - self.entry.joined) if self.entry else 0
         self.hold_time = hold
+        q.record_connected(hold)
         pbx.channel_event(
             "QueueCallerLeave",
             two,
@@ -501,7 +502,7 @@ class CustomerCall:
             ("Position", str(position)),
             ("Count", str(len(q.callers))),
         )
-        q.abandoned += 1
+        q.record_abandoned(waited)
         if why == "originate":
             pbx.hangup(two, codes.NO_ANSWER)
             pbx.hangup(one, codes.NO_ANSWER)

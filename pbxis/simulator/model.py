@@ -112,12 +112,24 @@ class QueueState:
     talktime: int = 0
     rr_last: str | None = None
     within_sl: int = 0
+    abandoned_within_sl: int = 0
     service_level: int = 20
 
+    def record_connected(self, hold: int) -> None:
+        """An agent answered: app_queue's ``recalc_holdtime`` runs now, before AgentConnect,
+        a running average ``(old * 3 + new) / 4``."""
+        self.holdtime = (self.holdtime * 3 + hold) // 4
+
     def record_completed(self, hold: int, talk: int) -> None:
-        """Asterisk's running averages: ``(old * 3 + new) / 4``."""
+        """The call ended (``update_queue``): completed, within the service level as
+        decided at the answer, and the talk time's running average."""
         self.completed += 1
         if hold <= self.service_level:
             self.within_sl += 1
-        self.holdtime = (self.holdtime * 3 + hold) // 4
         self.talktime = (self.talktime * 3 + talk) // 4
+
+    def record_abandoned(self, waited: int) -> None:
+        """``record_abandoned``: every unanswered exit that sends QueueCallerAbandon."""
+        self.abandoned += 1
+        if waited <= self.service_level:
+            self.abandoned_within_sl += 1

@@ -71,6 +71,13 @@ def _perf(q: QueueState) -> str:
     return f"{100.0 * q.within_sl / q.completed:.1f}" if q.completed else "0.0"
 
 
+def _perf2(q: QueueState) -> str:
+    """ServicelevelPerf2 (16+): abandons within the service level count as met, so the
+    share is over answered and abandoned calls (app_queue's ``sl2``)."""
+    total = q.completed + q.abandoned
+    return f"{100.0 * (q.within_sl + q.abandoned_within_sl) / total:.1f}" if total else "0.0"
+
+
 def queue_status(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
     pbx = sim.pbx
     want_q, want_m = msg.get("Queue") or None, msg.get("Member") or None
@@ -91,9 +98,9 @@ def queue_status(sim: ActionContext, session: SessionState, msg: Message) -> Rep
                     ("TalkTime", str(q.talktime)),
                     ("Completed", str(q.completed)),
                     ("Abandoned", str(q.abandoned)),
-                    ("ServiceLevel", "20"),
+                    ("ServiceLevel", str(q.service_level)),
                     ("ServicelevelPerf", _perf(q)),
-                    ("ServicelevelPerf2", _perf(q)),
+                    ("ServicelevelPerf2", _perf2(q)),
                     ("Weight", "0"),
                 ],
             )

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 
 from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -196,7 +196,7 @@ class AMISession(Protocol):
             self.transport.loseConnection()
 
 
-class AMIServerFactory(Factory):
+class AMIServerFactory(ServerFactory):
     """Builds :class:`AMISession`s bound to one simulator."""
 
     noisy = False

@@ -8,6 +8,9 @@ hub's, exactly as for agents, under the key :func:`supervisor_key`.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 from ..events import SUPERVISOR_PREFIX
 from .board import NO_MEMBER, STATS_INTERVAL_MS, QueueBoard
 
@@ -15,10 +18,24 @@ __all__ = [
     "NO_MEMBER",
     "STATS_INTERVAL_MS",
     "QueueBoard",
+    "agents_by_template",
     "is_supervisor_key",
     "supervisor_key",
     "supervisor_name",
 ]
+
+
+def agents_by_template(template: str) -> Callable[[str], str | None]:
+    """The agent a queue member interface names under the configured interface template
+    (``SIP/{agent}``: ``SIP/1001`` -> ``1001``), registered or not; ``None`` otherwise."""
+    head, _, tail = template.partition("{agent}")
+    pattern = re.compile(re.escape(head) + r"([A-Za-z0-9_.\-]{1,32})" + re.escape(tail))
+
+    def agent_of(interface: str) -> str | None:
+        match = pattern.fullmatch(interface)
+        return match.group(1) if match else None
+
+    return agent_of
 
 
 def supervisor_key(name: str) -> str:

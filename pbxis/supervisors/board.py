@@ -41,6 +41,11 @@ __all__ = ["NO_MEMBER", "STATS_INTERVAL_MS", "QueueBoard"]
 
 STATS_INTERVAL_MS: Final = 1000
 
+MAX_CALLERS: Final = 10_000
+"""Waiting callers kept per queue. Asterisk tells of every leave, and every counter read
+replaces the list with Asterisk's own, so this only bounds memory against a stream
+that announces callers and never their leaving."""
+
 NO_MEMBER: Final = "pbxis/no-such-member"
 """``QueueStatus`` ``Member`` value that matches no member (``Member`` is compared
 with each member's interface and name; this is neither a channel technology nor a
@@ -124,9 +129,11 @@ class QueueBoard:
         agent_of: Callable[[str], str | None],
         *,
         stats_interval_ms: int = STATS_INTERVAL_MS,
+        max_callers: int = MAX_CALLERS,
     ) -> None:
         self._agent_of = agent_of
         self._interval = stats_interval_ms
+        self._max_callers = max_callers
         self._queues: dict[str, _Queue] = {}
         self._supervisors: dict[str, tuple[str, ...]] = {}
         self._refresh: set[str] = set()
@@ -164,6 +171,11 @@ class QueueBoard:
 
     def queues_of(self, supervisor: str) -> tuple[str, ...] | None:
         return self._supervisors.get(supervisor)
+
+    @property
+    def watching(self) -> bool:
+        """Whether any queue is supervised: with none, events cost one test."""
+        return bool(self._queues)
 
     @property
     def supervised(self) -> list[str]:
@@ -230,9 +242,10 @@ class QueueBoard:
         return []
 
     def take_refreshes(self) -> list[PlannedAction]:
-        """The counter reads the last events call for (one per queue, then forgotten)."""
+        """The counter reads the last events call for (one per queue, then forgotten).
+        A queue not loaded yet needs none: its load reads the counters too."""
         names, self._refresh = sorted(self._refresh), set()
-        return [_counters_action(name) for name in names]
+        return [_counters_action(name) for name in names if self._queues[name].loaded]
 
     def link_down(self, now_ms: int) -> list[AgentEvent]:
         """The AMI link is gone: ``pbxStatus`` false; every queue is read again at login."""
@@ -420,6 +433,8 @@ class QueueBoard:
         if queue is None or not uid:
             return []
         self._remove_caller(queue, uid)
+        if len(queue.callers) >= self._max_callers:
+            return []
         caller = _Caller(
             uid, _known(message.get("CallerIDNum")), _known(unescape(message.get("CallerIDName"))), now_ms
         )
@@ -445,7 +460,7 @@ class QueueBoard:
         """``QueueEntry`` items are the queue as it is: known callers keep their join time."""
         known = {c.unique_id: c for c in queue.callers}
         callers: list[_Caller] = []
-        for entry in sorted(entries, key=lambda e: to_int(e.get("Position"))):
+        for entry in sorted(entries, key=lambda e: to_int(e.get("Position")))[: self._max_callers]:
             uid = entry.get("Uniqueid") or entry.get("Channel") or ""
             old = known.get(uid)
             since = old.since if old is not None else now_ms - 1000 * max(0, to_int(entry.get("Wait")))

@@ -63,6 +63,7 @@ RECORDING_VARIABLE: Final = "MIXMONITOR_FILENAME"
 # Correlation tables that Asterisk never tells us to forget (a recording whose call had
 # no AgentComplete, an originate whose response never came) are bounded.
 _MAX_REMEMBERED: Final = 4096
+_MAX_SPELLINGS: Final = 1024
 _NORMAL_CLEARING: Final = 16
 
 
@@ -130,6 +131,7 @@ class State:
         # other agents reloaded a shared queue's count, a rebuild was given up): their
         # whole view is compared at their next change, not only the entry it touches.
         self.unreported: set[str] = set()
+        self._dispatch: dict[str | None, tuple[Callable[[Message], Outcome] | None, bool]] = {}
         self._handlers: dict[str, Callable[[Message], Outcome]] = {
             "queuememberstatus": self._member,
             "queuememberadded": self._member,
@@ -157,12 +159,16 @@ class State:
     # -- entry point -------------------------------------------------------------------
     def apply(self, message: Message) -> Outcome:
         """Apply one asynchronous event; list items (they carry an ActionID) are ignored."""
-        name = (message.event or "").lower()
-        handler = self._handlers.get(name)
+        # Dispatch on the name as Asterisk spells it (one dict look-up, no lowering per
+        # event); each spelling is resolved once, case-insensitively.
+        name = message.event
+        found = self._dispatch.get(name)
+        if found is None:
+            found = self._resolve(name)
+        handler, originate = found
         if handler is None:
             return NOTHING
-        originate = name == "originateresponse"
-        if not originate and message.action_id is not None:
+        if not originate and message.get("ActionID") is not None:
             return NOTHING  # a list item of some action, not a live event
         # ChanVariable lines come with manager.conf channelvars only, so one look-up
         # rules them out before any scan. Events built from a channel pointer spell them
@@ -170,6 +176,13 @@ class State:
         if originate or message.get("ChanVariable") is not None:
             self._note_recording(message)
         return handler(message)
+
+    def _resolve(self, name: str | None) -> tuple[Callable[[Message], Outcome] | None, bool]:
+        folded = (name or "").lower()
+        found = (self._handlers.get(folded), folded == "originateresponse")
+        if len(self._dispatch) < _MAX_SPELLINGS:  # event names are a small vocabulary
+            self._dispatch[name] = found
+        return found
 
     # -- helpers -----------------------------------------------------------------------
     def agent_of_member(self, message: Message) -> str | None:

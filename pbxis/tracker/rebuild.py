@@ -6,8 +6,13 @@ Plan. Traffic must grow with what pbxis watches, not with the PBX:
   :data:`MEMBER_FILTER_MAX` registered agents sit in it (one ``QueueParams`` + their
   ``QueueMember`` lines), else for the whole queue (one action instead of many). Never
   without ``Queue``: that prints every queue of the PBX.
-* ``ExtensionState`` per agent; ``ExtensionStateList`` (every hint of the PBX) only
-  once an earlier answer told us the PBX has no more hints than we have agents.
+* ``ExtensionState`` per agent, or ``ExtensionStateList`` (every hint of the PBX, one
+  action) when it costs no more: while the PBX has at most :data:`LIST_BREAK_EVEN` hints
+  per agent in scope (``bench/bench_rebuild.py`` measures the bytes: ~224 per agent one
+  by one, ~122 per hint listed, so 1.8). The hint count is learnt from a list's answer;
+  before any, a rebuild of at least :data:`LIST_PROBE_AGENTS` agents lists once to learn
+  it (a center that large has its agents' hints; a PBX with far more hints than that is
+  then asked one by one again), a smaller one asks each agent.
 * ``CoreShowChannels`` (every channel of the PBX) only as a follow-up, when an agent's
   extension or membership says a call may be in progress.
 
@@ -30,6 +35,8 @@ from .digest import State
 from .model import Call
 
 __all__ = [
+    "LIST_BREAK_EVEN",
+    "LIST_PROBE_AGENTS",
     "MEMBER_FILTER_MAX",
     "ActionResultLike",
     "PlannedAction",
@@ -39,6 +46,12 @@ __all__ = [
 ]
 
 MEMBER_FILTER_MAX: Final = 2
+LIST_BREAK_EVEN: Final = 1.8
+"""Hints per agent below which one ExtensionStateList moves fewer bytes than one
+ExtensionState per agent (measured by ``bench/bench_rebuild.py``: 1.81-1.84)."""
+LIST_PROBE_AGENTS: Final = 1000
+"""Agents in scope from which a rebuild with the hint count unknown lists all hints to
+learn it: at most one dump of the PBX's hints, where asking one by one costs 1,000+ actions."""
 _BUSY_EXTENSION_BITS: Final = 1 | 2 | 8 | 16  # in use, busy, ringing, on hold
 _BUSY_DEVICE_STATES: Final = frozenset({0, 2, 3, 6, 7, 8})  # unknown counts: we cannot tell
 
@@ -84,8 +97,11 @@ def plan_actions(state: State, agents: Sequence[str], known_hints: int | None) -
 
 
 def _list_is_cheaper(agents: int, known_hints: int | None) -> bool:
-    # Unknown, the PBX may hold thousands of hints (every phone, not only agents').
-    return known_hints is not None and known_hints <= agents
+    if known_hints is None:
+        # Unknown, the PBX may hold thousands of hints (every phone, not only agents'):
+        # only a large rebuild risks one list to learn how many.
+        return agents >= LIST_PROBE_AGENTS
+    return known_hints <= agents * LIST_BREAK_EVEN
 
 
 def plan_followup(state: State, agents: Iterable[str]) -> list[PlannedAction]:

@@ -11,7 +11,6 @@ mapped to its status here, and the app's error handler renders every
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -32,10 +31,12 @@ from ..errors import (
     UnknownAgent,
     UnknownPbx,
     UnknownQueue,
+    UnknownSupervisor,
 )
 from . import validation as v
 from .auth import Authenticator, Principal
 from .errors import ApiError
+from .site import request_base_url
 
 __all__ = ["add_api_routes", "api_error_for", "json_response"]
 
@@ -47,6 +48,7 @@ _STATUS_OF: tuple[tuple[type[CommandError], int], ...] = (
     (Forbidden, 403),
     (UnknownAgent, 404),
     (UnknownPbx, 404),
+    (UnknownSupervisor, 404),
     (UnknownQueue, 404),
     (Conflict, 409),
     (RateLimited, 429),
@@ -76,24 +78,6 @@ def json_response(request: IRequest, document: Any, status: int = 200) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json")
     return json.dumps(document).encode("utf-8")
-
-
-_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
-
-
-def request_base_url(request: IRequest) -> str:
-    """The URL the client reached us at, for when no ``[http].public_url`` is configured.
-
-    The Host header is the client's own word, so only a plain host[:port] is used; anything
-    else falls back to the address the request arrived on.
-    """
-    scheme = "https" if request.isSecure() else "http"
-    raw = request.getHeader(b"host")
-    host = raw.decode("latin-1") if isinstance(raw, bytes) else (raw or "")
-    if not _HOST.match(host):
-        addr = request.getHost()
-        host = f"{addr.host}:{addr.port}"
-    return f"{scheme}://{host}"
 
 
 def _stream_urls(public_base_url: str, token: str) -> dict[str, str]:

@@ -11,6 +11,7 @@ else is logged (without tokens) and answered 500 ``internal_error`` with no deta
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -34,6 +35,7 @@ from .errors import ApiError
 from .openapi import openapi_document
 from .redact import redact_url
 from .streams import add_stream_routes
+from .supervisors import add_supervisor_routes
 
 __all__ = ["StreamOptions", "build_app"]
 
@@ -70,6 +72,7 @@ def build_app(
         return _render_error(request, failure, http.allowed_origins)
 
     add_api_routes(app, center=center, auth=auth, public_base_url=http.public_url.rstrip("/"))
+    add_supervisor_routes(app, center=center, auth=auth, public_base_url=http.public_url.rstrip("/"))
     stream_routes = add_stream_routes(
         app, center.hub, allowed_origins=http.allowed_origins, clock=clock, **dict(streams or {})
     )
@@ -77,10 +80,13 @@ def build_app(
         add_client_routes(app)
     registry = build_registry(ami=center.ami, hub=center.hub, streams=stream_routes, sync=center.sync)
     document = json.dumps(openapi_document(http.public_url.rstrip("/") or "/")).encode("utf-8")
+    # Who answers: a CRM that sees another id knows pbxis restarted (and, with the
+    # in-memory store, that every registration and token is gone).
+    instance = {"id": secrets.token_hex(8), "startedAt": center.now_ms()}
 
     @app.route("/health", methods=["GET"])
     def health(request: IRequest) -> bytes:
-        body = center.health()
+        body = {**center.health(), "instance": instance}
         if not body["ami"]["connected"]:
             request.setHeader(b"retry-after", str(RETRY_AFTER_SECONDS).encode())
             return json_response(request, body, 503)

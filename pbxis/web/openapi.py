@@ -14,6 +14,7 @@ from typing import Any
 from .. import __version__
 from ..names import AGENT_PATTERN, NUMBER_PATTERN, QUEUE_PATTERN
 from . import validation
+from .openapi_supervisors import supervisor_paths, supervisor_schemas
 
 __all__ = ["openapi_document"]
 
@@ -52,13 +53,18 @@ _AUTH_ERRORS = {
         "headers": _WWW_AUTHENTICATE,
     },
     "403": _error(
-        "A stream token used for another agent, a queue it is not registered for, or a CRM-only route."
+        "A stream token used for another agent, a queue it is not registered for, or a CRM-only route;"
+        " or (`origin_not_allowed`) a state-changing request from a page whose Origin is not in"
+        " `[http].allowed_origins`."
     ),
 }
 _BODY_ERRORS = {
     "400": _error("Bad input: invalid JSON, unknown field, wrong type or forbidden characters."),
-    "413": _error(f"The body is larger than {validation.MAX_BODY_BYTES} bytes."),
-    "415": _error("The body is not sent as `application/json`."),
+    "413": _error(
+        f"The body is larger than {validation.MAX_BODY_BYTES} bytes (declared or as it arrives;"
+        " answered before the rest is read, and the connection is closed)."
+    ),
+    "415": _error("A body not sent as `application/json` (a missing Content-Type included)."),
 }
 _PBX_ERRORS = {
     "502": _error("Asterisk refused the action for a reason pbxis does not know; the message says why."),
@@ -508,6 +514,16 @@ def _schemas() -> dict[str, Any]:
                     },
                 },
                 "synced": {"type": "boolean"},
+                "instance": {
+                    "type": "object",
+                    "description": "This pbxis process: a new `id` means it restarted and its"
+                    " in-memory registrations are gone (register the agents again).",
+                    "required": ["id", "startedAt"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "startedAt": {"type": "integer", "description": "Epoch milliseconds."},
+                    },
+                },
                 "agents": {"type": "integer"},
                 "clients": {"type": "object", "additionalProperties": {"type": "integer"}},
             },
@@ -531,10 +547,11 @@ def openapi_document(public_base_url: str) -> dict[str, Any]:
             {"name": "commands", "description": "API key, or the agent's own stream token."},
             {"name": "queues"},
             {"name": "streams", "description": "Authorized by the stream token in the path."},
+            {"name": "supervisors", "description": "Supervisors of whole queues (CRM API key)."},
             {"name": "client"},
             {"name": "operations"},
         ],
-        "paths": _paths(),
+        "paths": {**_paths(), **supervisor_paths()},
         "components": {
             "securitySchemes": {
                 "bearerAuth": {
@@ -543,6 +560,6 @@ def openapi_document(public_base_url: str) -> dict[str, Any]:
                     "description": "A CRM API key, or an agent's stream token (that agent's routes only).",
                 }
             },
-            "schemas": _schemas(),
+            "schemas": {**_schemas(), **supervisor_schemas()},
         },
     }

@@ -142,18 +142,25 @@ def _refuse_constant(name: str) -> Any:
 
 
 def read_json_object(request: IRequest) -> dict[str, Any]:
-    """The request body as a JSON object; an empty body is ``{}``.
+    """The request body as a JSON object; no body at all is ``{}``.
 
-    Twisted has already buffered the body when a route runs, so the size limit bounds
-    what we parse and keep, not what the socket accepted.
+    A body needs ``Content-Type: application/json`` (415 otherwise, a missing type
+    included): a browser sends a cross-site request without a CORS preflight only with a
+    "simple" type (none, text/plain, form), so this is what keeps another site's page
+    from driving the API. Every string in the document, keys included, must be
+    encodable (no lone surrogate such as ``"\\ud800"``), checked here once for all fields.
+
+    The site (:mod:`pbxis.web.site`) refuses an oversized body while it arrives; the
+    size check here only protects callers that serve the app on a plain ``Site``.
     """
-    raw_type = request.getHeader(b"content-type")
-    if raw_type is not None:
-        content_type = raw_type.decode("latin-1") if isinstance(raw_type, bytes) else raw_type
-        if not _is_json(content_type):
-            raise ApiError(415, "unsupported_media_type", "send the body as Content-Type: application/json")
     content = request.content
     body = content.read(MAX_BODY_BYTES + 1) if content is not None else b""
+    if not body:
+        return {}
+    raw_type = request.getHeader(b"content-type")
+    content_type = raw_type.decode("latin-1") if isinstance(raw_type, bytes) else (raw_type or "")
+    if not _is_json(content_type):
+        raise ApiError(415, "unsupported_media_type", "send the body as Content-Type: application/json")
     if len(body) > MAX_BODY_BYTES:
         raise ApiError(413, "body_too_large", f"the body must be at most {MAX_BODY_BYTES} bytes")
     if not body.strip():
@@ -164,7 +171,44 @@ def read_json_object(request: IRequest) -> dict[str, Any]:
         raise ApiError(400, "invalid_json", f"the body is not valid UTF-8 JSON ({_short(e)})") from None
     if not isinstance(document, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    bad = _unencodable(document)
+    if bad is not None:
+        raise _bad(bad[:80], "must be valid Unicode text (a lone surrogate such as \\ud800 is not)")
     return document
+
+
+def _unencodable(document: object, path: str = "") -> str | None:
+    """The path of the first string (or key) in ``document`` that is not valid UTF-8 text.
+
+    JSON's ``\\uXXXX`` escapes can spell half a surrogate pair, which Python decodes to
+    a ``str`` that cannot be encoded again; anything downstream that encodes it (an
+    AMI header, a log line, the hub's JSON) would fail far from the cause.
+    """
+    stack: list[tuple[str, object]] = [(path, document)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            if not _encodable(value):
+                return where or "body"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = f"{where}.{key}" if where else str(key)
+                if not _encodable(key):
+                    return where or "body"
+                stack.append((name, item))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
+    return None
+
+
+def _encodable(value: str) -> bool:
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _short(error: Exception) -> str:

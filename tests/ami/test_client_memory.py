@@ -131,8 +131,10 @@ def test_auth_failure_backs_off_exponentially_and_caps() -> None:
     assert factory.stats.logins == 0 and factory.stats.reconnects == 6
 
 
-def test_backoff_resets_after_login_not_after_tcp_connect() -> None:
-    _factory, endpoint, clock, _ = make(min_delay=1.0, max_delay=60.0)
+def test_backoff_resets_only_after_the_link_held_not_at_login() -> None:
+    _factory, endpoint, clock, _ = make(
+        min_delay=1.0, max_delay=60.0, reset_after=30.0, keepalive_interval=None
+    )
     endpoint.peer.drop()  # TCP connected, but no login: no reset
     clock.advance(1.0)
     endpoint.peer.drop()
@@ -140,9 +142,58 @@ def test_backoff_resets_after_login_not_after_tcp_connect() -> None:
     assert call.getTime() - clock.seconds() == 2.0
     clock.advance(2.0)
     endpoint.peer.login(SECRET)
+    endpoint.peer.drop()  # logged in, lost at once: the backoff goes on
+    (call,) = clock.getDelayedCalls()
+    assert call.getTime() - clock.seconds() == 4.0
+    clock.advance(4.0)
+    endpoint.peer.login(SECRET)
+    clock.advance(30.0)  # held for reset_after
     endpoint.peer.drop()
     (call,) = clock.getDelayedCalls()
     assert call.getTime() - clock.seconds() == 1.0
+
+
+def test_a_peer_that_accepts_the_login_then_breaks_the_link_is_not_hammered() -> None:
+    """Issue 12, item 8: it was re-logged-into twice a second (51 logins in 25 s)."""
+    factory, endpoint, clock, _ = make(min_delay=0.5, max_delay=30.0, keepalive_interval=None)
+    started = clock.seconds()
+    while clock.seconds() - started < 120.0:
+        endpoint.peer.login(SECRET)
+        endpoint.peer.feed_bytes(b"\xff" * 70_000 + b"\r\n\r\n")  # garbage: the link resets
+        if not endpoint.peer.closed:
+            endpoint.peer.drop()
+        (call,) = clock.getDelayedCalls()
+        clock.advance(call.getTime() - clock.seconds())
+    # 0.5 + 1 + 2 + 4 + 8 + 16 + 30 + 30 + 30 > 120: about nine logins, not 240.
+    assert factory.stats.logins <= 10
+
+
+def test_reset_after_zero_resets_at_login() -> None:
+    _factory, endpoint, clock, _ = make(
+        min_delay=1.0, max_delay=60.0, reset_after=0.0, keepalive_interval=None
+    )
+    endpoint.peer.drop()
+    clock.advance(1.0)
+    endpoint.peer.login(SECRET)
+    endpoint.peer.drop()
+    (call,) = clock.getDelayedCalls()
+    assert call.getTime() - clock.seconds() == 1.0
+
+
+def test_invented_event_names_do_not_grow_the_counter() -> None:
+    """Issue 12, item 9: a peer naming every event differently grew events_in (and /metrics)."""
+    from pbxis.ami.factory import MAX_EVENT_NAMES, OTHER_EVENTS
+
+    factory, peer, _clock, _ = logged_in(keepalive_interval=None)
+    peer.feed(("Event", "Hangup"))
+    for i in range(2 * MAX_EVENT_NAMES):
+        peer.feed(("Event", f"Invented{i}"))
+    peer.feed(("Event", "Hangup"))
+    counts = factory.stats.events_in
+    assert len(counts) == MAX_EVENT_NAMES + 1
+    assert counts["Hangup"] == 2
+    assert sum(counts.values()) == 2 * MAX_EVENT_NAMES + 2
+    assert counts[OTHER_EVENTS] == MAX_EVENT_NAMES + 1
 
 
 def test_connection_refused_retries() -> None:

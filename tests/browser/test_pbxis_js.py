@@ -213,3 +213,37 @@ async def test_an_unknown_token_fails_for_good(browser: Browser, fake: FakeStrea
 
     out = await browser.run(script)
     assert out["statuses"][-1] == "failed" and "unknown" in out["error"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_supervisor_reducer_files_whole_queues(browser: Browser, fake: FakeStreams) -> None:
+    def script(page: Any) -> dict[str, Any]:
+        with_library(page, fake.base_url)
+        return page.evaluate(
+            """() => {
+              const R = Pbxis.reduceBoard;
+              const member = (id, status, loggedIn) => ({id, type: "queueMember", supervisor: "boss",
+                queue: "sales", agent: "1001", interface: "SIP/1001", name: "Alice", status, loggedIn,
+                paused: false, pausedReason: "", inCall: false, since: 1000, callsTaken: 0, lastCall: null,
+                time: 1000});
+              let s = Pbxis.initialBoard();
+              s = R(s, {id: 1, type: "queueStats", queue: "sales", waiting: 1, completed: 4, time: 1000});
+              s = R(s, {id: 2, type: "queueCallers", queue: "sales",
+                        callers: [{position: 1, number: "0911", name: "Ana", since: 900}], time: 1000});
+              s = R(s, member(3, "not_inuse", true));
+              const full = JSON.parse(JSON.stringify(s));
+              s = R(s, member(4, "unknown", false));
+              const left = s;
+              s = R(s, {id: 5, type: "reset", time: 2000});
+              return {full, left, reset: s, input: Pbxis.EVENT_TYPES.includes("queueCallers")};
+            }"""
+        )
+
+    out = await browser.run(script)
+    sales = out["full"]["queues"]["sales"]
+    assert sales["stats"]["completed"] == 4 and sales["callers"][0]["name"] == "Ana"
+    assert sales["members"]["SIP/1001"]["name"] == "Alice"
+    assert out["left"]["queues"]["sales"]["members"] == {}
+    assert out["left"]["queues"]["sales"]["callers"][0]["number"] == "0911"  # untouched
+    assert out["reset"]["queues"] == {} and out["reset"]["lastId"] == 5
+    assert out["input"]  # SSE listens for the supervisor event types too

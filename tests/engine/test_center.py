@@ -197,3 +197,21 @@ async def test_connect_errbacks_with_config_error_naming_the_key() -> None:
         await pbxis.connect(reactor, {"ami": {"port": "five"}})
     with pytest.raises(pbxis.ConfigError, match="no such file"):
         await pbxis.connect(reactor, "/nonexistent/pbxis.toml")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_library_on_a_simulated_asterisk_22() -> None:
+    """``simulated_call_center(asterisk="22")``: PJSIP endpoints, the same agent events."""
+    s = await simulated_call_center(reactor, agents=["1001"], queues=["sales"], asterisk="22")
+    try:
+        seen: list[dict[str, Any]] = []
+        s.center.register_agent("1001", ["sales"], listeners=[seen.append])
+        await s.center.queue_action("1001", "sales", "login")
+        await until(lambda: of(seen, "queueMemberStatus", loggedIn=True), "the login")
+        assert list(s.simulator.pbx.queues["sales"].members) == ["PJSIP/1001"]
+        s.simulator.set_phone("1001", "busy")
+        await s.center.originate("1001", "0911234567")
+        await until(lambda: of(seen, "originateFailed"), "the failed originate")
+        assert of(seen, "originateFailed")[0]["reason"] == "busy"
+    finally:
+        await s.stop()

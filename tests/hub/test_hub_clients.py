@@ -46,6 +46,10 @@ def test_clients_per_registration_are_capped(clock: Clock) -> None:
     Client(hub, reg).connect()  # a place was freed
     other = hub.register("1002", ["sales"])
     Client(hub, other).connect()  # the cap is per registration
+    for _ in range(10):  # in-process listeners (the library's) are not held to it
+        Client(hub, reg).connect(counted=False)
+    with pytest.raises(TooManyClients):
+        Client(hub, reg).connect()
 
 
 def test_a_burst_of_new_clients_costs_the_others_one_snapshot(clock: Clock) -> None:

@@ -12,7 +12,7 @@ import pytest
 from twisted.internet.task import Clock
 
 from pbxis.events import AgentEvent, QueueEvent
-from pbxis.hub import Hub, LogEntry, MemoryStore, Registration, StaleFence
+from pbxis.hub import Hub, HubStore, LogEntry, MemoryStore, Registration, RegistrationLog, StaleFence
 from tests.support.streams import StreamRecorder
 
 GRACE = 30.0
@@ -204,3 +204,30 @@ def test_an_append_with_a_stale_fence_is_refused() -> None:
     with pytest.raises(StaleFence):
         elog.append([member("1001")], 0.0, old)
     assert elog.last_id == 1
+
+
+def test_the_memory_store_implements_the_store_interface(clock: Clock) -> None:
+    store: HubStore = MemoryStore(max_log=50, max_log_bytes=1024 * 1024)
+    hub = make_hub(clock, store=store)
+    assert hub.store is store
+    reg = hub.register("1001", ["sales"])
+    assert isinstance(store.log("1001"), RegistrationLog)
+    assert store.by_token(reg.token) is reg and store.get("1001") is reg
+    hub.publish([member("1001")] * 80)
+    assert len(store.log("1001")) == 50  # type: ignore[arg-type]  # the store's own cap
+
+
+def test_queue_states_are_kept_only_for_queues_someone_is_registered_on(clock: Clock) -> None:
+    hub = make_hub(clock)
+    reg = hub.register("1001", ["sales"])
+    hub.publish([count("elsewhere", 3), count("sales", 1)])
+    assert hub.store.queue_state("elsewhere", "queueCount") is None
+    c = Client(hub, reg).connect()
+    hub.register("1001", ["support"])  # nobody on sales now: its state goes
+    assert hub.store.queue_state("sales", "queueCount") is None
+    hub.register("1001", ["sales"])  # back: a new state must reach the log (versions never reused)
+    hub.publish([count("sales", 2)])
+    clock.advance(0)
+    assert c.counts() == [2]
+    hub.unregister("1001")
+    assert hub.store.queue_state("sales", "queueCount") is None

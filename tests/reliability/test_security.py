@@ -18,7 +18,7 @@ from pbxis.web.openapi import openapi_document
 from tests.support.stack import API_KEY, Stack, stop_stack
 
 CRM = "https://crm.example"
-PUBLIC = {"/health", "/openapi.json", "/client", "/client/{tech}/{agent}", "/static/{name}"}
+PUBLIC = {"/health", "/openapi.json", "/client", "/client/{tech}/{agent}", "/static/{name}", "/wallboard"}
 EVIL = ["1\r\nAction: Command\r\nCommand: core stop now", "1\nAction: Command", "1\rX: y", "a\x00b"]
 
 

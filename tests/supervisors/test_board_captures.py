@@ -48,6 +48,9 @@ def replay(board: QueueBoard, msgs: list[Message]) -> Replay:
 def boss_board(*queues: str) -> QueueBoard:
     board = QueueBoard(lab_agent)
     assert board.register(BOSS, queues or ("support",), 0) == []
+    for planned in board.plan_load():  # as after a login: each queue read once (empty here)
+        board.apply_result(planned, [], 0)
+    assert board.unloaded() == []
     board.link_up(0)
     return board
 
@@ -153,3 +156,34 @@ def test_unsupervised_queue_is_ignored_and_costs_nothing():
     assert {e.data["queue"] for e in events} == {"sales"}
     assert {e.type for e in events} == {"queueMember", "queueStats"}
     assert {e.data["agent"] for e in events if e.type == "queueMember"} == {"1001"}
+
+
+def test_waiting_callers_are_bounded_and_a_counter_read_corrects_drift():
+    board = QueueBoard(lab_agent, max_callers=50)
+    board.register(BOSS, ["support"], 0)
+    for i in range(55):  # joins whose leaving never came
+        join = {"Event": "QueueCallerJoin", "Queue": "support", "Uniqueid": f"u{i}", "Position": str(i + 1)}
+        board.handle(Message(join), i)
+    assert board.state(BOSS, 0)["queues"]["support"]["stats"]["waiting"] == 50
+    entry = Message(
+        {"Event": "QueueEntry", "Queue": "support", "Uniqueid": "u3", "Position": "1", "Wait": "7"}
+    )
+    read = PlannedAction("QueueStatus", (("Queue", "support"), ("Member", NO_MEMBER)))
+    events = board.apply_result(read, [entry], 20_000)
+    callers = [e.data["callers"] for e in events if e.type == "queueCallers"][-1]
+    assert callers == [{"position": 1, "number": None, "name": None, "since": 3}]  # u3 keeps its join time
+
+
+def test_a_queue_not_loaded_yet_asks_for_no_counter_read():
+    board = QueueBoard(lab_agent)
+    board.register(BOSS, ["support"], 0)
+    abandon = Message({"Event": "QueueCallerAbandon", "Queue": "support", "Uniqueid": "u1"})
+    board.handle(abandon, 0)
+    assert board.take_refreshes() == []  # its load, still to come, reads the counters anyway
+    assert board.plan_load() == [PlannedAction("QueueStatus", (("Queue", "support"),))]
+    board.apply_result(board.plan_load()[0], [], 0)
+    board.handle(abandon, 1)
+    assert board.take_refreshes() == [
+        PlannedAction("QueueStatus", (("Queue", "support"), ("Member", NO_MEMBER)))
+    ]
+    assert board.take_refreshes() == []  # asked once

@@ -208,9 +208,36 @@ def test_registering_one_more_agent_rebuilds_only_that_agent(
     assert "new-queue" not in big.queues_state()["queues"]
 
 
-def test_rebuild_asks_each_agent_extension_not_every_hint_of_the_pbx(big: Tracker) -> None:
+def test_rebuild_lists_hints_only_while_the_list_is_the_cheaper_way(big: Tracker) -> None:
+    """5,000 agents: one ExtensionStateList, not 5,000 ExtensionState (issue 20), while
+    the PBX has at most LIST_BREAK_EVEN hints per agent; a PBX with far more hints is
+    asked agent by agent, so traffic stays proportional to what is registered."""
+    from pbxis.tracker.rebuild import LIST_BREAK_EVEN, LIST_PROBE_AGENTS
+
+    def names() -> list[str]:
+        return [p.name for p in big.plan_rebuild()]
+
+    def answer_list(hints: int) -> None:
+        items = [
+            Message({"Event": "ExtensionStatus", "Exten": str(10000 + i), "Context": "agents", "Status": "0"})
+            for i in range(hints)
+        ]
+        ok = Message([("Response", "Success")])
+        big.begin_rebuild()
+        big.apply_result(PlannedAction("ExtensionStateList"), SimpleNamespace(response=ok, events=items))
+        big.finish_rebuild(1)
+
+    # Hint count unknown: a rebuild this large lists once to learn it; a small one asks each.
+    assert AGENTS >= LIST_PROBE_AGENTS
+    assert names().count("ExtensionStateList") == 1 and "ExtensionState" not in names()
+    small = [str(10000 + i) for i in range(LIST_PROBE_AGENTS - 1)]
+    assert [p.name for p in big.plan_rebuild(small)].count("ExtensionState") == len(small)
+    # The PBX holds far more hints than agents: one by one again.
+    answer_list(int(AGENTS * LIST_BREAK_EVEN) + 1)
+    assert names().count("ExtensionState") == AGENTS and "ExtensionStateList" not in names()
+    # About as many hints as agents: the list.
+    answer_list(AGENTS)
+    assert names().count("ExtensionStateList") == 1 and "ExtensionState" not in names()
+    assert big.agent_state("10000")["extension"] == "not_inuse"
     plan = big.plan_rebuild()
-    names = [p.name for p in plan]
-    assert names.count("ExtensionState") == AGENTS
-    assert "ExtensionStateList" not in names
-    assert names.count("QueueStatus") == QUEUES  # queue-wide: 40 agents each
+    assert [p.name for p in plan].count("QueueStatus") == QUEUES  # queue-wide: 40 agents each

@@ -95,6 +95,8 @@ async def test_health_up(env: Env) -> None:
     env.fakes.center.register_agent("1001", ["sales"], listeners=[lambda event: None])
     status, body, headers = await server.call("GET", "/health", key=None)
     assert status == 200
+    instance = body.pop("instance")
+    assert set(instance) == {"id", "startedAt"} and instance["startedAt"] == 1_700_000_000_000
     assert body == {
         "status": "ok",
         "ami": {"connected": True, "state": "connected", "lastEventAge": 2.5, "reconnects": 0},
@@ -117,3 +119,35 @@ async def test_health_down_is_503_with_retry_after(env: Env) -> None:
     assert body["ami"] == {"connected": False, "state": "connecting", "lastEventAge": None, "reconnects": 0}
     assert body["synced"] is False
     assert headers.getRawHeaders(b"retry-after") == [b"5"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_health_names_the_instance_so_a_restart_is_visible(env: Env) -> None:
+    """Two app builds (a restart) answer different instance ids; one build always the same."""
+    first = await env.serve()
+    _, a, _ = await first.call("GET", "/health", key=None)
+    _, again, _ = await first.call("GET", "/health", key=None)
+    restarted = await env.serve()
+    _, b, _ = await restarted.call("GET", "/health", key=None)
+    assert a["instance"] == again["instance"]
+    assert a["instance"]["id"] != b["instance"]["id"] and len(a["instance"]["id"]) == 16
+
+
+def test_event_series_are_bounded_to_known_names() -> None:
+    """Issue 12, item 9: one series per invented event name made /metrics 9.3 MB."""
+    fakes = Fakes()
+    registry = build_registry(ami=fakes.ami, hub=fakes.hub, streams=fakes.streams, sync=fakes.sync)
+    fakes.ami.stats.events_in.update({f"Evil{i}": 1 for i in range(5000)})
+    fakes.ami.stats.events_in.update({"QueueMemberStatus": 3, "other": 2, "Newchannel": 1})
+    from prometheus_client import generate_latest
+
+    series = {
+        labels: value
+        for (name, labels), value in samples(generate_latest(registry)).items()
+        if name == "pbxis_ami_events_total"
+    }
+    assert series == {
+        (("type", "Newchannel"),): 1,
+        (("type", "QueueMemberStatus"),): 3,
+        (("type", "other"),): 5002,
+    }

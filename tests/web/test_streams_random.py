@@ -1,6 +1,8 @@
 """Thousands of events while clients on all three transports drop and resume at random.
 
-Seeded, so a failure replays. Each client resumes with the last id it really parsed
+The same for an agent's stream and for a supervisor's (hub key ``supervisor:<name>``,
+events from a real :class:`~pbxis.supervisors.QueueBoard`). Seeded, so a failure
+replays. Each client resumes with the last id it really parsed
 (whatever was in flight when its connection died is lost, as in a browser); at the end
 every client must hold every event exactly once, in order.
 """
@@ -16,7 +18,10 @@ import treq
 from streams_helpers import EventLog, Server, live, open_sse, open_ws, snapshot, start_server
 from twisted.internet import defer, reactor, task
 
+from pbxis.ami.message import Message
+from pbxis.events import AgentEvent
 from pbxis.hub import Hub
+from pbxis.supervisors import QueueBoard, supervisor_key
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,13 +80,54 @@ class Runner:
             await self._stop()
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+class Subject:
+    """Whose stream: an agent (``live`` events) or a supervisor (a board's queueMember
+    events, one per QueueMemberStatus whose CallsTaken moved on)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.board = QueueBoard(lambda interface: None)
+        self.key = supervisor_key("boss") if kind == "supervisor" else "1001"
+        if kind == "supervisor":
+            self.board.register(self.key, ["q"], 0)
+
+    def snapshot(self, key: str) -> list[AgentEvent]:
+        return self.board.snapshot(key, 0) if self.kind == "supervisor" else snapshot(key)
+
+    def live(self, n: int, start: int) -> list[AgentEvent]:
+        if self.kind != "supervisor":
+            return live(self.key, n, start=start)
+        events: list[AgentEvent] = []
+        for i in range(start, start + n):
+            message = Message(
+                {
+                    "Event": "QueueMemberStatus",
+                    "Queue": "q",
+                    "Interface": "SIP/7",
+                    "Status": "1",
+                    "Paused": "0",
+                    "CallsTaken": str(i),
+                }
+            )
+            events.extend(e for e in self.board.handle(message, 1) if e.type == "queueMember")
+        assert len(events) == n
+        return events
+
+    def counts(self, log: EventLog) -> list[int]:
+        if self.kind != "supervisor":
+            return log.counts()
+        assert all(e["supervisor"] == "boss" for e in log.events)
+        return [e["callsTaken"] for e in log.events if e["type"] == "queueMember"]
+
+
+@pytest.mark.parametrize(("seed", "kind"), [(1, "agent"), (2, "agent"), (3, "supervisor")])
 @pytest_twisted.ensureDeferred
-async def test_random_drops_lose_nothing_and_duplicate_nothing(seed: int) -> None:
+async def test_random_drops_lose_nothing_and_duplicate_nothing(seed: int, kind: str) -> None:
     rng = random.Random(seed)
-    hub = Hub(reactor, grace_period=60.0, snapshot=snapshot)
+    subject = Subject(kind)
+    hub = Hub(reactor, grace_period=60.0, snapshot=subject.snapshot)
     server = start_server(hub)
-    reg = hub.register("1001", [])
+    reg = hub.register(subject.key, [])
     runners = [Runner(server, reg.token, kind) for kind in ("sse", "websocket", "longPoll") * 2]
     try:
         for runner in runners:
@@ -90,7 +136,7 @@ async def test_random_drops_lose_nothing_and_duplicate_nothing(seed: int) -> Non
         sent = 0
         for _ in range(400):
             n = rng.randint(1, 12)
-            hub.publish(live("1001", n, start=sent))
+            hub.publish(subject.live(n, start=sent))
             sent += n
             runner = rng.choice(runners)
             if runner.log.connected and rng.random() < 0.15:
@@ -102,17 +148,17 @@ async def test_random_drops_lose_nothing_and_duplicate_nothing(seed: int) -> Non
         for runner in runners:
             if not runner.log.connected:
                 await runner.connect()
-        hub.publish(live("1001", 1, start=sent))
+        hub.publish(subject.live(1, start=sent))
         sent += 1
         for runner in runners:
-            await runner.log.until(lambda r=runner: r.log.counts()[-1:] == [sent - 1])
+            await runner.log.until(lambda r=runner: subject.counts(r.log)[-1:] == [sent - 1])
 
         assert sent > 2000
-        last_id = hub._agents["1001"].log.last_id
+        last_id = hub._agents[subject.key].log.last_id
         for runner in runners:
             ids = runner.log.ids
             assert ids == list(range(ids[0], last_id + 1)), runner.kind
-            assert runner.log.counts() == list(range(sent)), runner.kind
+            assert subject.counts(runner.log) == list(range(sent)), runner.kind
             assert "reset" not in runner.log.types
         assert sum(r.connections for r in runners) > 3 * len(runners)
     finally:

@@ -18,6 +18,7 @@
   var EVENT_TYPES = [
     "queueMemberStatus", "queueCount", "extensionStatus", "phoneNumber", "agentComplete",
     "originateFailed", "pbxStatus", "closed", "reset",
+    "queueStats", "queueMember", "queueCallers",
   ];
   var MAX_COMPLETED = 20;
   var MAX_FAILURES = 10;
@@ -137,6 +138,63 @@
         fresh.completed = s.completed;
         fresh.failures = s.failures;
         fresh.parties = s.parties;
+        fresh.pbxConnected = s.pbxConnected;
+        s = fresh;
+        break;
+      }
+      default:
+        break;
+    }
+    return s;
+  }
+
+  // ---------------------------------------------------------------- the supervisor reducer
+  //
+  // A supervisor's stream carries whole queues (queueStats, queueMember, queueCallers),
+  // always as absolute state: the reducer only files each event under its queue.
+
+  /** A supervisor's state before any event. */
+  function initialBoard() {
+    return { lastId: 0, lastTime: null, pbxConnected: null, queues: {}, closed: null };
+  }
+
+  function boardQueue(queues, name) {
+    return queues[name] || { name: name, stats: null, callers: [], members: {} };
+  }
+
+  function withBoardQueue(state, name, changes) {
+    var queues = copy(state.queues, {});
+    queues[name] = copy(boardQueue(state.queues, name), changes);
+    return queues;
+  }
+
+  /** The supervisor state after one event; never mutates `state`. */
+  function reduceBoard(state, ev) {
+    var s = copy(state, { lastId: ev.id || state.lastId, lastTime: ev.time || state.lastTime });
+    switch (ev.type) {
+      case "queueStats":
+        s.queues = withBoardQueue(s, ev.queue, { stats: ev });
+        break;
+      case "queueCallers":
+        s.queues = withBoardQueue(s, ev.queue, { callers: ev.callers || [] });
+        break;
+      case "queueMember": {
+        var members = copy(boardQueue(s.queues, ev.queue).members, {});
+        var key = ev.interface || ev.agent;
+        if (ev.loggedIn) members[key] = ev; else delete members[key];
+        s.queues = withBoardQueue(s, ev.queue, { members: members });
+        break;
+      }
+      case "pbxStatus":
+        s.pbxConnected = !!ev.connected;
+        break;
+      case "closed":
+        s.closed = ev.reason || "closed";
+        break;
+      case "reset": {
+        var fresh = initialBoard();
+        fresh.lastId = s.lastId;
+        fresh.lastTime = s.lastTime;
         fresh.pbxConnected = s.pbxConnected;
         s = fresh;
         break;
@@ -301,7 +359,9 @@
       maxDelay: options.maxDelay || 15,
       attemptsPerTransport: options.attemptsPerTransport || 2,
     };
-    this.state = initialState();
+    // A supervisor's stream (wallboard) is reduced into whole queues instead.
+    this._reduce = options.supervisor ? reduceBoard : reduce;
+    this.state = options.supervisor ? initialBoard() : initialState();
     this.lastId = options.since || 0;
     this.state.lastId = this.lastId;
     this.transport = preferred;
@@ -379,7 +439,7 @@
       if (ev.id <= this.lastId) return; // seen already: an overlapping replay
       this.lastId = ev.id;
     }
-    this.state = reduce(this.state, ev);
+    this.state = this._reduce(this.state, ev);
     this._emit("event", ev);
     this._emit(ev.type, ev);
     this._emit("state", this.state, ev);
@@ -534,6 +594,8 @@
     EVENT_TYPES: EVENT_TYPES,
     initialState: initialState,
     reduce: reduce,
+    initialBoard: initialBoard,
+    reduceBoard: reduceBoard,
     streamUrls: streamUrls,
     connect: connect,
     Client: Client,

@@ -3,4 +3,6 @@ import "./pbxis.js";
 
 const Pbxis = globalThis.Pbxis;
 export default Pbxis;
-export const { connect, reduce, initialState, streamUrls, Client, Api, TRANSPORTS, EVENT_TYPES, VERSION } = Pbxis;
+export const {
+  connect, reduce, initialState, reduceBoard, initialBoard, streamUrls, Client, Api, TRANSPORTS, EVENT_TYPES, VERSION,
+} = Pbxis;

@@ -18,6 +18,7 @@ Between polls the client counts as connected to nobody: the grace period covers 
 from __future__ import annotations
 
 import math
+import re
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
@@ -35,13 +36,18 @@ MAX_TIMEOUT = 120.0
 MAX_EVENTS = 1000
 
 
+_SECONDS = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3})?")
+
+
 def parse_timeout(raw: str | None) -> float:
+    """Seconds as plain decimal digits (``25``, ``0.5``).
+
+    Not ``float()``'s wider grammar: it also takes ``1_0``, ``1e1``, ``inf`` and
+    non-ASCII digits, none of which a client means as a timeout.
+    """
     if raw is None or raw.strip() == "":
         return DEFAULT_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
+    value = float(raw) if _SECONDS.fullmatch(raw.strip()) else math.nan
     if not 0 <= value <= MAX_TIMEOUT:  # also refuses NaN
         raise ApiError(400, "bad_timeout", f"timeout must be a number of seconds from 0 to {MAX_TIMEOUT:g}.")
     return value

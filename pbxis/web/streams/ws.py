@@ -26,6 +26,12 @@ code  meaning
 Each event is framed once (:meth:`LogEntry.frame`, Autobahn's prepared messages for
 broadcast) and the same bytes are written to every client of its agent.
 
+Clients have nothing to say to pbxis, so frames and messages from them are limited to
+:data:`MAX_CLIENT_PAYLOAD` bytes (Autobahn's default is unlimited): a larger one is
+refused at its frame header, before its payload is read, with close code 1009. A
+connection being refused (the codes above) reads nothing more at all: its close frame
+is written, reading stops and the socket is closed once the frame is out.
+
 A client that stops reading is paused through Twisted's producer API (the hub
 subscription is the socket's producer); past ``max_buffer_bytes`` the connection is
 dropped without a close frame (the client sees 1006) and can resume with ``since``.
@@ -54,6 +60,7 @@ __all__ = [
     "CLOSE_SHUTDOWN",
     "CLOSE_TOO_MANY_CLIENTS",
     "CLOSE_UNKNOWN_TOKEN",
+    "MAX_CLIENT_PAYLOAD",
     "StreamProtocol",
     "make_ws_resource",
 ]
@@ -64,6 +71,10 @@ CLOSE_FORBIDDEN_ORIGIN = 4403
 CLOSE_UNKNOWN_TOKEN = 4404
 CLOSE_ENDED = 4410
 CLOSE_TOO_MANY_CLIENTS = 4429
+
+MAX_CLIENT_PAYLOAD = 4096
+"""Largest frame or message a client may send (pbxis reads none; pongs and close
+frames are at most 125 bytes)."""
 
 log = Logger()
 
@@ -100,7 +111,7 @@ class StreamProtocol(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         if self._refusal is not None:
-            self.sendClose(*self._refusal)
+            self._refuse(*self._refusal)
             return
         assert self._registration is not None
         config = self.factory.config
@@ -114,7 +125,7 @@ class StreamProtocol(WebSocketServerProtocol):
                 max_backlog_bytes=config.max_buffer_bytes,
             )
         except RegistrationEnded:
-            self.sendClose(CLOSE_UNKNOWN_TOKEN, "unknown stream token")
+            self._refuse(CLOSE_UNKNOWN_TOKEN, "unknown stream token")
             return
         except TooManyClients:
             self.sendClose(CLOSE_TOO_MANY_CLIENTS, "too many clients for this registration")
@@ -127,6 +138,19 @@ class StreamProtocol(WebSocketServerProtocol):
         config.open_streams.add(self)
         config.ws_heartbeat.add(self)
         sub.resumeProducing()
+
+    def _refuse(self, code: int, reason: str) -> None:
+        """Tell the client why with a close frame, and read nothing more from it.
+
+        Waiting for the client's own close frame (the polite handshake) would mean reading
+        whatever it sends first; the socket is closed as soon as our frame is written.
+        """
+        pause = getattr(self.transport, "pauseProducing", None)  # a TCP or TLS transport has it
+        if pause is not None:
+            pause()
+        self.data = b""  # anything that came with the handshake is dropped unparsed
+        self.sendClose(code, reason)
+        self.dropConnection(abort=False)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self._sub is not None:
@@ -199,6 +223,9 @@ class _StreamFactory(WebSocketServerFactory):
     def __init__(self, config: StreamConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config = config
+        self.setProtocolOptions(
+            maxFramePayloadSize=MAX_CLIENT_PAYLOAD, maxMessagePayloadSize=MAX_CLIENT_PAYLOAD
+        )
 
     def prepare(self, entry: LogEntry) -> bytes:
         """The text frame of an entry, built once and written to every client of its agent.
