@@ -154,6 +154,7 @@ class RedisStore(MemoryStore):
         self.outage_events = outage_events
         self._dirty: set[str] = set()
         self._dirty_queues: set[tuple[str, str]] = set()
+        self._forgotten: set[str] = set()
         self._dirty_state: dict[str, dict[str, str]] = {}
         self._removed: list[tuple[str, int, str, str, list[tuple[int, str, str]]]] = []
         #: agent -> state key -> value: the last published state (only_changes)
@@ -211,11 +212,17 @@ class RedisStore(MemoryStore):
             elog.load(first, last, rows[-self.max_log :], now, json.loads(fields.get("qv") or "[]"))
             self._loaded[agent] = (registration, elog)
             self._published[agent] = _pairs(state)
+        versions = [0]
         for queue in sorted(str(q) for q in await self.link.command("SMEMBERS", k.queues)):
             for kind, packed in sorted(_pairs(await self.link.command("HGETALL", k.queue(queue))).items()):
                 version, rest = packed.split("|", 1)
                 self._queues[(queue, kind)] = QueueState(queue, kind, int(version), rest)
                 self._queue_types.setdefault(queue, []).append(kind)
+                versions.append(int(version))
+        for _, elog in self._loaded.values():
+            versions.extend(elog._queue_versions.values())
+        # versions are store-wide and never reused: go on above every one a log carries
+        self._versions = max(self._versions, *versions)
         log.info(
             "Redis store: loaded {n} registrations from {url}",
             n=len(self._loaded),
@@ -277,6 +284,12 @@ class RedisStore(MemoryStore):
         state = super().set_queue_state(queue, type, rest)
         self._dirty_queues.add((queue, type))
         return state
+
+    def forget_queue(self, queue: str) -> None:
+        super().forget_queue(queue)
+        self._dirty_queues = {(q, t) for q, t in self._dirty_queues if q != queue}
+        self._forgotten.add(queue)
+        self.flush()
 
     def flush(self) -> None:
         if self._scheduled is None and not self._flushing:
@@ -361,7 +374,14 @@ class RedisStore(MemoryStore):
 
     def pending(self) -> bool:
         """Whether anything is not yet acknowledged by Redis."""
-        return bool(self._flushing or self._dirty or self._dirty_queues or self._dirty_state or self._removed)
+        return bool(
+            self._flushing
+            or self._dirty
+            or self._dirty_queues
+            or self._dirty_state
+            or self._removed
+            or self._forgotten
+        )
 
     def drain(self, timeout: float) -> defer.Deferred[None]:
         """Fires when everything pending is written, or after ``timeout`` (service stop)."""
@@ -393,6 +413,7 @@ class RedisStore(MemoryStore):
         removed, self._removed = self._removed, []
         dirty, self._dirty = self._dirty, set()
         queues, self._dirty_queues = self._dirty_queues, set()
+        forgotten, self._forgotten = self._forgotten, set()
         states, self._dirty_state = self._dirty_state, {}
         commands: list[tuple[Any, ...]] = []
         syncs: list[tuple[str, RedisLog, int]] = []
@@ -418,6 +439,10 @@ class RedisStore(MemoryStore):
                     )
                 )  # fmt: skip
                 syncs.append((agent, rlog, entries[-1][0] if entries else rlog.synced))
+            for queue in forgotten:
+                if queue not in self._queue_types:  # not seen again since
+                    commands.append(("DEL", k.queue(queue)))
+                    commands.append(("SREM", k.queues, queue))
             for queue, kind in queues:
                 state = self._queues.get((queue, kind))
                 if state is not None:
@@ -431,6 +456,7 @@ class RedisStore(MemoryStore):
             self._removed[:0] = removed
             self._dirty |= dirty
             self._dirty_queues |= queues
+            self._forgotten |= forgotten
             for agent, values in states.items():
                 self._requeue_state(agent, values)
             raise

@@ -125,6 +125,10 @@ async def test_queue_states_and_their_versions_survive_and_equal_ones_are_no_cha
     assert resumed == []  # the same count after the rebuild is not news
     second.publish([QueueEvent("sales", "queueCount", 100, {"queue": "sales", "count": 3})])
     await _until(lambda: [e.get("count") for e in resumed] == [3])
+    # the last registration on the queue goes: its state goes from Redis too
+    second.hub.unregister("1001")
+    await second.store.drain(5)
+    assert await second.link.command("EXISTS", second.store.keys.queue("sales")) == 0
     await second.stop()
 
 
