@@ -93,7 +93,7 @@ def simulated_call_center(
             username=USERNAME,
             secret=SECRET,
         )
-        port = tcp.listenTCP(0, simulator.factory, interface="127.0.0.1")  # type: ignore[arg-type]
+        port = tcp.listenTCP(0, simulator.factory, interface="127.0.0.1")
         data: dict[str, dict[str, Any]] = {k: dict(v) for k, v in (config or {}).items()}
         data.setdefault("agents", {}).setdefault("interface", f"{plays.tech}/{{agent}}")
         data.setdefault("ami", {}).update(

@@ -30,7 +30,7 @@ LAYERS = (
     ),
     ("pbxis.ami",),
     ("pbxis.tracker", "pbxis.supervisors"),
-    ("pbxis.hub",),
+    ("pbxis.hub", "pbxis.store"),
     # metrics reads every layer below (AMI link stats, the tracker's event names, the hub)
     ("pbxis.sync", "pbxis.commands", "pbxis.call_control", "pbxis.webhooks", "pbxis.engine", "pbxis.metrics"),
     ("pbxis.web",),

@@ -35,6 +35,7 @@ from pbxis.config import Config, ConfigError, load_config, parse_config
 from pbxis.errors import CommandError, Forbidden, InvalidArgument, UnknownAgent, UnknownPbx
 from pbxis.events import AgentEvent
 from pbxis.hub import Hub, LogEntry, Registration, RegistrationEnded, Subscription
+from pbxis.hub.store import HubStore
 from pbxis.names import AGENT_HINT, NUMBER_HINT, QUEUE_HINT, is_agent, is_number, is_queue
 from pbxis.supervisors import is_supervisor_key
 from pbxis.sync import StateSync
@@ -136,6 +137,7 @@ class CallCenter:
         *,
         link: AMIClientFactory | None = None,
         now_ms: Callable[[], int] | None = None,
+        store: HubStore | None = None,
     ) -> None:
         self.config = config
         self.reactor = reactor
@@ -154,11 +156,20 @@ class CallCenter:
             max_clients=agents.max_clients,
             snapshot_window=agents.snapshot_window,
             queue_tick=agents.queue_tick,
+            store=store,
             now_ms=self.now_ms,
         )
         self.hub.on_expired = self._expired
+        # A durable store knows the last published state: after a restart the tracker's
+        # rebuild then publishes only what really changed (pbxis.store.redis_store).
+        only_changes = getattr(store, "only_changes", None)
+        self.publish: Callable[[list[Any]], None] = (
+            self.hub.publish
+            if only_changes is None
+            else (lambda events: self.hub.publish(only_changes(events)))
+        )
         self.ami = link if link is not None else link_from_config(config.ami, clock=reactor)
-        self.sync = StateSync(self.ami, self.tracker, self.hub.publish, clock=reactor, now_ms=self.now_ms)
+        self.sync = StateSync(self.ami, self.tracker, self.publish, clock=reactor, now_ms=self.now_ms)
         self.ami.add_observer(self.sync)
         self.supervision = Supervision(reactor, config, self.hub, self.ami, self.sync, self.now_ms)
         self.commands = Commands(self.ami, self.tracker, agents)
@@ -250,7 +261,7 @@ class CallCenter:
         if name is not None and not isinstance(name, str):
             raise InvalidArgument("name: must be a string or None")
         registration = self.hub.register(agent, wanted, name)
-        self.hub.publish(self.tracker.register(agent, list(registration.queues), self.now_ms()))
+        self.publish(self.tracker.register(agent, list(registration.queues), self.now_ms()))
         self.sync.agent_registered(agent).addErrback(self._sync_failed, agent)
         if listeners:
             self._subscribe(registration, None, LISTENER, tuple(listeners))
@@ -458,13 +469,18 @@ class CallCenter:
             )
         commands = self.commands
         if action == "login":
+            penalty = params.get("penalty", 0)
+            if not isinstance(penalty, int) or isinstance(penalty, bool) or not 0 <= penalty < 2**31:
+                raise InvalidArgument("penalty: an integer from 0 to 2147483647")
+            if not isinstance(params.get("paused", False), bool):
+                raise InvalidArgument("paused: True or False")
             member_name = params.get("member_name")
             if member_name is None and registration is not None:
                 member_name = registration.name
             await commands.queue_login(
                 agent,
                 queue,
-                penalty=params.get("penalty", 0),
+                penalty=penalty,
                 paused=bool(params.get("paused", False)),
                 member_name=member_name,
             )
@@ -550,11 +566,19 @@ class CallCenter:
                 "reconnects": stats.reconnects,
             },
             "synced": bool(self.sync.ready),
-            "agents": hub_stats.get("agents", 0),
+            # the hub counts every registration; supervisors are listed apart
+            "agents": hub_stats.get("agents", 0) - self.supervision.count,
+            "supervisors": self.supervision.count,
             "clients": dict(hub_stats.get("clients", {})),
+            **self._store_health(),
         }
 
     # -- internals -----------------------------------------------------------------------
+    def _store_health(self) -> dict[str, Any]:
+        """A shared store reports itself (``redis``: connected, pending, buffering...)."""
+        health = getattr(self.hub.store, "health", None)
+        return {} if health is None else {"redis": health()}
+
     def _pbx(self, pbx: str) -> None:
         if pbx not in self.pbxes:
             raise UnknownPbx(f"no PBX named {pbx!r} is configured (known: {', '.join(self.pbxes)})")

@@ -301,6 +301,8 @@ class Hub:
         self._agents: dict[str, _Agent] = {}
         #: queue -> agents registered on it that have a connected client (flush targets)
         self._listening: dict[str, dict[str, _Agent]] = {}
+        #: queue -> registrations on it; the store forgets a queue nobody has
+        self._registered: dict[str, int] = {}
         self._dirty: set[str] = set()
         self._flush_call: IDelayedCall | None = None
         self._last_flush = float("-inf")
@@ -318,7 +320,9 @@ class Hub:
             listening = bool(state.subs)
             if listening:
                 self._listen(state, False)
+            self._count_queues(state.registration.queues, -1)
             self.store.update(state.registration, queues, name)
+            self._count_queues(state.registration.queues, +1)
             if listening:
                 self._listen(state, True)
             return state.registration
@@ -326,6 +330,7 @@ class Hub:
         elog = self.store.add(registration)
         state = _Agent(registration, elog, self.store.claim(agent), json.dumps(agent))
         self._agents[agent] = state
+        self._count_queues(registration.queues, +1)
         self._start_grace(state)
         log.info("Registered agent {agent}", agent=agent)
         return registration
@@ -455,6 +460,8 @@ class Hub:
 
     def _queue_event(self, event: QueueEvent) -> None:
         """O(1): the store records the latest state; the flush renders it where needed."""
+        if event.queue not in self._registered:
+            return  # nobody would ever be shown it
         rest = json.dumps({"time": event.time, **event.data}, separators=(",", ":"))[1:]
         self.store.set_queue_state(event.queue, event.type, rest)
         self._published += 1
@@ -479,6 +486,17 @@ class Hub:
             if self._agents.get(agent) is state:
                 self._append(state, [])
         self._after_batch()
+
+    def _count_queues(self, queues: Iterable[str], delta: int) -> None:
+        registered = self._registered
+        for queue in set(queues):
+            left = registered.get(queue, 0) + delta
+            if left > 0:
+                registered[queue] = left
+            else:
+                registered.pop(queue, None)
+                self._dirty.discard(queue)
+                self.store.forget_queue(queue)
 
     def _listen(self, state: _Agent, on: bool) -> None:
         agent = state.registration.agent
@@ -604,6 +622,7 @@ class Hub:
     def _end_registration(self, state: _Agent, reason: str) -> None:
         registration = state.registration
         del self._agents[registration.agent]
+        self._count_queues(registration.queues, -1)
         if state.subs:
             self._listen(state, False)
         if state.timer is not None:

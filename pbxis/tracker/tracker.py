@@ -452,7 +452,7 @@ class Tracker:
             old = seen.get(key, _UNSEEN)
             if old is _UNSEEN:  # not an entry of this agent's view (a queue it does not watch)
                 continue
-            data = shared if shared is not None else view_entry(record, key, queues)
+            data: dict[str, Any] | None = shared if shared is not None else view_entry(record, key, queues)
             if data != old:
                 seen[key] = data
                 if data is None:

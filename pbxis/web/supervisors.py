@@ -14,11 +14,12 @@ from ..config import SupervisorsConfig
 from ..engine import CallCenter
 from ..supervisors import supervisor_key
 from . import validation as v
-from .api import _call, _stream_urls, json_response, request_base_url
+from .api import _call, _stream_urls, json_response
 from .auth import Authenticator
 from .client import STATIC_DIR
 from .client import _html_headers as html_headers
 from .client import _script_json as script_json
+from .site import request_base_url
 
 __all__ = ["add_supervisor_routes"]
 
