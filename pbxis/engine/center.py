@@ -184,8 +184,10 @@ class CallCenter:
         )
         # Webhooks read every agent's log as the hub writes it (``[[webhooks]]``); with
         # none configured nothing is built and the hub has no observer.
+        # Only a node that ingests the AMI stream delivers them: a web node's hub replays
+        # what another node logged, and would deliver it a second time.
         self.webhooks: Webhooks | None = None
-        if config.webhooks:
+        if config.webhooks and config.node.has_ami:
             self.webhooks = Webhooks(config.webhooks, reactor, treq_post(reactor), wall=time.time)
             self.hub.observers.append(self.webhooks.hub_observer(DEFAULT_PBX))
         self._started = False
