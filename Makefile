@@ -27,6 +27,7 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 	sh scripts/ensure-chromium
+	sh scripts/ensure-redis
 
 demo: install
 	$(BIN)/twistd --pidfile= -n pbxis $(if $(CONFIG),--config $(CONFIG))

@@ -21,7 +21,9 @@ Two loads are told apart, because they cost different layers:
 from __future__ import annotations
 
 import math
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from common import figure, machine, note, parser
@@ -47,14 +49,39 @@ async def measure(
     await task.deferLater(reactor, min(0.3, seconds / 2), lambda: None)  # frames still in flight
     result: dict[str, Any] = dict(await client.report(start, end))
     result["rate"] = calls * driver.per_call / ((end - start) / 1e9)
+    result["events"] = calls * driver.per_call
     result["monitor"] = f"{monitor.note()}; simulator CPU {100 * (sim_cpu_end - sim_cpu) / seconds:.0f}%"
     return result
 
 
 async def run(reactor: Any, kinds: list[str], clients: list[int], args: Any) -> None:
+    """Each store of ``--store`` in turn, in this one run (so their figures compare)."""
+    stores = ["memory", "redis"] if args.store == "both" else [args.store]
+    server = None
+    if "redis" in stores:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "redis"))
+        from redis_proc import RedisServer
+
+        server = RedisServer().start()
+    try:
+        for n, store in enumerate(stores):
+            url = server.url if store == "redis" and server is not None else ""
+            await run_store(reactor, kinds, clients, args, redis_url=url, prefix=f"e2e{n}:")
+    finally:
+        if server is not None:
+            server.close()
+
+
+async def run_store(
+    reactor: Any, kinds: list[str], clients: list[int], args: Any, *, redis_url: str, prefix: str
+) -> None:
     per_agent = args.per_agent
     with_clients = math.ceil(max(clients) / per_agent)
-    daemon = await start_daemon(reactor, max(args.agents, with_clients))
+    daemon = await start_daemon(
+        reactor, max(args.agents, with_clients), redis_url=redis_url, key_prefix=prefix
+    )
+    store = "redis." if redis_url else ""
+    link = daemon.service.redis.link if daemon.service.redis is not None else None
     client = LoadClient(reactor, processes=args.load_processes)
     try:
         started = time.monotonic()
@@ -73,14 +100,25 @@ async def run(reactor: Any, kinds: list[str], clients: list[int], args: Any) -> 
                     note(f"{kind} {n}: {failed} streams could not open")
                 note(f"{kind} {n}: {collect_after_connecting()}")
                 driven = daemon.agents[: math.ceil(n / per_agent)]
+                sent = (link.sent_commands, link.sent_bytes) if link is not None else (0, 0)
                 r = await measure(reactor, daemon, client, driven, args.rate, args.seconds)
-                name = f"e2e.{kind}.{n}-clients"
+                name = f"e2e.{store}{kind}.{n}-clients"
                 if per_agent > 1:
                     name += f"-on-{len(driven)}-agents"
                 figure(f"{name}.p50", r["p50_ms"], "ms")
                 figure(f"{name}.p99", r["p99_ms"], "ms")
                 figure(f"{name}.max", r["max_ms"], "ms")
                 figure(f"{name}.rate", r["rate"], "AMI events/s")
+                if link is not None and r["events"]:
+                    # what the store cost Redis per AMI event (pipelined: not round trips)
+                    figure(
+                        f"{name}.redis-commands",
+                        (link.sent_commands - sent[0]) / r["events"],
+                        "per AMI event",
+                    )
+                    figure(
+                        f"{name}.redis-bytes", (link.sent_bytes - sent[1]) / r["events"], "B per AMI event"
+                    )
                 note(f"{name}: {r['n']} frames, {opened} streams open, {r['lost']} lost")
                 note(f"{name}: {r['monitor']}")
             await client.close()
@@ -98,6 +136,12 @@ def main() -> None:
     p.add_argument("--agents", type=int, default=0, help="registered agents (default: those with clients)")
     p.add_argument("--per-agent", type=int, default=1, help="clients per agent (fan-out of each event)")
     p.add_argument("--load-processes", type=int, default=1, help="load client processes")
+    p.add_argument(
+        "--store",
+        choices=["memory", "redis", "both"],
+        default="memory",
+        help="the hub's store: in memory, in Redis (a redis-server started for the run), or both in turn",
+    )
     args = p.parse_args()
     if args.quick:
         clients, args.rate, args.seconds = args.clients or [1, 10], 200.0, 0.3

@@ -182,7 +182,7 @@ def call_center(agents: list[str]) -> SimulatorConfig:
     )
 
 
-async def start_daemon(reactor: Any, n_agents: int) -> Daemon:
+async def start_daemon(reactor: Any, n_agents: int, *, redis_url: str = "", key_prefix: str = "") -> Daemon:
     """A simulated Asterisk with ``n_agents`` agents (its own process), and pbxis connected to it.
 
     The daemon is configured as for a real Asterisk (not the demo mode, whose simulator
@@ -202,10 +202,14 @@ async def start_daemon(reactor: Any, n_agents: int) -> Daemon:
             },
             "http": {"listen": "tcp:0:interface=127.0.0.1:backlog=4096"},
             "agents": {"grace_period": 300.0},
+            # with a redis_url, the daemon keeps its store in Redis (issue #15)
+            **({"redis": {"url": redis_url, "key_prefix": key_prefix or "bench:"}} if redis_url else {}),
         }
     )
     service = PbxisService(config, reactor, freeze_gc=True)  # as twistd pbxis runs it
     service.startService()
+    if service.redis is not None:
+        await service.redis.loaded
     daemon = Daemon(reactor, service, simulator, agent_names(n_agents))
     deadline = time.monotonic() + 60
     while not (service.ami.connected and service.sync.ready):

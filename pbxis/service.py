@@ -31,13 +31,13 @@ from twisted.python.failure import Failure
 from twisted.web.server import Site
 from zope.interface import implementer
 
-from .config import Config
+from .config import Config, ConfigError
 from .engine import CallCenter
 from .gcpolicy import start_collector_policy
 from .web.app import build_app
 from .web.site import build_site
 
-__all__ = ["PbxisService", "make_service"]
+__all__ = ["PbxisService", "check_supported", "make_service"]
 
 log = Logger(namespace="pbxis")
 
@@ -138,6 +138,59 @@ class _WebService(Service):
         return _stop_listening(port)
 
 
+class _RedisService(Service):
+    """The Redis link and store: connects and loads on start (``loaded`` fires), writes
+    what is pending on stop (a few seconds at most), then closes the link."""
+
+    def __init__(self, config: Config, reactor: Any) -> None:
+        from .store.redis_keys import Keys
+        from .store.redis_link import RedisLink
+        from .store.redis_store import RedisStore
+
+        assert config.redis is not None
+        self.link = RedisLink(config.redis, reactor)
+        agents = config.agents
+        self.store = RedisStore(
+            self.link,
+            Keys(config.redis.key_prefix),
+            reactor,
+            max_log=agents.max_log,
+            max_log_bytes=agents.max_log_bytes,
+            keep_closed_ms=int(agents.grace_period * 1000),
+            outage_seconds=config.redis.outage_buffer_seconds,
+            outage_events=config.redis.outage_buffer_events,
+        )
+        self.loaded: Deferred[int] = Deferred()
+        self._reactor = reactor
+
+    def startService(self) -> None:
+        super().startService()
+        self.link.start()
+        log.info("Redis: connecting to {url}", url=self.link.config.safe_url)
+        defer.ensureDeferred(self._load()).addCallbacks(self.loaded.callback, self._failed)
+
+    async def _load(self) -> int:
+        while True:
+            await self.link.when_connected()
+            try:
+                return await self.store.load()
+            except Exception as e:  # Redis went away mid-load: wait for it again
+                log.warn("Redis: loading the stored state failed ({e}); retrying", e=e)
+                from twisted.internet.task import deferLater
+
+                await deferLater(self._reactor, 1.0, lambda: None)
+
+    def _failed(self, failure: Failure) -> None:
+        log.failure("Redis: cannot load the stored state", failure)
+        self._reactor.stop()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        d = self.store.drain(timeout=3.0)
+        d.addCallback(lambda _: self.link.stop())
+        return d
+
+
 class PbxisService(MultiService):
     """The running daemon: a :class:`~pbxis.engine.CallCenter`, its web site and, in
     demo mode, the simulated Asterisk it talks to.
@@ -159,12 +212,20 @@ class PbxisService(MultiService):
         self.config = config
         self.reactor = reactor
         self.freeze_gc = freeze_gc
-        self.center = CallCenter(reactor, config, now_ms=now_ms)
+        self.redis: _RedisService | None = None
+        store = None
+        check_supported(config)
+        if config.redis is not None:
+            self.redis = _RedisService(config, reactor)
+            store = self.redis.store
+        self.center = CallCenter(reactor, config, now_ms=now_ms, store=store)
         self.tracker = self.center.tracker
         self.hub = self.center.hub
         self.ami = self.center.ami
         self.sync = self.center.sync
 
+        if self.redis is not None:
+            self.redis.setServiceParent(self)
         self.simulator_service: _SimulatorService | None = None
         if config.demo:
             self.simulator_service = _SimulatorService(reactor, config)
@@ -182,9 +243,27 @@ class PbxisService(MultiService):
             reactor=reactor,
         )
         self.web = _WebService(serverFromString(reactor, http.server_endpoint), self.site)
-        self.web.setServiceParent(self)
-
         self.center_service = _CallCenterService(self.center, self._ami_endpoint)
+        if self.redis is None:
+            self.web.setServiceParent(self)
+            self.center_service.setServiceParent(self)
+        else:
+            # nothing is served and Asterisk is not asked before the registrations, logs
+            # and states are back from Redis (a resume would otherwise be a 404)
+            self.redis.loaded.addCallback(self._redis_loaded)
+
+    def _redis_loaded(self, _: object) -> None:
+        assert self.redis is not None
+        adopted = self.redis.store.adopt(
+            lambda agent, queues, name: self.center.register_agent(agent, queues, name=name)
+        )
+        log.info("Redis: {n} registrations back, with their tokens and logs", n=len(adopted))
+        try:
+            self.web.setServiceParent(self)
+        except Exception:
+            log.failure("cannot listen for HTTP on {listen}", listen=self.config.http.listen)
+            self.reactor.stop()
+            return
         self.center_service.setServiceParent(self)
 
     def _ami_endpoint(self) -> IStreamClientEndpoint:
@@ -246,6 +325,22 @@ class _DeferredEndpoint:
             return defer.fail(ConnectionRefusedError("the demo simulator is not listening yet"))
         host = _address(self._port)
         return TCP4ClientEndpoint(self._reactor, host.host, host.port).connect(factory)
+
+
+def check_supported(config: Config) -> None:
+    """Refuse, naming the key, what the config language has but this daemon cannot run."""
+    if config.redis is not None:
+        try:
+            import txredisapi  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "[redis]: the Redis store needs the txredisapi package: pip install 'pbxis[redis]'"
+            ) from None
+    if config.node.role != "all":
+        raise ConfigError(
+            f"[node].role: {config.node.role!r} is not available yet; Redis is the durable store "
+            "of one 'all' node for now (README, \"Redis\")"
+        )
 
 
 def make_service(config: Config, reactor: Any = None, *, freeze_gc: bool = False) -> PbxisService:

@@ -19,7 +19,6 @@ HeaderInput = Mapping[str, object] | HeaderPairs
 
 __all__ = ["Banner", "HeaderInput", "Message", "normalise_headers"]
 
-_new = object.__new__
 _partition = str.partition
 _SEPARATOR: Final = repeat(": ")
 _SEARCH_LIMIT: Final = 4096
@@ -115,30 +114,21 @@ class Message:
 
     __slots__ = ("_folded", "_headers", "_index", "_text")
 
-    def __init__(self, headers: HeaderInput = ()) -> None:
-        self._headers: tuple[tuple[str, str], ...] | None = tuple(normalise_headers(headers))
-        self._text: str | None = None
+    def __init__(self, headers: HeaderInput = (), *, _text: str | None = None) -> None:
+        # ``_text`` is the parser's: a frame whose every line holds ": ", lines split by
+        # CRLF, no other LF, no trailing CRLF (it checked all of it).
+        self._text: str | None = _text
         self._folded: str | None = None
         self._index: dict[str, str] | None = None
+        self._headers: tuple[tuple[str, str], ...] | None = (
+            None if _text is not None else tuple(normalise_headers(headers))
+        )
 
     @classmethod
     def _trusted(cls, headers: tuple[tuple[str, str], ...]) -> Message:
         """Build from pairs already known to be ``(str, str)`` (the parser's general path)."""
-        self = _new(cls)
+        self = cls()
         self._headers = headers
-        self._text = self._folded = None
-        self._index = None
-        return self
-
-    @classmethod
-    def _framed(cls, text: str) -> Message:
-        """Build from a frame whose every line holds ``": "``, lines split by CRLF, no
-        other LF, no trailing CRLF (the parser checked all of it)."""
-        self = _new(cls)
-        self._headers = None
-        self._text = text
-        self._folded = None
-        self._index = None
         return self
 
     @property

@@ -99,7 +99,7 @@ def parse_block(block: bytes) -> Message | None:
         text = text[:-1]
     lines = text.split("\r\n")
     if all(map(_holds, lines, _SEPARATOR)) and text.count("\n") == len(lines) - 1:
-        return Message._framed(text)
+        return Message(_text=text)
     found = _HEADER_LINE.findall(text)
     if not found:
         return None
@@ -258,7 +258,6 @@ class AMIParser:
             return False
         parsed: list[Message] = []
         append = parsed.append
-        framed = Message._framed
         holds, separator = _holds, _SEPARATOR
         blocks = text.split("\r\n\r\n")
         lines_seen = 0
@@ -269,7 +268,7 @@ class AMIParser:
             lines = block.split("\r\n")
             lines_seen += len(lines)
             if all(map(holds, lines, separator)):
-                append(framed(block))
+                append(Message(_text=block))
             else:
                 found = _HEADER_LINE.findall(block)
                 if found:

@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from pbxis.names import AGENT_HINT, AGENT_PATTERN, QUEUE_HINT, QUEUE_PATTERN
 
+from ..webhooks.config import WebhookConfig, WebhookConfigError, parse_webhooks
+
 __all__ = [
     "SAMPLE_PATH",
     "AMIConfig",
@@ -29,7 +31,9 @@ __all__ = [
     "Config",
     "ConfigError",
     "HTTPConfig",
+    "NodeConfig",
     "OriginateConfig",
+    "RedisConfig",
     "SimulatorConfig",
     "SupervisorsConfig",
     "Thresholds",
@@ -100,6 +104,8 @@ class AgentsConfig:
     caller_id: str = ""
     grace_period: float = 60.0
     max_log: int = 10_000
+    transfer_context: str = ""
+    spy_context: str = "pbxis-spy"
     max_log_bytes: int = 256 * 1024 * 1024
     max_clients: int = 20
     snapshot_window: float = 1.0
@@ -180,14 +186,63 @@ class SupervisorsConfig:
 
 
 @dataclass(frozen=True)
+class RedisConfig:
+    """``[redis]``: the shared store. ``password`` is resolved from the URL, a file or the
+    environment; neither it nor the URL as written appear in ``repr`` (use :attr:`safe_url`)."""
+
+    url: str = field(default="redis://127.0.0.1:6379/0", repr=False)
+    tls: bool = False
+    host: str = "127.0.0.1"
+    port: int = 6379
+    db: int = 0
+    username: str = ""
+    password: str = field(default="", repr=False)
+    key_prefix: str = "pbxis:"
+    connect_timeout: float = 5.0
+    command_timeout: float = 5.0
+    outage_buffer_seconds: float = 30.0
+    outage_buffer_events: int = 100_000
+
+    @property
+    def safe_url(self) -> str:
+        """The URL for logs and ``/health``: never the password."""
+        scheme = "rediss" if self.tls else "redis"
+        user = f"{self.username}:***@" if self.username else ("***@" if self.password else "")
+        return f"{scheme}://{user}{self.host}:{self.port}/{self.db}"
+
+
+NODE_ROLES = ("all", "web", "collector")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """``[node]``: which parts of pbxis this process runs (see README, "Several nodes")."""
+
+    role: str = "all"
+    name: str = ""
+
+    @property
+    def has_ami(self) -> bool:
+        return self.role in ("all", "collector")
+
+    @property
+    def has_http_api(self) -> bool:
+        return self.role in ("all", "web")
+
+
+@dataclass(frozen=True)
 class Config:
     ami: AMIConfig = AMIConfig()
     http: HTTPConfig = HTTPConfig()
     agents: AgentsConfig = AgentsConfig()
     originate: OriginateConfig = OriginateConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    webhooks: tuple[WebhookConfig, ...] = ()
     supervisors: SupervisorsConfig = SupervisorsConfig()
     source: str = "<defaults>"
+    #: ``None``: the in-memory store, one process (the embedded default)
+    redis: RedisConfig | None = None
+    node: NodeConfig = NodeConfig()
 
     @property
     def demo(self) -> bool:
@@ -284,6 +339,52 @@ def _caller_id(key: str, raw: Any) -> str:
     return value
 
 
+def _redis_url(key: str, value: Any) -> str:
+    text = str(_string(allow_empty=False)(key, value))
+    _parse_redis_url(key, text)
+    return text
+
+
+def _parse_redis_url(key: str, value: str) -> dict[str, Any]:
+    """``redis://[user[:password]@]host[:port][/db]`` or ``rediss://`` (TLS)."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        # the message of urllib's error may quote the URL, password included
+        raise ConfigError(f"{key}: not a valid URL (expected redis://host:port/db)") from None
+    if parts.scheme not in ("redis", "rediss"):
+        raise ConfigError(f"{key}: expected a redis:// or rediss:// URL, got scheme {parts.scheme!r}")
+    if not parts.hostname:
+        raise ConfigError(f"{key}: the URL names no host")
+    db_text = parts.path.lstrip("/") or "0"
+    if not db_text.isdigit() or int(db_text) > 10_000:
+        raise ConfigError(f"{key}: the database number after the host must be an integer, got {db_text!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{key}: no query string or fragment allowed in the URL")
+    return {
+        "tls": parts.scheme == "rediss",
+        "host": parts.hostname,
+        "port": port or 6379,
+        "db": int(db_text),
+        "username": unquote(parts.username or "") if parts.password is not None else "",
+        # "redis://secret@host": Redis's own URL form puts a bare password in the user part
+        "password": unquote(parts.password if parts.password is not None else (parts.username or "")),
+    }
+
+
+_KEY_PREFIX = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+
+
+def _key_prefix(key: str, value: Any) -> str:
+    text = str(_string(allow_empty=False)(key, value))
+    if not _KEY_PREFIX.match(text):
+        raise ConfigError(f"{key}: 1-64 of A-Z a-z 0-9 _ . : - expected, got {text!r}")
+    return text
+
+
 def _regex_list(key: str, value: Any) -> tuple[str, ...]:
     patterns: tuple[str, ...] = _string_list()(key, value)
     for pattern in patterns:
@@ -365,6 +466,8 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "caller_id": _caller_id,
         "grace_period": _number(low=1, high=86400),
         "max_log": _number(low=100, high=1_000_000, integer=True),
+        "transfer_context": _string(),
+        "spy_context": _string(allow_empty=False),
         "max_log_bytes": _number(low=1024 * 1024, high=64 * 1024**3, integer=True),
         "max_clients": _number(low=1, high=10_000, integer=True),
         "snapshot_window": _number(low=0, high=60),
@@ -392,6 +495,20 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "tech": _string(choices=("", "sip", "pjsip")),
     },
     "supervisors": {**_THRESHOLD_CHECKS, "queues": _queue_thresholds},
+    "redis": {
+        "url": _redis_url,
+        "password_file": _string(),
+        "password_env": _string(),
+        "key_prefix": _key_prefix,
+        "connect_timeout": _number(low=0.1, high=600),
+        "command_timeout": _number(low=0.1, high=600),
+        "outage_buffer_seconds": _number(low=0, high=3600),
+        "outage_buffer_events": _number(low=100, high=10_000_000, integer=True),
+    },
+    "node": {
+        "role": _string(choices=NODE_ROLES),
+        "name": _string(),
+    },
 }
 
 
@@ -444,10 +561,18 @@ def parse_config(
     """Validate a parsed TOML document and build a :class:`Config`."""
     environ = os.environ if environ is None else environ
     values: dict[str, dict[str, Any]] = {}
+    webhooks: tuple[WebhookConfig, ...] = ()
     for section, body in data.items():
+        if section == "webhooks":  # an array of tables, validated by its own module
+            try:
+                webhooks = parse_webhooks(body, environ=environ, base=base)
+            except WebhookConfigError as e:
+                raise ConfigError(str(e)) from None
+            continue
         if section not in SCHEMA:
             raise ConfigError(
-                f"[{section}]: unknown section; expected one of {', '.join(f'[{s}]' for s in SCHEMA)}"
+                f"[{section}]: unknown section; expected one of "
+                f"{', '.join(f'[{s}]' for s in SCHEMA)}, [[webhooks]]"
             )
         if not isinstance(body, dict):
             raise ConfigError(f"{section}: expected a table [{section}], got {_show(body)}")
@@ -483,10 +608,24 @@ def parse_config(
     if "backlog" in http and http.get("listen", "tcp").split(":", 1)[0].lower() not in _BACKLOG_ENDPOINTS:
         raise ConfigError(f"[http].backlog: applies to {', '.join(_BACKLOG_ENDPOINTS)} listen endpoints only")
 
+    redis = _redis_config(values, data, environ, base)
+    node = NodeConfig(**values.get("node", {}))
+    if node.role != "all" and redis is None:
+        raise ConfigError(
+            f"[node].role: {node.role!r} needs a [redis] table (nodes share their state through Redis)"
+        )
+    if node.name and not _NAME.match(node.name):
+        raise ConfigError(f"[node].name: {node.name!r} is not a node name (1-32 of A-Z a-z 0-9 _ . -)")
+
     sim = dict(values.get("simulator", {}))
     if "enabled" not in sim:
-        # No Asterisk configured at all: run the demo on the embedded simulator.
-        sim["enabled"] = "ami" not in data
+        # No Asterisk configured at all: run the demo on the embedded simulator
+        # (a web node has no AMI link: nothing to simulate).
+        sim["enabled"] = "ami" not in data and node.role != "web"
+    if sim["enabled"] and node.role == "web":
+        raise ConfigError(
+            "[simulator].enabled: a 'web' node has no AMI link; run the simulator on the collector"
+        )
     agents = dict(values.get("agents", {}))
     if sim["enabled"]:
         _match_simulated_driver(sim, agents)
@@ -496,9 +635,44 @@ def parse_config(
         agents=AgentsConfig(**agents),
         originate=OriginateConfig(**values.get("originate", {})),
         simulator=SimulatorConfig(**sim),
+        webhooks=webhooks,
         supervisors=SupervisorsConfig(**values.get("supervisors", {})),
         source=source,
+        redis=redis,
+        node=node,
     )
+
+
+def _redis_config(
+    values: dict[str, dict[str, Any]], data: Mapping[str, Any], environ: Mapping[str, str], base: Path | None
+) -> RedisConfig | None:
+    if "redis" not in data:
+        return None
+    raw = dict(values.get("redis", {}))
+    url = raw.pop("url", RedisConfig.url)
+    parsed = _parse_redis_url("[redis].url", url)
+    sources = [k for k in ("password_file", "password_env") if raw.get(k)]
+    if parsed["password"]:
+        sources.insert(0, "url")
+    if len(sources) > 1:
+        raise ConfigError(
+            f"[redis].{sources[1]}: give the password only once (URL, password_file or password_env)"
+        )
+    file_name = raw.pop("password_file", "")
+    env_name = raw.pop("password_env", "")
+    if env_name:
+        if env_name not in environ:
+            raise ConfigError(f"[redis].password_env: environment variable {env_name} is not set")
+        parsed["password"] = environ[env_name]
+    elif file_name:
+        path = Path(file_name)
+        if base is not None and not path.is_absolute():
+            path = base / path
+        try:
+            parsed["password"] = path.read_text("utf-8").strip()
+        except OSError as e:
+            raise ConfigError(f"[redis].password_file: cannot read {path} ({e.strerror})") from None
+    return RedisConfig(url=url, **parsed, **raw)
 
 
 def _match_simulated_driver(sim: dict[str, Any], agents: dict[str, Any]) -> None:

@@ -301,6 +301,9 @@ class Hub:
         self.max_clients = max_clients
         self.snapshot_window = snapshot_window
         self.on_expired: Callable[[str], None] | None = None
+        #: Called with each registration and the entries just logged for it (webhooks).
+        #: Observers must return at once and never raise; a raise is logged and ignored.
+        self.observers: list[Callable[[Registration, list[LogEntry]], None]] = []
         self.store: HubStore = (
             store if store is not None else MemoryStore(max_log=max_log, max_log_bytes=max_log_bytes)
         )
@@ -309,6 +312,8 @@ class Hub:
         self._agents: dict[str, _Agent] = {}
         #: queue -> agents registered on it that have a connected client (flush targets)
         self._listening: dict[str, dict[str, _Agent]] = {}
+        #: queue -> registrations on it; the store forgets a queue nobody has
+        self._registered: dict[str, int] = {}
         self._dirty: set[str] = set()
         self._flush_call: IDelayedCall | None = None
         self._last_flush = float("-inf")
@@ -326,7 +331,9 @@ class Hub:
             listening = bool(state.subs)
             if listening:
                 self._listen(state, False)
+            self._count_queues(state.registration.queues, -1)
             self.store.update(state.registration, queues, name)
+            self._count_queues(state.registration.queues, +1)
             if listening:
                 self._listen(state, True)
             return state.registration
@@ -334,6 +341,7 @@ class Hub:
         elog = self.store.add(registration)
         state = _Agent(registration, elog, self.store.claim(agent), json.dumps(agent))
         self._agents[agent] = state
+        self._count_queues(registration.queues, +1)
         self._start_grace(state)
         log.info("Registered agent {agent}", agent=agent)
         return registration
@@ -463,6 +471,8 @@ class Hub:
 
     def _queue_event(self, event: QueueEvent) -> None:
         """O(1): the store records the latest state; the flush renders it where needed."""
+        if event.queue not in self._registered:
+            return  # nobody would ever be shown it
         rest = json.dumps({"time": event.time, **event.data}, separators=(",", ":"))[1:]
         self.store.set_queue_state(event.queue, event.type, rest)
         self._published += 1
@@ -491,6 +501,17 @@ class Hub:
                 self._append(state, [])
         self._after_batch()
 
+    def _count_queues(self, queues: Iterable[str], delta: int) -> None:
+        registered = self._registered
+        for queue in set(queues):
+            left = registered.get(queue, 0) + delta
+            if left > 0:
+                registered[queue] = left
+            else:
+                registered.pop(queue, None)
+                self._dirty.discard(queue)
+                self.store.forget_queue(queue)
+
     def _listen(self, state: _Agent, on: bool) -> None:
         agent = state.registration.agent
         for queue in state.registration.queues:
@@ -509,6 +530,7 @@ class Hub:
         """Append the queue states the log lacks, then ``events``; offer them to clients."""
         elog = state.log
         store = self.store
+        before = elog.last_id
         now = self.clock.seconds()
         size = 0
         for queue in state.registration.queues:
@@ -520,6 +542,13 @@ class Hub:
             size += elog.append(events, now, state.fence)
         if not size:
             return
+        if self.observers:
+            entries = elog.after(before, elog.last_id - before)
+            for observer in self.observers:
+                try:
+                    observer(state.registration, entries)
+                except Exception:
+                    log.failure("hub observer {observer!r} failed", observer=observer)
         for sub in list(state.subs):
             sub._offer(size)
         self._trim(state)
@@ -607,6 +636,7 @@ class Hub:
     def _end_registration(self, state: _Agent, reason: str) -> None:
         registration = state.registration
         del self._agents[registration.agent]
+        self._count_queues(registration.queues, -1)
         if state.subs:
             self._listen(state, False)
         if state.timer is not None:

@@ -93,6 +93,7 @@ class MemoryStore:
         self._queues: dict[tuple[str, str], QueueState] = {}
         self._queue_types: dict[str, list[str]] = {}
         self._fences = 0
+        self._versions = 0  # one counter for every queue: a version is never reused
 
     # registrations
 
@@ -142,8 +143,13 @@ class MemoryStore:
         old = self._queues.get(key)
         if old is None:
             self._queue_types.setdefault(queue, []).append(type)
-        state = self._queues[key] = QueueState(queue, type, (old.version if old else 0) + 1, rest)
+        self._versions += 1
+        state = self._queues[key] = QueueState(queue, type, self._versions, rest)
         return state
+
+    def forget_queue(self, queue: str) -> None:
+        for type in self._queue_types.pop(queue, ()):
+            self._queues.pop((queue, type), None)
 
     def queue_state(self, queue: str, type: str) -> QueueState | None:
         return self._queues.get((queue, type))

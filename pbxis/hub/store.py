@@ -23,8 +23,10 @@ clients within ``snapshot_window`` read that one instead of appending their own:
 #12 item 3), the cursors of clients that left and until when they may come back (grace
 bookkeeping), and which version of each queue's state the log already carries.
 
-*Queue states*: for each (queue, type), the latest absolute state and a version that
-grows by one per change (:meth:`HubStore.set_queue_state`). One write per AMI event,
+*Queue states*: for each (queue, type), the latest absolute state and a version, drawn
+from one counter for the whole store so that a version is never reused, even for a
+queue forgotten (:meth:`HubStore.forget_queue`, once no registration has it) and
+tracked again (:meth:`HubStore.set_queue_state`). One write per AMI event,
 whatever the number of agents watching the queue: issue #20's fan-out is gone from the
 write path. The hub renders a queue state into a watching agent's log only when that
 log needs it, latest state winning (see :mod:`pbxis.hub.hub`).
@@ -58,8 +60,8 @@ log entries                ``STREAM log:{agent}`` with explicit ids ``N-0``; ``a
 ``after(cursor, n)``       ``XRANGE log:{agent} (cursor-0 + COUNT n``
 ``trim``                   ``XTRIM log:{agent} MINID``
 queue state                ``HASH queue:{name}``: ``type`` -> version and body; one
-                           ``HINCRBY`` + ``HSET`` script per change: one round trip per
-                           AMI event, pipelined with the rest of the batch
+                           ``INCR versions`` + ``HSET`` script per change: one round trip
+                           per AMI event, pipelined with the rest of the batch
 snapshot span, absent      fields of ``reg:{agent}``; ``ZSET absent:{agent}`` scored by
 cursors                    the time until which each may come back
 =========================  ==================================================================
@@ -210,6 +212,11 @@ class HubStore(Protocol):
         ...
 
     def queue_state(self, queue: str, type: str) -> QueueState | None: ...
+
+    def forget_queue(self, queue: str) -> None:
+        """No registration has ``queue`` any more: drop its states (memory stays bounded
+        by the queues registered, not by every queue ever seen)."""
+        ...
 
     def queue_types(self, queue: str) -> Sequence[str]:
         """The types of state held for ``queue`` (``queueCount``)."""

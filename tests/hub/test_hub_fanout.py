@@ -231,3 +231,19 @@ def test_a_wall_clock_stepped_back_does_not_hold_queue_counts(clock: Clock) -> N
     hub.publish([count("sales", 2)])
     clock.advance(0.2)
     assert c.counts() == [1, 2]
+
+
+def test_queue_states_are_kept_only_for_queues_someone_is_registered_on(clock: Clock) -> None:
+    hub = make_hub(clock)
+    reg = hub.register("1001", ["sales"])
+    hub.publish([count("elsewhere", 3), count("sales", 1)])
+    assert hub.store.queue_state("elsewhere", "queueCount") is None
+    c = Client(hub, reg).connect()
+    hub.register("1001", ["support"])  # nobody on sales now: its state goes
+    assert hub.store.queue_state("sales", "queueCount") is None
+    hub.register("1001", ["sales"])  # back: a new state must reach the log (versions never reused)
+    hub.publish([count("sales", 2)])
+    clock.advance(0)
+    assert c.counts() == [2]
+    hub.unregister("1001")
+    assert hub.store.queue_state("sales", "queueCount") is None

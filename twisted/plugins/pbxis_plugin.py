@@ -40,6 +40,9 @@ class Options(usage.Options):
             raise SystemExit(0)
         try:
             self.config = load_config(self["config"])
+            from pbxis.service import check_supported
+
+            check_supported(self.config)
         except ConfigError as e:
             sys.stderr.write(f"pbxis: configuration error: {e}\n")
             raise SystemExit(2) from None

@@ -1,0 +1,235 @@
+"""Commands from a web node to the collector through Redis, each executed at most once, ever.
+
+A web node has no AMI link. It adds the command to the ``commands`` stream (with a
+deadline on Redis's clock) and waits for the answer on its own ``replies`` stream, both
+read by the node's one read loop (:mod:`pbxis.store.redis_reader`). The collector reads
+``commands`` and, before it runs one, *claims* it: ``SET command:{id} NX``. The web node
+that gives up waiting claims it too, as ``abandoned``. Exactly one claim wins, so:
+
+* the command runs only if the collector's claim won, and then once;
+* a web node whose wait timed out and whose ``abandoned`` claim won knows the command
+  never ran and never will (504, safe to retry by hand); one whose claim lost knows it
+  runs or ran, and waits a little longer for the answer (504 "outcome unknown" after);
+* nothing is ever sent again: not after a timeout, not after a collector restart (a
+  command older than its deadline is abandoned by the collector's claim script).
+
+No collector holding the lease (``collector``, refreshed every ``lease/3``): the sender
+fails at once with :class:`NoCollector` (HTTP 503 with ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from .redis_keys import Keys
+from .redis_link import RedisLink, RedisTimeout, RedisUnavailable, Script
+from .redis_reader import RawEntry, StreamReader
+from .redis_scripts import CLAIM_COMMAND
+
+__all__ = ["CommandExecutor", "CommandSender", "CommandTimeout", "NoCollector"]
+
+log = Logger(namespace="pbxis.redis")
+
+#: commands and replies kept in their streams (approximately: ``MAXLEN ~``)
+STREAM_LEN = 10_000
+
+# KEYS: commands. ARGV: id, reply-to node, kind, args json, timeout ms, max len
+# -> the deadline on Redis's clock (ms)
+SEND = Script(
+    "send_command",
+    """
+local t = redis.call('TIME')
+local deadline = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[5])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', tonumber(ARGV[6]), '*',
+           'id', ARGV[1], 'from', ARGV[2], 'kind', ARGV[3], 'args', ARGV[4], 'deadline', deadline)
+return deadline
+""",
+)
+
+# KEYS: lease. ARGV: node, ttl ms -> 1 if this node holds the lease
+LEASE = Script(
+    "collector_lease",
+    """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+  return 1
+end
+return 0
+""",
+)
+
+
+class NoCollector(RuntimeError):
+    """No node holds the AMI link right now; ``retry_after`` seconds is a fair wait."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("no collector node is connected to Redis")
+        self.retry_after = retry_after
+
+
+class CommandTimeout(TimeoutError):
+    """No answer in time. ``executed`` is ``False`` when the command certainly never ran
+    (and never will), ``None`` when the collector took it and its outcome is unknown."""
+
+    def __init__(self, executed: bool | None) -> None:
+        what = "was not executed" if executed is False else "was taken by the collector; outcome unknown"
+        super().__init__(f"the command {what}")
+        self.executed = executed
+
+
+class CommandSender:
+    """A web node's side. ``start()`` once the reader runs; ``send()`` per command."""
+
+    def __init__(
+        self, link: RedisLink, reader: StreamReader, keys: Keys, node: str, clock: Any, *, late: float = 2.0
+    ) -> None:
+        self.link = link
+        self.reader = reader
+        self.keys = keys
+        self.node = node
+        self.clock = clock
+        self.late = late
+        self._pending: dict[str, defer.Deferred[Any]] = {}
+        #: answers that came while a timed-out wait was being settled
+        self._late: dict[str, Any] = {}
+
+    async def start(self) -> None:
+        stream = self.keys.replies(self.node)
+        last = await self.link.command("XREVRANGE", stream, "+", "-", "COUNT", 1)
+        self.reader.follow(stream, str(last[0][0]) if last else "0-1", self._on_replies)
+
+    async def send(self, kind: str, args: dict[str, Any], timeout: float) -> Any:
+        """The collector's answer to ``kind`` with ``args``; see the module docstring."""
+        if await self.link.command("GET", self.keys.collector) is None:
+            raise NoCollector(retry_after=5)
+        command_id = uuid.uuid4().hex
+        waiting: defer.Deferred[Any] = defer.Deferred()
+        self._pending[command_id] = waiting
+        try:
+            await self.link.script(
+                SEND,
+                [self.keys.commands],
+                [command_id, self.node, kind, json.dumps(args), int(timeout * 1000), STREAM_LEN],
+            )
+            try:
+                return await _within(waiting, timeout, self.clock)
+            except defer.TimeoutError:
+                pass
+            won = await self.link.script(
+                CLAIM_COMMAND, [self.keys.command(command_id)], ["abandoned", 3_600_000, 0]
+            )
+            if int(won):
+                raise CommandTimeout(executed=False) from None
+            if command_id in self._late:
+                return self._late.pop(command_id)
+            fresh: defer.Deferred[Any] = defer.Deferred()
+            self._pending[command_id] = fresh
+            try:
+                return await _within(fresh, self.late, self.clock)
+            except defer.TimeoutError:
+                raise CommandTimeout(executed=None) from None
+        finally:
+            self._pending.pop(command_id, None)
+            self._late.pop(command_id, None)
+
+    def _on_replies(self, stream: str, items: list[RawEntry]) -> None:
+        for _, fields in items:
+            command_id = fields.get("id", "")
+            waiting = self._pending.get(command_id)
+            if waiting is None:
+                continue  # answered already, or for a request this process no longer has
+            reply = json.loads(fields.get("reply", "null"))
+            if waiting.called:
+                self._late[command_id] = reply
+            else:
+                del self._pending[command_id]
+                waiting.callback(reply)
+
+
+ExecuteFn = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+class CommandExecutor:
+    """The collector's side: holds the lease, claims and runs each command once."""
+
+    def __init__(
+        self,
+        link: RedisLink,
+        reader: StreamReader,
+        keys: Keys,
+        node: str,
+        clock: Any,
+        execute: ExecuteFn,
+        *,
+        lease_ms: int = 6000,
+    ) -> None:
+        self.link = link
+        self.reader = reader
+        self.keys = keys
+        self.node = node
+        self.clock = clock
+        self.execute = execute
+        self.lease_ms = lease_ms
+        self.executed = 0
+        self.holds_lease = False
+        self._lease = task.LoopingCall(self._renew)
+        self._lease.clock = clock
+
+    async def start(self) -> None:
+        last = await self.link.command("XREVRANGE", self.keys.commands, "+", "-", "COUNT", 1)
+        # Commands sent before this collector started are not read: their senders time
+        # out (they were never claimed, so their abandonment wins: 504 "not executed").
+        self.reader.follow(self.keys.commands, str(last[0][0]) if last else "0-1", self._on_commands)
+        self._lease.start(self.lease_ms / 3000, now=True)
+
+    def stop(self) -> None:
+        if self._lease.running:
+            self._lease.stop()
+
+    def _renew(self) -> None:
+        d = self.link.script(LEASE, [self.keys.collector], [self.node, self.lease_ms])
+
+        def held(won: Any) -> None:
+            self.holds_lease = bool(int(won))
+
+        def down(f: Any) -> None:
+            f.trap(RedisUnavailable, RedisTimeout)
+            self.holds_lease = False
+
+        d.addCallbacks(held, down)
+
+    def _on_commands(self, stream: str, items: list[RawEntry]) -> None:
+        for _, fields in items:
+            defer.ensureDeferred(self._run(fields)).addErrback(
+                lambda f: log.failure("command {f}", f, f=f.getErrorMessage())
+            )
+
+    async def _run(self, fields: dict[str, str]) -> None:
+        command_id = fields["id"]
+        won = await self.link.script(
+            CLAIM_COMMAND, [self.keys.command(command_id)], [self.node, 3_600_000, int(fields["deadline"])]
+        )
+        if not int(won):
+            return  # another collector took it, or its sender gave up: never run it
+        self.executed += 1
+        try:
+            reply = {"ok": await self.execute(fields["kind"], json.loads(fields["args"]))}
+        except Exception as e:
+            reply = {"error": type(e).__name__, "message": str(e)}
+        await self.link.command(
+            "XADD", self.keys.replies(fields["from"]), "MAXLEN", "~", 1000, "*",
+            "id", command_id, "reply", json.dumps(reply),
+        )  # fmt: skip
+
+
+async def _within(d: defer.Deferred[Any], seconds: float, clock: Any) -> Any:
+    """``d``'s result, or :class:`defer.TimeoutError` after ``seconds`` (``d`` is cancelled)."""
+    d.addTimeout(seconds, clock)
+    return await d

@@ -1,0 +1,33 @@
+"""The Redis benches still run (``--quick``): figures present and sane, not measured."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.test_bench_smoke import run_quick
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_redis_prints_both_clients_and_both_reactors() -> None:
+    figures = run_quick("bench_redis.py", timeout=180)
+    for name in (
+        "redis.roundtrip.txredisapi-epoll.p99",
+        "redis.roundtrip.redispy-asyncio.p99",
+        "redis.xadd-pipelined.txredisapi-epoll",
+        "redis.xadd-pipelined.redispy-asyncio",
+        "reactor.tcp-pingpong.epoll.cpu",
+        "reactor.tcp-pingpong.asyncio.cpu",
+        "reactor.tcp-pingpong.cpu.asyncio-vs-epoll",
+    ):
+        assert name in figures and figures[name] > 0 and math.isfinite(figures[name]), name
+
+
+def test_bench_e2e_runs_on_the_redis_store_beside_the_memory_store() -> None:
+    figures = run_quick("bench_e2e.py", "--store", "both", "--transport", "sse", timeout=180)
+    for store in ("", "redis."):
+        assert figures[f"e2e.{store}sse.10-clients.p99"] > 0
+    assert 0 < figures["e2e.redis.sse.10-clients.redis-commands"] < 10
+    assert figures["e2e.redis.sse.10-clients.redis-bytes"] > 0

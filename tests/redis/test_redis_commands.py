@@ -1,0 +1,139 @@
+"""Commands from a web node to the collector through Redis: answered, never run twice, 503 without
+a collector, and a timeout says whether the command ran."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor, task
+
+from pbxis.config import RedisConfig
+from pbxis.store.redis_commands import CommandExecutor, CommandSender, CommandTimeout, NoCollector
+from pbxis.store.redis_keys import Keys
+from pbxis.store.redis_link import RedisLink
+from pbxis.store.redis_reader import StreamReader
+
+
+class Node:
+    """A node's Redis side: a command link, a reading link and its one read loop."""
+
+    def __init__(self, config: RedisConfig, name: str) -> None:
+        self.name = name
+        self.keys = Keys(config.key_prefix)
+        self.link = RedisLink(config, reactor, name=f"{name}-commands")
+        self.reading = RedisLink(config, reactor, name=f"{name}-reader")
+        self.reader = StreamReader(self.reading, self.link, self.keys, name, block_ms=2000)
+        self.executors: list[CommandExecutor] = []
+
+    async def start(self) -> Node:
+        self.link.start()
+        self.reading.start()
+        await self.link.when_connected(10)
+        await self.reading.when_connected(10)
+        self.reader.start()
+        return self
+
+    async def stop(self) -> None:
+        for e in self.executors:
+            e.stop()
+        await self.reader.stop()
+        await self.link.stop()
+        await self.reading.stop()
+
+
+@pytest_twisted.async_yield_fixture
+async def nodes(redis_config: RedisConfig) -> AsyncIterator[list[Node]]:
+    started = [await Node(redis_config, name).start() for name in ("web-a", "web-b", "coll-1", "coll-2")]
+    try:
+        yield started
+    finally:
+        for node in started:
+            await node.stop()
+
+
+def executor(node: Node, runs: list[tuple[str, str, dict[str, Any]]], delay: float = 0.0) -> CommandExecutor:
+    async def execute(kind: str, args: dict[str, Any]) -> Any:
+        runs.append((node.name, kind, args))
+        if delay:
+            await task.deferLater(reactor, delay, lambda: None)
+        if kind == "fail":
+            raise LookupError("no such agent")
+        return {"status": 202, "action": kind, **args}
+
+    made = CommandExecutor(node.link, node.reader, node.keys, node.name, reactor, execute, lease_ms=3000)
+    node.executors.append(made)
+    return made
+
+
+@pytest_twisted.ensureDeferred
+async def test_commands_from_two_web_nodes_run_once_on_one_of_two_collectors(nodes: list[Node]) -> None:
+    web_a, web_b, coll_1, coll_2 = nodes
+    runs: list[tuple[str, str, dict[str, Any]]] = []
+    for c in (coll_1, coll_2):
+        await executor(c, runs).start()
+    senders = [CommandSender(w.link, w.reader, w.keys, w.name, reactor) for w in (web_a, web_b)]
+    for s in senders:
+        await s.start()
+    answers = await defer.gatherResults(
+        [
+            defer.ensureDeferred(s.send("originate", {"agent": "1001", "n": i}, timeout=5))
+            for i in range(20)
+            for s in senders
+        ]
+    )
+    assert [a["ok"]["n"] for a in answers] == [i for i in range(20) for _ in senders]
+    assert all(a["ok"]["status"] == 202 for a in answers)
+    # both collectors read every command; each ran exactly once
+    assert sorted(args["n"] for _, _, args in runs) == sorted(i for i in range(20) for _ in senders)
+    failed = await senders[0].send("fail", {}, timeout=5)
+    assert failed == {"error": "LookupError", "message": "no such agent"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_collector_is_503(nodes: list[Node]) -> None:
+    web = nodes[0]
+    sender = CommandSender(web.link, web.reader, web.keys, web.name, reactor)
+    await sender.start()
+    with pytest.raises(NoCollector) as info:
+        await sender.send("originate", {}, timeout=1)
+    assert info.value.retry_after > 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_timed_out_command_that_was_never_taken_never_runs(nodes: list[Node]) -> None:
+    web, _, coll, _ = nodes
+    # a collector holds the lease but does not read commands (stuck)
+    await web.link.command("SET", web.keys.collector, "stuck", "PX", 10_000)
+    sender = CommandSender(web.link, web.reader, web.keys, web.name, reactor)
+    await sender.start()
+    with pytest.raises(CommandTimeout) as info:
+        await sender.send("originate", {"n": 1}, timeout=0.3)
+    assert info.value.executed is False
+    # a collector reading the stream from the start later does not run it either
+    runs: list[tuple[str, str, dict[str, Any]]] = []
+    late = executor(coll, runs)
+    coll.reader.follow(coll.keys.commands, "0-1", late._on_commands)
+    await task.deferLater(reactor, 0.5, lambda: None)
+    assert runs == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slow_command_is_not_sent_again_and_its_outcome_is_unknown(nodes: list[Node]) -> None:
+    web, _, coll, _ = nodes
+    runs: list[tuple[str, str, dict[str, Any]]] = []
+    await executor(coll, runs, delay=1.5).start()
+    sender = CommandSender(web.link, web.reader, web.keys, web.name, reactor, late=0.3)
+    await sender.start()
+    with pytest.raises(CommandTimeout) as info:
+        await sender.send("originate", {"n": 7}, timeout=0.3)
+    assert info.value.executed is None
+    await task.deferLater(reactor, 1.5, lambda: None)
+    assert runs == [("coll-1", "originate", {"n": 7})]
+    # an answer late enough to come while the timeout was being settled is still returned
+    runs.clear()
+    sender.late = 3.0
+    answer = await sender.send("originate", {"n": 8}, timeout=0.3)
+    assert answer["ok"]["n"] == 8 and len(runs) == 1
