@@ -511,6 +511,11 @@ class CallCenter:
             return defer.fail(InvalidArgument(f"to: use {NUMBER_HINT}"))
         if mode not in TRANSFER_MODES:
             return defer.fail(InvalidArgument(f"mode: one of {', '.join(TRANSFER_MODES)}, not {mode!r}"))
+        try:
+            # the transfer dials ``to`` on the PBX's bill, as an originate does
+            self.guard.numbers.check(to)
+        except CommandError as e:
+            return defer.fail(e)
         return defer.ensureDeferred(self._control(agent, pbx, lambda c: c.transfer(agent, to, mode)))
 
     def cancel_transfer(self, agent: str, *, pbx: str = DEFAULT_PBX) -> Deferred[str]:
