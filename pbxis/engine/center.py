@@ -502,7 +502,9 @@ class CallCenter:
                 "reconnects": stats.reconnects,
             },
             "synced": bool(self.sync.ready),
-            "agents": hub_stats.get("agents", 0),
+            # the hub counts every registration; supervisors are listed apart
+            "agents": hub_stats.get("agents", 0) - self.supervision.count,
+            "supervisors": self.supervision.count,
             "clients": dict(hub_stats.get("clients", {})),
             **self._store_health(),
         }
