@@ -355,20 +355,46 @@ class Hub:
         """Log and deliver events; those for agents not registered are dropped.
 
         A :class:`QueueEvent` costs one store write here; agents' logs get it when they
-        need it (see the module docstring)."""
+        need it (see the module docstring). A batch (the events of one AMI read) costs
+        one append per agent between two queue events and, at its end, one offer to
+        each client of each agent it touched (one socket write per client, not one per
+        event). Order in every log is the events' order: the agents' events before a
+        queue event are appended before it is recorded."""
         by_agent: dict[str, list[AgentEvent]] = {}
         agents = self._agents
+        grown: dict[str, int] = {}
         for event in events:
-            if type(event) is QueueEvent:
+            if isinstance(event, QueueEvent):
+                if by_agent:
+                    self._append_groups(by_agent, grown)
+                    by_agent = {}
                 self._queue_event(event)
-            elif event.agent in agents:  # type: ignore[union-attr]
-                by_agent.setdefault(event.agent, []).append(event)  # type: ignore[union-attr,arg-type]
-        for agent, agent_events in by_agent.items():
+                continue
+            agent = event.agent
+            if agent in agents:
+                group = by_agent.get(agent)
+                if group is None:
+                    by_agent[agent] = [event]
+                else:
+                    group.append(event)
+        if by_agent:
+            self._append_groups(by_agent, grown)
+        for agent, size in grown.items():
             state = agents.get(agent)
             if state is not None:  # a deliver callback may have unregistered it
-                self._published += len(agent_events)
-                self._append(state, agent_events)
+                self._offer(state, size)
         self._after_batch()
+
+    def _append_groups(self, by_agent: dict[str, list[AgentEvent]], grown: dict[str, int]) -> None:
+        """Append each agent's events; add the bytes to ``grown`` (offered later)."""
+        agents = self._agents
+        for agent, agent_events in by_agent.items():
+            state = agents.get(agent)
+            if state is not None:
+                self._published += len(agent_events)
+                size = self._append_only(state, agent_events)
+                if size:
+                    grown[agent] = grown.get(agent, 0) + size
 
     def subscribe(
         self,
@@ -511,6 +537,12 @@ class Hub:
 
     def _append(self, state: _Agent, events: list[AgentEvent]) -> None:
         """Append the queue states the log lacks, then ``events``; offer them to clients."""
+        size = self._append_only(state, events)
+        if size:
+            self._offer(state, size)
+
+    def _append_only(self, state: _Agent, events: list[AgentEvent]) -> int:
+        """Append the queue states the log lacks, then ``events``; the bytes of JSON added."""
         elog = state.log
         store = self.store
         now = self.clock.seconds()
@@ -522,8 +554,10 @@ class Hub:
                     size += elog.append_queue_state(queue_state, state.agent_json, now, state.fence)
         if events:
             size += elog.append(events, now, state.fence)
-        if not size:
-            return
+        return size
+
+    def _offer(self, state: _Agent, size: int) -> None:
+        """``size`` bytes were appended to ``state``'s log: hand them to its clients."""
         for sub in list(state.subs):
             sub._offer(size)
         self._trim(state)

@@ -231,3 +231,23 @@ def test_queue_states_are_kept_only_for_queues_someone_is_registered_on(clock: C
     assert c.counts() == [2]
     hub.unregister("1001")
     assert hub.store.queue_state("sales", "queueCount") is None
+
+
+def test_a_batch_is_one_delivery_per_client_in_the_events_order(clock: Clock) -> None:
+    """Issue #20: the events of one AMI read are one publish; each client is handed what
+    it concerns in one call (one socket write), and a queue change inside the batch
+    stands between the agent's events before and after it."""
+    hub = make_hub(clock)
+    a, b = hub.register("1001", ["sales"]), hub.register("1002", ["sales"])
+    ca, cb = Client(hub, a).connect(), Client(hub, b).connect()
+    calls: list[int] = []
+    real = ca.deliver
+    ca.sub._deliver = lambda batch: (calls.append(len(batch)), real(batch))  # type: ignore[attr-defined]
+    before = len(ca.events)
+    hub.publish([member("1001"), member("1002"), count("sales", 3), member("1001"), member("1002")])
+    assert calls == [3]  # member, queueCount 3, member: one delivery
+    assert [e["type"] for e in ca.events[before:]] == ["queueMemberStatus", "queueCount", "queueMemberStatus"]
+    assert [e["type"] for e in cb.events[-3:]] == ["queueMemberStatus", "queueCount", "queueMemberStatus"]
+    assert ca.ids == list(range(ca.ids[0], ca.ids[0] + len(ca.ids)))  # consecutive
+    clock.advance(0)
+    assert ca.counts() == [3]  # the tick has nothing more to add
