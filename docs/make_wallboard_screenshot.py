@@ -74,6 +74,7 @@ def shoot(reactor: Any, service: PbxisService, output: Path) -> None:
         support = page.locator('section.queue[data-queue="support"]')
         expect(support.locator(".callers li")).to_have_count(2)
         expect(support.locator('[data-tile="wait"]')).to_have_attribute("data-level", "red", timeout=15_000)
+        page.wait_for_timeout(800)  # past the colour transition
         page.screenshot(path=str(output), full_page=True)
         browser.close()
 

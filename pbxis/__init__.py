@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .config import Config, ConfigError
-    from .engine import AgentRegistration, CallCenter, Caller, SinkHandle, connect
+    from .engine import AgentRegistration, CallCenter, Caller, SinkHandle, SupervisorRegistration, connect
     from .errors import (
         AlreadyLoggedIn,
         CommandError,
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         UnknownAgent,
         UnknownPbx,
         UnknownQueue,
+        UnknownSupervisor,
     )
 
 _WHERE = {
@@ -45,6 +46,7 @@ _WHERE = {
     "CallCenter": "engine",
     "Caller": "engine",
     "SinkHandle": "engine",
+    "SupervisorRegistration": "engine",
     "connect": "engine",
     **{
         name: "errors"
@@ -63,6 +65,7 @@ _WHERE = {
             "UnknownAgent",
             "UnknownPbx",
             "UnknownQueue",
+            "UnknownSupervisor",
         )
     },
 }
@@ -85,9 +88,11 @@ __all__ = [
     "PbxUnavailable",
     "RateLimited",
     "SinkHandle",
+    "SupervisorRegistration",
     "UnknownAgent",
     "UnknownPbx",
     "UnknownQueue",
+    "UnknownSupervisor",
     "__version__",
     "connect",
 ]

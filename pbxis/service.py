@@ -158,6 +158,7 @@ class _RedisService(Service):
             max_log_bytes=agents.max_log_bytes,
             keep_closed_ms=int(agents.grace_period * 1000),
             outage_seconds=config.redis.outage_buffer_seconds,
+            outage_events=config.redis.outage_buffer_events,
         )
         self.loaded: Deferred[int] = Deferred()
         self._reactor = reactor

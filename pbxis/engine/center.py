@@ -451,13 +451,18 @@ class CallCenter:
             )
         commands = self.commands
         if action == "login":
+            penalty = params.get("penalty", 0)
+            if not isinstance(penalty, int) or isinstance(penalty, bool) or not 0 <= penalty < 2**31:
+                raise InvalidArgument("penalty: an integer from 0 to 2147483647")
+            if not isinstance(params.get("paused", False), bool):
+                raise InvalidArgument("paused: True or False")
             member_name = params.get("member_name")
             if member_name is None and registration is not None:
                 member_name = registration.name
             await commands.queue_login(
                 agent,
                 queue,
-                penalty=params.get("penalty", 0),
+                penalty=penalty,
                 paused=bool(params.get("paused", False)),
                 member_name=member_name,
             )
@@ -497,7 +502,9 @@ class CallCenter:
                 "reconnects": stats.reconnects,
             },
             "synced": bool(self.sync.ready),
-            "agents": hub_stats.get("agents", 0),
+            # the hub counts every registration; supervisors are listed apart
+            "agents": hub_stats.get("agents", 0) - self.supervision.count,
+            "supervisors": self.supervision.count,
             "clients": dict(hub_stats.get("clients", {})),
             **self._store_health(),
         }

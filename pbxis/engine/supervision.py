@@ -100,6 +100,11 @@ class Supervision:
             raise unknown_supervisor(name)
         return {"supervisor": name, "pbx": pbx, "name": registration.name, **state}
 
+    @property
+    def count(self) -> int:
+        """Registered supervisors."""
+        return self.board.supervisors
+
     def snapshot(self, key: str) -> list[AgentEvent]:
         """The hub's snapshot of a supervisor's new client."""
         return self.sync.snapshot(key)

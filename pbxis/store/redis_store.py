@@ -28,9 +28,10 @@ bounded by the hub's own limits (``max_log``, ``max_log_bytes``) whatever the ou
 entries the mirror dropped before they reached Redis are gone from both, and a client
 resuming from there after a restart gets ``reset``, never a silent gap. ``/health``
 reports the state (:meth:`health`): ``ok``, ``buffering`` (Redis unreachable, for up
-to ``outage_buffer_seconds``) or ``degraded`` (longer: a crash now would lose what is
-pending). A Redis that lost its data (restarted without persistence) is noticed by
-its missing ``epoch`` key and rewritten from the mirror in full.
+to ``outage_buffer_seconds`` and ``outage_buffer_events``) or ``degraded`` (beyond: a
+crash now would lose what is pending). A Redis that lost its data (restarted without
+persistence) is noticed by its missing ``epoch`` key and rewritten from the mirror in
+full.
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ class RedisStore(MemoryStore):
         max_log_bytes: int = 256 * 1024 * 1024,
         keep_closed_ms: int = 60_000,
         outage_seconds: float = 30.0,
+        outage_events: int = 100_000,
     ) -> None:
         super().__init__(max_log=max_log, max_log_bytes=max_log_bytes)
         self.link = link
@@ -149,8 +151,10 @@ class RedisStore(MemoryStore):
         self.clock = clock
         self.keep_closed_ms = keep_closed_ms
         self.outage_seconds = outage_seconds
+        self.outage_events = outage_events
         self._dirty: set[str] = set()
         self._dirty_queues: set[tuple[str, str]] = set()
+        self._forgotten: set[str] = set()
         self._dirty_state: dict[str, dict[str, str]] = {}
         self._removed: list[tuple[str, int, str, str, list[tuple[int, str, str]]]] = []
         #: agent -> state key -> value: the last published state (only_changes)
@@ -208,11 +212,17 @@ class RedisStore(MemoryStore):
             elog.load(first, last, rows[-self.max_log :], now, json.loads(fields.get("qv") or "[]"))
             self._loaded[agent] = (registration, elog)
             self._published[agent] = _pairs(state)
+        versions = [0]
         for queue in sorted(str(q) for q in await self.link.command("SMEMBERS", k.queues)):
             for kind, packed in sorted(_pairs(await self.link.command("HGETALL", k.queue(queue))).items()):
                 version, rest = packed.split("|", 1)
                 self._queues[(queue, kind)] = QueueState(queue, kind, int(version), rest)
                 self._queue_types.setdefault(queue, []).append(kind)
+                versions.append(int(version))
+        for _, elog in self._loaded.values():
+            versions.extend(elog._queue_versions.values())
+        # versions are store-wide and never reused: go on above every one a log carries
+        self._versions = max(self._versions, *versions)
         log.info(
             "Redis store: loaded {n} registrations from {url}",
             n=len(self._loaded),
@@ -275,6 +285,12 @@ class RedisStore(MemoryStore):
         self._dirty_queues.add((queue, type))
         return state
 
+    def forget_queue(self, queue: str) -> None:
+        super().forget_queue(queue)
+        self._dirty_queues = {(q, t) for q, t in self._dirty_queues if q != queue}
+        self._forgotten.add(queue)
+        self.flush()
+
     def flush(self) -> None:
         if self._scheduled is None and not self._flushing:
             self._scheduled = self.clock.callLater(FLUSH_DELAY, self._flush)
@@ -307,7 +323,8 @@ class RedisStore(MemoryStore):
             status = "ok"
         else:
             down = 0.0 if self._down_since is None else self.clock.seconds() - self._down_since
-            status = "buffering" if down <= self.outage_seconds else "degraded"
+            within = down <= self.outage_seconds and pending <= self.outage_events
+            status = "buffering" if within else "degraded"
         return {
             "status": status,
             "connected": self.link.connected,
@@ -357,7 +374,14 @@ class RedisStore(MemoryStore):
 
     def pending(self) -> bool:
         """Whether anything is not yet acknowledged by Redis."""
-        return bool(self._flushing or self._dirty or self._dirty_queues or self._dirty_state or self._removed)
+        return bool(
+            self._flushing
+            or self._dirty
+            or self._dirty_queues
+            or self._dirty_state
+            or self._removed
+            or self._forgotten
+        )
 
     def drain(self, timeout: float) -> defer.Deferred[None]:
         """Fires when everything pending is written, or after ``timeout`` (service stop)."""
@@ -373,7 +397,6 @@ class RedisStore(MemoryStore):
     async def _write(self) -> None:
         k = self.keys
         if self._rewrite:
-            self._rewrite = False
             epoch = await self.link.command("GET", k.prefix + "epoch")
             if epoch != self._epoch:
                 # Redis lost its data (restarted without persistence): all of it again
@@ -386,9 +409,11 @@ class RedisStore(MemoryStore):
                 self._dirty_queues.update(self._queues)
                 for agent, known in self._published.items():
                     self._dirty_state.setdefault(agent, {}).update(known)
+            self._rewrite = False  # only once the check got its answer
         removed, self._removed = self._removed, []
         dirty, self._dirty = self._dirty, set()
         queues, self._dirty_queues = self._dirty_queues, set()
+        forgotten, self._forgotten = self._forgotten, set()
         states, self._dirty_state = self._dirty_state, {}
         commands: list[tuple[Any, ...]] = []
         syncs: list[tuple[str, RedisLog, int]] = []
@@ -414,6 +439,10 @@ class RedisStore(MemoryStore):
                     )
                 )  # fmt: skip
                 syncs.append((agent, rlog, entries[-1][0] if entries else rlog.synced))
+            for queue in forgotten:
+                if queue not in self._queue_types:  # not seen again since
+                    commands.append(("DEL", k.queue(queue)))
+                    commands.append(("SREM", k.queues, queue))
             for queue, kind in queues:
                 state = self._queues.get((queue, kind))
                 if state is not None:
@@ -427,8 +456,9 @@ class RedisStore(MemoryStore):
             self._removed[:0] = removed
             self._dirty |= dirty
             self._dirty_queues |= queues
+            self._forgotten |= forgotten
             for agent, values in states.items():
-                self._dirty_state.setdefault(agent, {}).update(values)
+                self._requeue_state(agent, values)
             raise
         self.writes += 1
         replies_iter = iter(replies)
@@ -444,6 +474,7 @@ class RedisStore(MemoryStore):
             if isinstance(reply, Exception):
                 log.error("Redis store: writing agent {agent} failed: {e}", agent=agent, e=reply)
                 self._dirty.add(agent)
+                self._requeue_state(agent, states.get(agent, {}))
                 continue
             elog.synced = max(elog.synced, upto)
             if elog.last_id > elog.synced:
@@ -452,6 +483,13 @@ class RedisStore(MemoryStore):
             return
         if self._down_since is not None and not self._dirty:
             self._down_since = None
+
+    def _requeue_state(self, agent: str, values: dict[str, str]) -> None:
+        """State values not acknowledged go again, unless a newer value is pending."""
+        if agent in self._registrations and values:
+            pending = self._dirty_state.setdefault(agent, {})
+            for key, value in values.items():
+                pending.setdefault(key, value)
 
     def _sync_command(
         self,

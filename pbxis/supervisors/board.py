@@ -173,6 +173,10 @@ class QueueBoard:
         return self._supervisors.get(supervisor)
 
     @property
+    def supervisors(self) -> int:
+        return len(self._supervisors)
+
+    @property
     def watching(self) -> bool:
         """Whether any queue is supervised: with none, events cost one test."""
         return bool(self._queues)

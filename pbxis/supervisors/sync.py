@@ -78,6 +78,8 @@ class SupervisorSync:
         self._ready = False
         self._filtered: set[str] = set()
         self._loading: set[str] = set()  # queues whose load is in flight
+        #: queue -> a counter read to send when the one in flight answers (or None)
+        self._counting: dict[str, PlannedAction | None] = {}
         self._timer: IDelayedCall | None = None
         self.actions_sent = 0
         agent_sync.add_rebuild_listener(self._agents_rebuilt)
@@ -89,6 +91,7 @@ class SupervisorSync:
         self._ready = False
         self._filtered = set()  # a new session starts with no filter of ours
         self._loading = set()
+        self._counting = {}
 
     def ami_event(self, message: Message) -> None:
         if not self._board.watching:
@@ -108,6 +111,7 @@ class SupervisorSync:
         self._logged_in = False
         self._ready = False
         self._loading = set()
+        self._counting = {}
         self._publish(self._board.link_down(self._now_ms()))
 
     # -- registrations -----------------------------------------------------------------
@@ -171,8 +175,23 @@ class SupervisorSync:
             self.log.warn("supervisor filters refused: {errors}", errors=refused)
 
     def _send(self, plan: list[PlannedAction]) -> None:
+        """Counter reads, at most one in flight per queue: calls ending while one is
+        out are covered by one more read when it answers (a burst costs two, not N)."""
         for planned in plan:
-            self._read(planned, self._login)
+            queue = planned.header("Queue") or ""
+            if queue in self._counting:
+                self._counting[queue] = planned  # read again once the answer is in
+                continue
+            self._counting[queue] = None
+            login = self._login
+            self._read(planned, login).addBoth(self._counted, queue, login)
+
+    def _counted(self, result: object, queue: str, login: int) -> None:
+        if login != self._login:
+            return
+        again = self._counting.pop(queue, None)
+        if again is not None:
+            self._send([again])
 
     def _read(self, planned: PlannedAction, login: int) -> Deferred[None]:
         self.actions_sent += 1

@@ -38,7 +38,7 @@ from .auth import Authenticator, Principal
 from .errors import ApiError
 from .site import request_base_url
 
-__all__ = ["add_api_routes", "api_error_for", "json_response"]
+__all__ = ["add_api_routes", "api_error_for", "json_response", "request_base_url"]
 
 T = TypeVar("T")
 

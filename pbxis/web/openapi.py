@@ -525,6 +525,7 @@ def _schemas() -> dict[str, Any]:
                     },
                 },
                 "agents": {"type": "integer"},
+                "supervisors": {"type": "integer"},
                 "clients": {"type": "object", "additionalProperties": {"type": "integer"}},
             },
         },

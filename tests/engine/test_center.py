@@ -104,6 +104,8 @@ async def test_typed_queue_errors(sim: SimulatedCallCenter) -> None:
         await center.queue_action("1001", "sales", "dance")
     with pytest.raises(pbxis.InvalidArgument):
         await center.queue_action("1001", "sales", "logoff", reason="x")
+    with pytest.raises(pbxis.InvalidArgument):
+        await center.queue_action("1001", "sales", "login", penalty=-1)
     with pytest.raises(pbxis.UnknownPbx):
         await center.queue_action("1001", "sales", "login", pbx="elsewhere")
     with pytest.raises(pbxis.UnknownAgent):

@@ -125,6 +125,10 @@ async def test_queue_states_and_their_versions_survive_and_equal_ones_are_no_cha
     assert resumed == []  # the same count after the rebuild is not news
     second.publish([QueueEvent("sales", "queueCount", 100, {"queue": "sales", "count": 3})])
     await _until(lambda: [e.get("count") for e in resumed] == [3])
+    # the last registration on the queue goes: its state goes from Redis too
+    second.hub.unregister("1001")
+    await second.store.drain(5)
+    assert await second.link.command("EXISTS", second.store.keys.queue("sales")) == 0
     await second.stop()
 
 
@@ -187,3 +191,42 @@ async def test_the_pbx_back_after_a_restart_is_no_news_to_an_agent_that_never_sa
     assert node.store.only_changes([down]) == [down]
     assert node.store.only_changes([up]) == [up]
     await node.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_health_says_degraded_past_the_outage_allowance(prefix: str) -> None:
+    server = RedisServer().start()
+    try:
+        config = parse_config(
+            {"redis": {"url": server.url, "key_prefix": prefix, "command_timeout": 1}}
+        ).redis
+        assert config is not None
+        node = Node(config)
+        node.store.outage_seconds = 0.3
+        await node.start()
+        node.hub.register("1001", [], None)
+        await node.store.drain(5)
+        assert node.store.health()["status"] == "ok"
+        server.stop()
+        await _until(lambda: not node.link.connected)
+        node.publish([done(1)])
+        assert node.store.health()["status"] == "buffering"
+        await _until(lambda: node.store.health()["status"] == "degraded", 5)
+        assert node.store.health()["pendingEvents"] == 1
+        server.start()
+        await _until(lambda: node.store.health()["status"] == "ok" and not node.store.pending(), 20)
+        await node.stop()
+    finally:
+        server.close()
+
+
+def test_too_many_pending_events_is_degraded_too(redis_config: RedisConfig) -> None:
+    node = Node(redis_config)
+    node.store.outage_events = 2
+    node.store._down_since = reactor.seconds()  # down for an instant, Redis never reached
+    node.hub.register("1001", [], None)
+    node.publish([done(1), done(2)])
+    assert node.store.health()["status"] == "buffering"
+    node.publish([done(3)])
+    assert node.store.health()["status"] == "degraded"
+    node.hub.close_all()

@@ -105,6 +105,8 @@ async def test_supervisor_sees_callers_members_and_asterisks_counters(stack: Sta
     assert stats["abandoned"] == queue_params(stack, "support")["abandoned"] == 1
     assert stats["members"]["paused"] == 1
 
+    status, health = await stack.api("GET", "/health")
+    assert (health["agents"], health["supervisors"]) == (0, 1)  # a supervisor is no agent
     # GET answers the same state, to the supervisor's own token and to the CRM.
     status, state = await stack.api("GET", "/supervisors/boss", token=token)
     assert status == 200 and state["queues"]["support"]["stats"]["abandoned"] == 1
@@ -215,3 +217,36 @@ async def test_after_a_link_cut_the_view_is_reloaded_with_one_action_per_queue_a
     assert [e["members"]["paused"] for e in of(after, "queueStats")] == [1]
     # The reload: the support abandon filter again and one QueueStatus for the one queue.
     assert supervisors.actions_sent - sent == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_after_an_asterisk_restart_the_counters_are_asterisks_new_ones(stack: Stack) -> None:
+    import dataclasses
+
+    sim = stack.simulator
+    sim.config = sim.pbx.config = dataclasses.replace(sim.config, boot_time=0.05)
+    sim.queue_add("sales", "SIP/1001", name="Alice")
+    _, reg = await stack.api("PUT", "/supervisors/boss", {"queues": ["sales"]})
+    token = reg["token"]
+    sim.customer_call("sales", number="385913334444", talk_time=0.2)
+    done = await collect(
+        stack, token, None, lambda ev: any(e["type"] == "queueStats" and e["completed"] == 1 for e in ev)
+    )
+    await task.deferLater(stack.service.reactor, 1.1, lambda: None)  # past the throttle
+    sim.restart(clean=True)  # app_queue's counters start again from zero
+    after = await collect(
+        stack,
+        token,
+        done[-1]["id"],
+        lambda ev: of(ev, "pbxStatus", connected=True) and of(ev, "queueStats"),
+        timeout=10,
+    )
+    assert [e["connected"] for e in of(after, "pbxStatus")] == [False, True]
+    stats = of(after, "queueStats")[-1]
+    assert stats["completed"] == sim.pbx.queue("sales").completed == 0
+    # Alice survived the restart (persistent members) in the same state, which keeps its
+    # start; only Asterisk's own call count for her began again.
+    before = of(done, "queueMember", agent="1001")[-1]
+    (alice,) = of(after, "queueMember", agent="1001")
+    assert (before["callsTaken"], alice["callsTaken"], alice["lastCall"]) == (1, 0, None)
+    assert (alice["status"], alice["since"]) == (before["status"], before["since"])

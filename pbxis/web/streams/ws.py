@@ -128,7 +128,7 @@ class StreamProtocol(WebSocketServerProtocol):
             self._refuse(CLOSE_UNKNOWN_TOKEN, "unknown stream token")
             return
         except TooManyClients:
-            self.sendClose(CLOSE_TOO_MANY_CLIENTS, "too many clients for this registration")
+            self._refuse(CLOSE_TOO_MANY_CLIENTS, "too many clients for this registration")
             return
         self._sub = sub
         # The HTTP channel that parsed the upgrade registered itself as this socket's
