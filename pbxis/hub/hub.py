@@ -109,7 +109,7 @@ from zope.interface import implementer
 
 from pbxis.events import CLOSED, RESET, AgentEvent, QueueEvent
 
-from .log import LogEntry
+from .log import LogEntry, encode_compact
 from .memory import MemoryStore
 from .registration import Registration, RegistrationEnded, TooManyClients
 from .store import HubStore, RegistrationLog, SnapshotSpan
@@ -485,7 +485,7 @@ class Hub:
         """O(1): the store records the latest state; the flush renders it where needed."""
         if event.queue not in self._registered:
             return  # nobody would ever be shown it
-        rest = json.dumps({"time": event.time, **event.data}, separators=(",", ":"))[1:]
+        rest = encode_compact({"time": event.time, **event.data})[1:]
         self.store.set_queue_state(event.queue, event.type, rest)
         self._published += 1
         if event.queue in self._listening:
