@@ -202,6 +202,10 @@ class Commands:
                     raise error(agent, queue) from None
             raise
 
+    async def send(self, name: str, headers: list[tuple[str, str]], *, action_id: str | None = None) -> Any:
+        """One AMI action with this module's error mapping (for :mod:`pbxis.call_control`)."""
+        return await self._send(name, headers, action_id=action_id)
+
     async def _send(self, name: str, headers: list[tuple[str, str]], *, action_id: str | None = None) -> Any:
         try:
             return await self._ami.send_action(name, headers, action_id=action_id)

@@ -27,6 +27,8 @@ EXTENSION_STATUS: Final = "extensionStatus"
 PHONE_NUMBER: Final = "phoneNumber"
 AGENT_COMPLETE: Final = "agentComplete"
 ORIGINATE_FAILED: Final = "originateFailed"
+TRANSFER_FAILED: Final = "transferFailed"
+RECORDING_STATUS: Final = "recordingStatus"
 PBX_STATUS: Final = "pbxStatus"
 CLOSED: Final = "closed"
 RESET: Final = "reset"
@@ -47,6 +49,8 @@ EVENT_TYPES: Final = (
     PHONE_NUMBER,
     AGENT_COMPLETE,
     ORIGINATE_FAILED,
+    TRANSFER_FAILED,
+    RECORDING_STATUS,
     PBX_STATUS,
     CLOSED,
     RESET,
@@ -78,6 +82,7 @@ EXTENSION_STATUSES: Final = (
     "onhold",
 )
 ORIGINATE_FAILURE_REASONS: Final = ("busy", "no_answer", "congestion", "failed")
+TRANSFER_FAILURE_REASONS: Final = (*ORIGINATE_FAILURE_REASONS, "cancelled")
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,12 +18,21 @@ PACKAGE = ROOT / "pbxis"
 #: Layer order (docs/architecture.rst): a module may import its own layer and those
 #: before it, never those after.
 LAYERS = (
-    ("pbxis.names", "pbxis.errors", "pbxis.events", "pbxis.config", "pbxis.tail"),
+    (
+        "pbxis.names",
+        "pbxis.errors",
+        "pbxis.events",
+        "pbxis.config",
+        "pbxis.tail",
+        # the [[webhooks]] section and the signature scheme: pure, read by pbxis.config
+        "pbxis.webhooks.config",
+        "pbxis.webhooks.signing",
+    ),
     ("pbxis.ami",),
     ("pbxis.tracker", "pbxis.supervisors"),
     ("pbxis.hub", "pbxis.store"),
     # metrics reads every layer below (AMI link stats, the tracker's event names, the hub)
-    ("pbxis.sync", "pbxis.commands", "pbxis.engine", "pbxis.metrics"),
+    ("pbxis.sync", "pbxis.commands", "pbxis.call_control", "pbxis.webhooks", "pbxis.engine", "pbxis.metrics"),
     ("pbxis.web",),
     ("pbxis.simulator",),
     ("pbxis.service", "pbxis.gcpolicy", "pbxis.testing"),

@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from pbxis.names import AGENT_HINT, AGENT_PATTERN, QUEUE_HINT, QUEUE_PATTERN
 
+from ..webhooks.config import WebhookConfig, WebhookConfigError, parse_webhooks
+
 __all__ = [
     "SAMPLE_PATH",
     "AMIConfig",
@@ -102,6 +104,8 @@ class AgentsConfig:
     caller_id: str = ""
     grace_period: float = 60.0
     max_log: int = 10_000
+    transfer_context: str = ""
+    spy_context: str = "pbxis-spy"
     max_log_bytes: int = 256 * 1024 * 1024
     max_clients: int = 20
     snapshot_window: float = 1.0
@@ -233,6 +237,7 @@ class Config:
     agents: AgentsConfig = AgentsConfig()
     originate: OriginateConfig = OriginateConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    webhooks: tuple[WebhookConfig, ...] = ()
     supervisors: SupervisorsConfig = SupervisorsConfig()
     source: str = "<defaults>"
     #: ``None``: the in-memory store, one process (the embedded default)
@@ -461,6 +466,8 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "caller_id": _caller_id,
         "grace_period": _number(low=1, high=86400),
         "max_log": _number(low=100, high=1_000_000, integer=True),
+        "transfer_context": _string(),
+        "spy_context": _string(allow_empty=False),
         "max_log_bytes": _number(low=1024 * 1024, high=64 * 1024**3, integer=True),
         "max_clients": _number(low=1, high=10_000, integer=True),
         "snapshot_window": _number(low=0, high=60),
@@ -554,10 +561,18 @@ def parse_config(
     """Validate a parsed TOML document and build a :class:`Config`."""
     environ = os.environ if environ is None else environ
     values: dict[str, dict[str, Any]] = {}
+    webhooks: tuple[WebhookConfig, ...] = ()
     for section, body in data.items():
+        if section == "webhooks":  # an array of tables, validated by its own module
+            try:
+                webhooks = parse_webhooks(body, environ=environ, base=base)
+            except WebhookConfigError as e:
+                raise ConfigError(str(e)) from None
+            continue
         if section not in SCHEMA:
             raise ConfigError(
-                f"[{section}]: unknown section; expected one of {', '.join(f'[{s}]' for s in SCHEMA)}"
+                f"[{section}]: unknown section; expected one of "
+                f"{', '.join(f'[{s}]' for s in SCHEMA)}, [[webhooks]]"
             )
         if not isinstance(body, dict):
             raise ConfigError(f"{section}: expected a table [{section}], got {_show(body)}")
@@ -620,6 +635,7 @@ def parse_config(
         agents=AgentsConfig(**agents),
         originate=OriginateConfig(**values.get("originate", {})),
         simulator=SimulatorConfig(**sim),
+        webhooks=webhooks,
         supervisors=SupervisorsConfig(**values.get("supervisors", {})),
         source=source,
         redis=redis,

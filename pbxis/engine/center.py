@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pbxis.ami.client import AMIClientFactory, link_from_config
+from pbxis.call_control import SPY_MODES, TRANSFER_MODES, CallControl
 from pbxis.commands import Commands
 from pbxis.config import Config, ConfigError, load_config, parse_config
 from pbxis.errors import CommandError, Forbidden, InvalidArgument, UnknownAgent, UnknownPbx
@@ -38,7 +39,8 @@ from pbxis.hub.store import HubStore
 from pbxis.names import AGENT_HINT, NUMBER_HINT, QUEUE_HINT, is_agent, is_number, is_queue
 from pbxis.supervisors import is_supervisor_key
 from pbxis.sync import StateSync
-from pbxis.tracker import Tracker
+from pbxis.tracker import CurrentCall, Tracker
+from pbxis.webhooks.delivery import Webhooks, treq_post
 
 from .policy import OriginateGuard
 from .supervision import Supervision, SupervisorRegistration, supervisor_queues
@@ -172,6 +174,22 @@ class CallCenter:
         self.supervision = Supervision(reactor, config, self.hub, self.ami, self.sync, self.now_ms)
         self.commands = Commands(self.ami, self.tracker, agents)
         self.guard = OriginateGuard(reactor, config.originate)
+        self.call_control = CallControl(
+            self.commands,
+            self.tracker,
+            self.hub.publish,
+            self.now_ms,
+            transfer_context=agents.transfer_context or agents.originate_context,
+            spy_context=agents.spy_context,
+        )
+        # Webhooks read every agent's log as the hub writes it (``[[webhooks]]``); with
+        # none configured nothing is built and the hub has no observer.
+        # Only a node that ingests the AMI stream delivers them: a web node's hub replays
+        # what another node logged, and would deliver it a second time.
+        self.webhooks: Webhooks | None = None
+        if config.webhooks and config.node.has_ami:
+            self.webhooks = Webhooks(config.webhooks, reactor, treq_post(reactor), wall=time.time)
+            self.hub.observers.append(self.webhooks.hub_observer(DEFAULT_PBX))
         self._started = False
 
     # -- life cycle ----------------------------------------------------------------------
@@ -214,6 +232,8 @@ class CallCenter:
         No listener or sink is called after this fires; no timer of the hub is left.
         """
         self.hub.close_all("shutdown")
+        if self.webhooks is not None:
+            self.webhooks.stop()  # what is still pending is lost (a Redis outbox will keep it)
         self.supervision.stop()
         if not self._started:
             return defer.succeed(None)
@@ -470,6 +490,52 @@ class CallCenter:
             await commands.queue_logoff(agent, queue)
         else:
             await commands.queue_pause(agent, queue, paused=action == "pause", reason=params.get("reason"))
+
+    # -- call control --------------------------------------------------------------------
+    # Each acts on the agent's current call as the tracker knows it; no call: Conflict
+    # ``no_call``. See :mod:`pbxis.call_control` for the actions and Asterisk's answers.
+    def hangup(self, agent: str, *, pbx: str = DEFAULT_PBX) -> Deferred[None]:
+        """Hang up the agent's current call (its own leg)."""
+        return defer.ensureDeferred(self._control(agent, pbx, lambda c: c.hangup(agent)))
+
+    def transfer(self, agent: str, to: str, *, mode: str = "blind", pbx: str = DEFAULT_PBX) -> Deferred[str]:
+        """Transfer the agent's caller to ``to`` (``blind`` or ``attended``); fires with the
+        ActionID. A target that is busy or does not answer arrives as ``transferFailed``."""
+        if not is_number(to):
+            return defer.fail(InvalidArgument(f"to: use {NUMBER_HINT}"))
+        if mode not in TRANSFER_MODES:
+            return defer.fail(InvalidArgument(f"mode: one of {', '.join(TRANSFER_MODES)}, not {mode!r}"))
+        return defer.ensureDeferred(self._control(agent, pbx, lambda c: c.transfer(agent, to, mode)))
+
+    def cancel_transfer(self, agent: str, *, pbx: str = DEFAULT_PBX) -> Deferred[str]:
+        """Abandon the agent's attended transfer (``transferFailed`` ``cancelled``)."""
+        return defer.ensureDeferred(self._control(agent, pbx, lambda c: c.cancel_transfer(agent)))
+
+    def pause_recording(self, agent: str, *, pbx: str = DEFAULT_PBX) -> Deferred[CurrentCall]:
+        """Stop writing the current call's recording (``recordingStatus`` follows)."""
+        return defer.ensureDeferred(self._control(agent, pbx, lambda c: c.recording(agent, paused=True)))
+
+    def resume_recording(self, agent: str, *, pbx: str = DEFAULT_PBX) -> Deferred[CurrentCall]:
+        """Write the current call's recording again (``recordingStatus`` follows)."""
+        return defer.ensureDeferred(self._control(agent, pbx, lambda c: c.recording(agent, paused=False)))
+
+    def spy(
+        self, agent: str, supervisor: str, *, mode: str = "listen", pbx: str = DEFAULT_PBX
+    ) -> Deferred[str]:
+        """Ring ``supervisor``'s phone and join it to the agent's call (``listen``,
+        ``whisper`` or ``barge``) through ``[agents].spy_context``; fires with the ActionID."""
+        if not is_agent(supervisor):
+            return defer.fail(InvalidArgument(f"supervisor: use {AGENT_HINT}"))
+        if mode not in SPY_MODES:
+            return defer.fail(InvalidArgument(f"mode: one of {', '.join(SPY_MODES)}, not {mode!r}"))
+        return defer.ensureDeferred(self._control(agent, pbx, lambda c: c.spy(agent, supervisor, mode)))
+
+    async def _control(self, agent: str, pbx: str, command: Callable[[CallControl], Any]) -> Any:
+        self._pbx(pbx)
+        _check_agent(agent)
+        if self.hub.get(agent) is None:
+            raise _unknown_agent(agent)
+        return await command(self.call_control)
 
     # -- state documents -----------------------------------------------------------------
     def agent_state(self, agent: str, *, pbx: str = DEFAULT_PBX) -> dict[str, Any]:

@@ -290,6 +290,9 @@ class Hub:
         self.max_clients = max_clients
         self.snapshot_window = snapshot_window
         self.on_expired: Callable[[str], None] | None = None
+        #: Called with each registration and the entries just logged for it (webhooks).
+        #: Observers must return at once and never raise; a raise is logged and ignored.
+        self.observers: list[Callable[[Registration, list[LogEntry]], None]] = []
         self.store: HubStore = (
             store if store is not None else MemoryStore(max_log=max_log, max_log_bytes=max_log_bytes)
         )
@@ -545,6 +548,7 @@ class Hub:
         """Append the queue states the log lacks, then ``events``; the bytes of JSON added."""
         elog = state.log
         store = self.store
+        before = elog.last_id
         now = self.clock.seconds()
         size = 0
         for queue in state.registration.queues:
@@ -554,6 +558,13 @@ class Hub:
                     size += elog.append_queue_state(queue_state, state.agent_json, now, state.fence)
         if events:
             size += elog.append(events, now, state.fence)
+        if size and self.observers:
+            entries = elog.after(before, elog.last_id - before)
+            for observer in self.observers:
+                try:
+                    observer(state.registration, entries)
+                except Exception:
+                    log.failure("hub observer {observer!r} failed", observer=observer)
         return size
 
     def _offer(self, state: _Agent, size: int) -> None:

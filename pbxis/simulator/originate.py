@@ -11,6 +11,7 @@ from .context import ActionContext, SessionState
 from .customer import CustomerCall
 from .flow import Origin
 from .replies import Reply, error, response, success, truthy
+from .spy import SPY_CONTEXT, SPY_EXTENS, SpyCall
 
 __all__ = ["originate"]
 
@@ -38,6 +39,8 @@ def _variables(msg: Message) -> dict[str, str]:
 
 
 def _exten_exists(sim: ActionContext, context: str, exten: str) -> bool:
+    if context == SPY_CONTEXT:
+        return exten in SPY_EXTENS
     if context == sim.config.hint_context:
         return exten.isdigit()
     if context in ("customer-talk", "default"):
@@ -104,6 +107,9 @@ def _start_originate(sim: ActionContext, origin: Origin, timeout: float, variabl
     talk = _talk_from(origin, variables, sim.config.default_talk)
     if tech == sim.config.personality.tech:
         phone = sim.config.phone(resource)
+        if phone is not None and origin.context == SPY_CONTEXT:
+            SpyCall(sim.center, phone, origin, timeout, variables.get("PBXIS_SPY", "")).start()
+            return
         if phone is not None:
             AgentCall(sim.center, phone, origin, timeout, talk).start()
             return

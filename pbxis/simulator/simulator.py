@@ -11,7 +11,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from ..ami.message import Message
-from . import codes
+from . import call_control, codes
 from .actions import actions_for
 from .center import CallCenter
 from .config import BEHAVIOURS, Behaviour, SimulatorConfig
@@ -56,7 +56,9 @@ class Simulator:
         self.rng = random.Random(seed)
         self.username, self.secret = username, secret
         self.sessions: list[AMISession] = []
-        self.actions: MutableMapping[str, Handler] = actions_for(self.config.personality)
+        self.actions: MutableMapping[str, Handler] = actions_for(
+            self.config.personality, call_control.ACTIONS
+        )
         self.history: deque[Message] = deque(maxlen=history)
         self.stalled = False
         self.shutting_down = False

@@ -7,6 +7,6 @@ Twisted glue that feeds it from the AMI client.
 from __future__ import annotations
 
 from .rebuild import ActionResultLike, PlannedAction
-from .tracker import Tracker
+from .tracker import CurrentCall, Tracker
 
-__all__ = ["ActionResultLike", "PlannedAction", "Tracker"]
+__all__ = ["ActionResultLike", "CurrentCall", "PlannedAction", "Tracker"]

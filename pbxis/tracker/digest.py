@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..ami.message import Message
-from ..events import AGENT_COMPLETE, ORIGINATE_FAILED
+from ..events import AGENT_COMPLETE, ORIGINATE_FAILED, TRANSFER_FAILED
 from .channels import AgentDirectory, unescape
 from .codes import dial_failure_reason, hangup_failure_reason, originate_reason, to_int, truth
 from .model import (
@@ -156,6 +156,14 @@ class State:
         # ActionID -> failure reason, for an originated leg that hung up before its
         # OriginateResponse arrived (the leg's call is gone by then).
         self.originate_failures = _Bounded()
+        # Transfers pbxis started and may have to report as failed (transferFailed):
+        # blind ones by the transferee's Uniqueid (it dials the target itself), attended
+        # ones by the prefix of the Local channel Asterisk creates to dial the target.
+        self.transfers = _Bounded()  # transferee Uniqueid -> (action id, agent, to)
+        self.consults = _Bounded()  # "Local/<to>@<context>-" -> (action id, agent, to)
+        # Local channel pairs whose ;2 half dials an agent, by the pair's name without
+        # ";n": an attended transfer names its target by the ;1 half (bridge_basic.c).
+        self.local_legs = _Bounded()  # "Local/1002@agents-00000003" -> (agent, its leg's Uniqueid)
         # Agents whose state may have changed with no event naming them (a rebuild of
         # other agents reloaded a shared queue's count, a rebuild was given up): their
         # whole view is compared at their next change, not only the entry it touches.
@@ -253,6 +261,11 @@ class State:
         existing = calls.get(call.key)
         if existing is not None:
             existing.stale = False
+            # A later event may name a channel an earlier one did not (an originated
+            # call learns its far end when the agent's channel dials it).
+            existing.channel = existing.channel or call.channel
+            existing.peer = existing.peer or call.peer
+            existing.peer_id = existing.peer_id or call.peer_id
             return False
         calls[call.key] = call
         return True
@@ -323,6 +336,9 @@ class State:
             direction="in",
             unique_id=caller,
             queue=message.get("Queue"),
+            channel=message.get("DestChannel"),
+            peer=message.get("Channel"),
+            peer_id=caller,
         )
         return agent, call
 
@@ -341,7 +357,10 @@ class State:
         if found is None:
             return NOTHING
         agent, call = found
-        recording = self.recordings.pop(call.unique_id, None)
+        # Not forgotten here: MixMonitor runs on the caller, so a call transferred to
+        # another agent goes on recording into the same file (the table is bounded;
+        # the AgentComplete of a caller already hung up still finds it).
+        recording = self.recordings.get(call.unique_id)
         data = {
             "uniqueId": call.unique_id,
             "queue": message.get("Queue") or call.queue,
@@ -374,7 +393,7 @@ class State:
             if not dest_key:
                 pass
             elif caller_channel is None:
-                if self._originate_rings(dest_agent, dest_key):
+                if self._originate_rings(dest_agent, dest_key, message.get("DestChannel")):
                     changed.append(dest_agent)
             elif caller_key:
                 call = Call(
@@ -384,9 +403,14 @@ class State:
                     direction="in",
                     unique_id=caller_key,
                     queue=self.queue_callers.get(caller_key),
+                    channel=message.get("DestChannel"),
+                    peer=caller_channel,
+                    peer_id=caller_key,
                 )
                 if self._start_call(dest_agent, call):
                     changed.append(dest_agent)
+                if caller_channel.endswith(";2") and caller_channel[:6].lower() == "local/":
+                    self.local_legs.remember(caller_channel[:-2], (dest_agent, dest_key))
         src_agent = self.agent_of_channel(caller_channel)
         if src_agent and caller_key:
             # The dialled number is where the agent's channel is in the dialplan; the
@@ -395,16 +419,17 @@ class State:
             exten = _number(message.get("Exten"))
             dialled = (exten if exten != "s" else None) or _number(message.get("DestCallerIDNum"))
             name = _name(message.get("DestCallerIDName")) if dest_agent else None
-            call = Call(caller_key, dialled, name, "out", caller_key)
+            call = Call(caller_key, dialled, name, "out", caller_key, channel=caller_channel)
+            call.peer, call.peer_id = message.get("DestChannel"), message.get("DestUniqueid")
             if self._start_call(src_agent, call) and src_agent not in changed:
                 changed.append(src_agent)
         return (PHONE_KEY, changed, ()) if changed else NOTHING
 
-    def _originate_rings(self, agent: str, key: str) -> bool:
+    def _originate_rings(self, agent: str, key: str, channel: str | None = None) -> bool:
         """An Originate rings the agent's phone: the number is the one we were asked to dial."""
         for action_id, (who, number) in self.originates.items():
             if who == agent and not self._bound(agent, action_id):
-                call = Call(key, number, None, "out", key, action_id=action_id)
+                call = Call(key, number, None, "out", key, action_id=action_id, channel=channel)
                 return self._start_call(agent, call)
         return False
 
@@ -416,6 +441,9 @@ class State:
         agent's own phone refused the originated call (no ``Channel``: the originate
         thread dialled it)."""
         reason = dial_failure_reason(message.get("DialStatus"))
+        transfer = self._transfer_dialled(message, reason)
+        if transfer is not None:
+            return transfer
         if reason is None:
             return NOTHING
         if message.get("Channel") is None:
@@ -431,6 +459,24 @@ class State:
         call.failure_reported = True
         data = {"actionId": call.action_id, "number": call.number, "reason": reason}
         return (), (), (Instant(agent, ORIGINATE_FAILED, data),)
+
+    def _transfer_dialled(self, message: Message, reason: str | None) -> Outcome | None:
+        """The end of the target's ringing, for a transfer pbxis started: ``transferFailed``
+        when it was busy, unanswered or unreachable; forgotten when it answered."""
+        status = (message.get("DialStatus") or "").upper()
+        if status not in ("ANSWER", "BUSY", "NOANSWER", "CONGESTION", "CHANUNAVAIL", "CANCEL"):
+            return None
+        uid, channel = message.get("Uniqueid") or "", message.get("Channel") or ""
+        table, key = self.transfers, uid
+        if key not in table:
+            table, key = self.consults, next((p for p in self.consults if channel.startswith(p)), "")
+            if not key:
+                return None
+        action_id, agent, to = table.pop(key)
+        if reason is None or agent not in self.agents:
+            return NOTHING
+        data = {"actionId": action_id, "to": to, "reason": reason}
+        return (), (), (Instant(agent, TRANSFER_FAILED, data),)
 
     def _leg_failed(self, agent: str | None, key: str | None, reason: str) -> Outcome:
         """Why the agent's originated leg failed; sends an ``originateFailed`` held back for it."""
@@ -473,8 +519,14 @@ class State:
 
     def _take_party(self, message: Message, mine: str, theirs: str, facing: str) -> str | None:
         """``mine``'s call (if an agent's) now shows party ``theirs``; the agent, if it changed."""
-        agent = self.agent_of_channel(message.get(mine + "Channel"))
+        channel = message.get(mine + "Channel") or ""
+        agent = self.agent_of_channel(channel)
         key = message.get(mine + "Uniqueid")
+        if agent is None and channel.endswith(";1"):
+            # Atxfer dials the target through Local/<exten>@<context>: the target party
+            # is the ;1 half, and the agent's leg is the one its ;2 half dialled.
+            agent, key = self.local_legs.get(channel[:-2], (None, None))
+            agent = agent if agent in self.agents else None
         party = message.get(theirs + "Uniqueid")
         if agent is None or not key or not party:
             return None
@@ -485,6 +537,7 @@ class State:
         call.number = _number(message.get(theirs + "CallerIDNum"))
         call.name = _name(message.get(theirs + "CallerIDName"))
         call.unique_id = party
+        call.peer, call.peer_id = message.get(theirs + "Channel"), party
         call.queue = self.queue_callers.get(party) or self._leg_queue(message, facing)
         return agent
 
@@ -513,6 +566,7 @@ class State:
         if not key:
             return NOTHING
         self.queue_callers.pop(key, None)
+        self.transfers.pop(key, None)
         # Calls are keyed by the agent's own channel, so its Hangup names the agent.
         agent = self.agent_of_channel(message.get("Channel"))
         call = self.agents[agent].calls.pop(key, None) if agent else None
@@ -549,6 +603,7 @@ class State:
             key = message.get("Uniqueid")
             if key and key != "<unknown>" and not self._bound(agent, action_id):
                 call = Call(key, number, None, "out", key, action_id=action_id)
+                call.channel = message.get("Channel")
                 if self._start_call(agent, call):
                     return PHONE_KEY, (agent,), ()
             return NOTHING

@@ -83,6 +83,12 @@ class Call:
     #: an ``originateFailed`` held back until the leg says why (Reason 0 on Asterisk 21+)
     pending_failure: dict[str, Any] | None = None
     stale: bool = False
+    #: the agent's own channel name and the far end's (call control acts on them)
+    channel: str | None = None
+    peer: str | None = None
+    #: the far end's Uniqueid (the caller's for queue calls: where MixMonitor runs)
+    peer_id: str | None = None
+    recording_paused: bool = False
 
     def data(self) -> dict[str, Any]:
         return {

@@ -194,7 +194,16 @@ def _apply_channels(state: State, scope: frozenset[str], items: list[Message]) -
         if key in record.calls:
             record.calls[key].stale = False
             continue
-        record.calls[key] = _recovered_call(state, agent, item, by_call.get(item.get("Linkedid") or "", []))
+        peers = by_call.get(item.get("Linkedid") or "", [])
+        call = record.calls[key] = _recovered_call(state, agent, item, peers)
+        # Call control acts on these channels: the agent's own, and the one bridged to it.
+        call.channel = item.get("Channel")
+        bridge = item.get("BridgeId")
+        mate = next((p for p in peers if p is not item and bridge and p.get("BridgeId") == bridge), None)
+        if mate is not None:
+            call.peer, call.peer_id = mate.get("Channel"), mate.get("Uniqueid")
+        elif call.unique_id != key:
+            call.peer_id = call.unique_id
 
 
 def _recovered_call(state: State, agent: str, channel: Message, peers: list[Message]) -> Call:

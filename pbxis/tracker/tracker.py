@@ -28,14 +28,38 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ..ami.message import Message
-from ..events import PBX_STATUS, PHONE_NUMBER, QUEUE_COUNT, QUEUE_MEMBER_STATUS, AgentEvent, QueueEvent
+from ..events import (
+    PBX_STATUS,
+    PHONE_NUMBER,
+    QUEUE_COUNT,
+    QUEUE_MEMBER_STATUS,
+    RECORDING_STATUS,
+    TRANSFER_FAILED,
+    AgentEvent,
+    QueueEvent,
+)
 from .channels import AgentDirectory
 from .codes import member_status
 from .digest import Instant, State
 from .model import AgentRecord, QueueState, View, ViewKey, agent_view, count_entry, view_entry
 from .rebuild import ActionResultLike, PlannedAction, apply_result, plan_actions, plan_followup
 
-__all__ = ["Tracker"]
+__all__ = ["CurrentCall", "Tracker"]
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentCall:
+    """What call control needs of an agent's call: the agent's own channel (hang up,
+    transfer from, spy on), the far end (the caller for queue calls) and the channel
+    whose MixMonitor records the call (the caller's, as app_queue starts it)."""
+
+    channel: str
+    unique_id: str
+    peer: str | None
+    peer_id: str | None
+    recording: str | None
+    recorded_channel: str | None
+    recording_paused: bool
 
 
 @dataclass
@@ -136,6 +160,70 @@ class Tracker:
     def note_originate(self, action_id: str, agent: str, number: str) -> None:
         """Remember a click-to-call so its ringing and failures reach the agent."""
         self._state.originates.remember(action_id, (agent, number))
+
+    # -- call control ------------------------------------------------------------------
+    def current_call(self, agent: str) -> CurrentCall | None:
+        """The channels of ``agent``'s current call as the event stream told them."""
+        record = self._state.agents.get(agent)
+        call = record.current_call if record is not None else None
+        if call is None or call.channel is None:
+            return None
+        # MixMonitor runs on the caller for queue calls (app_queue), else on the agent's
+        # own channel when the dialplan started it there.
+        recordings = self._state.recordings
+        recorded = next((uid for uid in (call.peer_id, call.key) if uid and uid in recordings), None)
+        recording = recordings[recorded] if recorded is not None else None
+        return CurrentCall(
+            channel=call.channel,
+            unique_id=call.unique_id,
+            peer=call.peer,
+            peer_id=call.peer_id,
+            recording=recording,
+            recorded_channel=recorded,
+            recording_paused=call.recording_paused,
+        )
+
+    def note_transfer(
+        self,
+        action_id: str,
+        agent: str,
+        to: str,
+        *,
+        transferee: str | None = None,
+        consult: str | None = None,
+    ) -> None:
+        """A transfer pbxis started: its failure to reach ``to`` becomes ``transferFailed``.
+
+        ``transferee``: the Uniqueid that dials the target (blind); ``consult``: the
+        prefix of the Local channel Asterisk creates for an attended one.
+        """
+        if transferee is not None:
+            self._state.transfers.remember(transferee, (action_id, agent, to))
+        if consult is not None:
+            self._state.consults.remember(consult, (action_id, agent, to))
+
+    def transfer_cancelled(self, agent: str, action_id: str, to: str, now_ms: int) -> list[AgentEvent]:
+        """``transferFailed`` (``cancelled``) after CancelAtxfer succeeded."""
+        for key, (aid, *_rest) in list(self._state.consults.items()):
+            if aid == action_id:
+                del self._state.consults[key]
+        data = {"actionId": action_id, "to": to, "reason": "cancelled"}
+        return [AgentEvent(agent, TRANSFER_FAILED, now_ms, data)]
+
+    def recording_paused(self, agent: str, paused: bool, now_ms: int) -> list[AgentEvent]:
+        """``recordingStatus`` once Asterisk confirmed MixMonitorMute on the agent's call."""
+        record = self._state.agents.get(agent)
+        call = record.current_call if record is not None else None
+        if call is None:
+            return []
+        call.recording_paused = paused
+        current = self.current_call(agent)
+        data = {
+            "uniqueId": call.unique_id,
+            "recording": current.recording if current is not None else None,
+            "paused": paused,
+        }
+        return [AgentEvent(agent, RECORDING_STATUS, now_ms, data)]
 
     def link_down(self, now_ms: int) -> list[AgentEvent | QueueEvent]:
         """The AMI link is gone: ``pbxStatus`` false to every agent that saw it up."""

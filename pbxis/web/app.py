@@ -27,8 +27,10 @@ from werkzeug.routing import RequestRedirect
 from ..config import HTTPConfig
 from ..engine import CallCenter
 from ..metrics import build_registry
+from ..webhooks.metrics import WebhookCollector
 from .api import add_api_routes, json_response
 from .auth import Authenticator
+from .call_control import add_call_control_routes
 from .client import add_client_routes
 from .cors import apply_cors
 from .errors import ApiError
@@ -72,6 +74,7 @@ def build_app(
         return _render_error(request, failure, http.allowed_origins)
 
     add_api_routes(app, center=center, auth=auth, public_base_url=http.public_url.rstrip("/"))
+    add_call_control_routes(app, center=center, auth=auth)
     add_supervisor_routes(app, center=center, auth=auth, public_base_url=http.public_url.rstrip("/"))
     stream_routes = add_stream_routes(
         app, center.hub, allowed_origins=http.allowed_origins, clock=clock, **dict(streams or {})
@@ -79,6 +82,8 @@ def build_app(
     if client_routes:
         add_client_routes(app)
     registry = build_registry(ami=center.ami, hub=center.hub, streams=stream_routes, sync=center.sync)
+    if center.webhooks is not None:
+        registry.register(WebhookCollector(center.webhooks))
     document = json.dumps(openapi_document(http.public_url.rstrip("/") or "/")).encode("utf-8")
     # Who answers: a CRM that sees another id knows pbxis restarted (and, with the
     # in-memory store, that every registration and token is gone).

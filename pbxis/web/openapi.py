@@ -14,6 +14,7 @@ from typing import Any
 from .. import __version__
 from ..names import AGENT_PATTERN, NUMBER_PATTERN, QUEUE_PATTERN
 from . import validation
+from .call_control import SharedResponses, call_control_paths, call_control_schemas
 from .openapi_supervisors import supervisor_paths, supervisor_schemas
 
 __all__ = ["openapi_document"]
@@ -532,6 +533,11 @@ def _schemas() -> dict[str, Any]:
     }
 
 
+def _call_control_paths() -> dict[str, Any]:
+    shared = SharedResponses(_BODY_ERRORS, _AUTH_ERRORS, _PBX_ERRORS, _json, _error, _ref)
+    return call_control_paths(_agent_param(), shared)
+
+
 def openapi_document(public_base_url: str) -> dict[str, Any]:
     """The document for a server reachable at ``public_base_url``."""
     return {
@@ -552,7 +558,7 @@ def openapi_document(public_base_url: str) -> dict[str, Any]:
             {"name": "client"},
             {"name": "operations"},
         ],
-        "paths": {**_paths(), **supervisor_paths()},
+        "paths": {**_paths(), **_call_control_paths(), **supervisor_paths()},
         "components": {
             "securitySchemes": {
                 "bearerAuth": {
@@ -561,6 +567,6 @@ def openapi_document(public_base_url: str) -> dict[str, Any]:
                     "description": "A CRM API key, or an agent's stream token (that agent's routes only).",
                 }
             },
-            "schemas": {**_schemas(), **supervisor_schemas()},
+            "schemas": {**_schemas(), **call_control_schemas(), **supervisor_schemas()},
         },
     }

@@ -18,6 +18,7 @@ from pbxis.config import parse_config
 
 API_KEY = "test-api-key-0123456789"
 
+
 @dataclass
 class Stack:
     service: Any  # pbxis.service.PbxisService (imported lazily: unit tests need none of it)

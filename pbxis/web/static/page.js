@@ -25,7 +25,9 @@
     unavailable: "Unavailable", ringing: "Ringing", ringinuse: "Ringing", onhold: "On hold",
   };
   var REASON_LABELS = { caller: "caller", agent: "agent", transfer: "transfer" };
-  var FAILURE_LABELS = { busy: "busy", no_answer: "no answer", congestion: "congestion", failed: "failed" };
+  var FAILURE_LABELS = {
+    busy: "busy", no_answer: "no answer", congestion: "congestion", failed: "failed", cancelled: "cancelled",
+  };
   var TRANSPORT_LABELS = { websocket: "WebSocket", sse: "Server-Sent Events", "long-poll": "long-poll" };
 
   var $ = function (id) { return document.getElementById(id); };
@@ -133,6 +135,10 @@
     $("call-number").textContent = call.number;
     $("call-name").textContent = call.name || "";
     $("call-queue").textContent = call.queue ? "Queue " + call.queue : "";
+    var toggle = $("recording-toggle");
+    toggle.textContent = call.recordingPaused ? "Resume recording" : "Pause recording";
+    toggle.setAttribute("aria-pressed", call.recordingPaused ? "true" : "false");
+    $("recording-state").textContent = call.recordingPaused ? "Recording paused" : "";
     renderTimer();
   }
 
@@ -197,7 +203,8 @@
     if (!state.failures.length) return;
     replaceChildren($("failures"), state.failures.map(function (f) {
       return el("li", {}, [
-        el("span", { text: clock(f.time) + " " }), el("strong", { text: f.number + " " }),
+        el("span", { text: clock(f.time) + " " + (f.transfer ? "transfer to " : "") }),
+        el("strong", { text: f.number + " " }),
         el("span", { className: "why", text: FAILURE_LABELS[f.reason] || f.reason }),
       ]);
     }));
@@ -212,6 +219,8 @@
       case "phoneNumber": return ev.number === null ? "call ended" : ev.direction + " " + ev.number + (ev.name ? " " + ev.name : "");
       case "agentComplete": return ev.queue + " talk " + ev.talkTime + "s hold " + ev.holdTime + "s";
       case "originateFailed": return ev.number + " " + ev.reason;
+      case "transferFailed": return "transfer to " + ev.to + " " + ev.reason;
+      case "recordingStatus": return ev.paused ? "recording paused" : "recording";
       case "pbxStatus": return ev.connected ? "PBX connected" : "PBX link down";
       case "closed": return ev.reason || "";
       default: return "";
@@ -263,6 +272,39 @@
       function () { toast("Calling " + number + ": your phone rings first"); input.value = ""; },
       function (err) { toast("Call failed: " + err.message, "error"); }
     );
+  });
+
+  // Call control: each acts on the call pbxis knows the agent is on (409 no_call otherwise).
+  function command(label, action, done) {
+    if (!api) return;
+    action().then(
+      function (result) { toast(label + ": done"); if (done) done(result); },
+      function (err) { toast(label + " failed: " + err.message, "error"); }
+    );
+  }
+
+  $("hangup").addEventListener("click", function () {
+    command("Hang up", function () { return api.hangup(); });
+  });
+  $("recording-toggle").addEventListener("click", function () {
+    var paused = client && client.state.call && client.state.call.recordingPaused;
+    command(paused ? "Resume recording" : "Pause recording", function () {
+      return paused ? api.resumeRecording() : api.pauseRecording();
+    });
+  });
+  $("transfer-form").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var to = $("transfer-to").value.replace(/[\s\-()./]/g, "");
+    var mode = $("transfer-mode").value;
+    command("Transfer to " + to, function () { return api.transfer(to, mode); }, function () {
+      $("transfer-to").value = "";
+      $("transfer-cancel").hidden = mode !== "attended";
+    });
+  });
+  $("transfer-cancel").addEventListener("click", function () {
+    command("Cancel transfer", function () { return api.cancelTransfer(); }, function () {
+      $("transfer-cancel").hidden = true;
+    });
   });
 
   // ------------------------------------------------------------------ token and stream

@@ -17,7 +17,7 @@
   var TRANSPORTS = ["websocket", "sse", "long-poll"];
   var EVENT_TYPES = [
     "queueMemberStatus", "queueCount", "extensionStatus", "phoneNumber", "agentComplete",
-    "originateFailed", "pbxStatus", "closed", "reset",
+    "originateFailed", "transferFailed", "recordingStatus", "pbxStatus", "closed", "reset",
     "queueStats", "queueMember", "queueCallers",
   ];
   var MAX_COMPLETED = 20;
@@ -106,6 +106,7 @@
             queue: ev.queue || null, start: same ? s.call.start : ev.time,
             answered: same ? s.call.answered : (TALKING[s.extension.status] && s.extension.status !== "ringinuse"
               ? ev.time : null),
+            recordingPaused: same ? !!s.call.recordingPaused : false,
           };
           s.parties = rememberParty(s.parties, ev);
         }
@@ -123,6 +124,15 @@
       case "originateFailed":
         s.failures = [{ id: ev.id, time: ev.time, actionId: ev.actionId, number: ev.number, reason: ev.reason }]
           .concat(s.failures).slice(0, MAX_FAILURES);
+        break;
+      case "transferFailed":
+        s.failures = [{ id: ev.id, time: ev.time, actionId: ev.actionId, number: ev.to, reason: ev.reason,
+          transfer: true }].concat(s.failures).slice(0, MAX_FAILURES);
+        break;
+      case "recordingStatus":
+        if (s.call && s.call.uniqueId === ev.uniqueId) {
+          s.call = copy(s.call, { recordingPaused: !!ev.paused, recording: ev.recording || null });
+        }
         break;
       case "pbxStatus":
         s.pbxConnected = !!ev.connected;
@@ -587,6 +597,15 @@
     return this.request("POST", this._queuePath(queue, "pause"), reason ? { reason: reason } : {});
   };
   Api.prototype.unpause = function (queue) { return this.request("POST", this._queuePath(queue, "unpause"), {}); };
+  /** Call control: the agent's current call (409 `no_call` when there is none). */
+  Api.prototype.hangup = function () { return this.request("POST", this._agentPath("/hangup"), {}); };
+  /** Transfer the caller to `to`; `mode` "blind" (default) or "attended"; resolves to `{actionId}`. */
+  Api.prototype.transfer = function (to, mode) {
+    return this.request("POST", this._agentPath("/transfer"), { to: to, mode: mode || "blind" });
+  };
+  Api.prototype.cancelTransfer = function () { return this.request("POST", this._agentPath("/transfer/cancel"), {}); };
+  Api.prototype.pauseRecording = function () { return this.request("POST", this._agentPath("/recording/pause"), {}); };
+  Api.prototype.resumeRecording = function () { return this.request("POST", this._agentPath("/recording/resume"), {}); };
 
   root.Pbxis = {
     VERSION: VERSION,
