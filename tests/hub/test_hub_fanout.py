@@ -251,3 +251,25 @@ def test_a_batch_is_one_delivery_per_client_in_the_events_order(clock: Clock) ->
     assert ca.ids == list(range(ca.ids[0], ca.ids[0] + len(ca.ids)))  # consecutive
     clock.advance(0)
     assert ca.counts() == [3]  # the tick has nothing more to add
+
+
+def test_stats_keep_client_counts_as_clients_come_and_go(clock: Clock) -> None:
+    """stats() is O(1) in agents: its counts are kept, and must match the subscriptions."""
+    hub = make_hub(clock)
+    a, b = hub.register("1001", ["sales"]), hub.register("1002", ["sales"])
+    noop: Any = lambda *_: None  # noqa: E731
+    s1 = hub.subscribe(a, None, "sse", noop, noop)
+    hub.subscribe(a, None, "websocket", noop, noop)
+    hub.subscribe(b, None, "sse", noop, noop)
+    assert hub.stats()["clients"] == {"sse": 2, "websocket": 1}
+    s1.stopProducing()
+    s1.stopProducing()  # twice: counted once
+    assert hub.stats()["clients"] == {"sse": 1, "websocket": 1}
+    hub.unregister("1001")
+    assert hub.stats()["clients"] == {"sse": 1}
+    sizes = hub.stats()["log_sizes"]
+    assert dict(sizes) == {"1002": len(hub.store.log("1002"))}  # type: ignore[arg-type]
+    hub.publish([member("1002")])
+    assert sizes["1002"] == len(hub.store.log("1002"))  # type: ignore[arg-type]
+    hub.close_all()
+    assert hub.stats()["clients"] == {}
