@@ -40,7 +40,9 @@ from pbxis.names import AGENT_HINT, NUMBER_HINT, QUEUE_HINT, is_agent, is_number
 from pbxis.supervisors import is_supervisor_key
 from pbxis.sync import StateSync
 from pbxis.tracker import CurrentCall, Tracker
+from pbxis.webhooks.config import WebhookConfig
 from pbxis.webhooks.delivery import Webhooks, treq_post
+from pbxis.webhooks.outbox import Outbox
 
 from .policy import OriginateGuard
 from .supervision import Supervision, SupervisorRegistration, supervisor_queues
@@ -138,6 +140,7 @@ class CallCenter:
         link: AMIClientFactory | None = None,
         now_ms: Callable[[], int] | None = None,
         store: HubStore | None = None,
+        outbox: Callable[[WebhookConfig], Outbox] | None = None,
     ) -> None:
         self.config = config
         self.reactor = reactor
@@ -188,7 +191,11 @@ class CallCenter:
         # what another node logged, and would deliver it a second time.
         self.webhooks: Webhooks | None = None
         if config.webhooks and config.node.has_ami:
-            self.webhooks = Webhooks(config.webhooks, reactor, treq_post(reactor), wall=time.time)
+            # ``outbox``: where pending deliveries are kept (memory unless the daemon has
+            # [redis]: pbxis.store.redis_outbox)
+            self.webhooks = Webhooks(
+                config.webhooks, reactor, treq_post(reactor), wall=time.time, outbox=outbox
+            )
             self.hub.observers.append(self.webhooks.hub_observer(DEFAULT_PBX))
         self._started = False
 
@@ -233,7 +240,7 @@ class CallCenter:
         """
         self.hub.close_all("shutdown")
         if self.webhooks is not None:
-            self.webhooks.stop()  # what is still pending is lost (a Redis outbox will keep it)
+            self.webhooks.stop()  # what is pending stays in the outbox (kept in Redis if durable)
         self.supervision.stop()
         if not self._started:
             return defer.succeed(None)
