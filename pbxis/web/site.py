@@ -32,6 +32,7 @@ HTTP/2, whose channel would bypass these limits).
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 from collections.abc import Sequence
 from io import BytesIO
@@ -143,6 +144,28 @@ class HostPolicy:
     @property
     def enforced(self) -> bool:
         return bool(self._entries)
+
+    def names_this_machine(self, host_header: str) -> bool:
+        """Whether a page at this ``Host`` can only be pbxis's own, never a rebinding name.
+
+        DNS rebinding points an attacker's name at pbxis: the browser then sends that name
+        as ``Host`` and as the ``Origin``'s host, so "Origin equals Host" proves nothing
+        for a name. It does for an IP literal or ``localhost`` (no page of another site
+        carries those), and for a name ``allowed_hosts`` vouched for.
+        """
+        parsed = _split_host(host_header)
+        if parsed is None:
+            return False
+        host = parsed[0]
+        if self._entries:
+            return self.allows(host_header)
+        if host == "localhost" or host.endswith(".localhost"):
+            return True
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        return True
 
     def allows(self, host_header: str | None) -> bool:
         """Whether a request with this ``Host`` (``None``: no header) is answered."""
@@ -431,7 +454,9 @@ class _Guard(Resource):
             return ApiError(
                 403,
                 "origin_not_allowed",
-                "this page's Origin may not change state in pbxis; add it to [http].allowed_origins",
+                "this page's Origin may not change state in pbxis; add it to [http].allowed_origins"
+                " (pbxis's own pages at a host name need that name in [http].allowed_hosts or"
+                " [http].public_url)",
             )
         return None
 
@@ -440,8 +465,9 @@ class _Guard(Resource):
             return True
         parts = urlsplit(origin)
         netloc = parts.netloc.lower()
-        if host is not None and netloc and netloc == host.strip().lower():
-            return True  # pbxis's own pages (same origin)
+        same_origin = host is not None and netloc and netloc == host.strip().lower()
+        if same_origin and host is not None and self._hosts.names_this_machine(host):
+            return True  # pbxis's own pages (same origin, at an address no other site can take)
         return self._public_origin is not None and origin.lower().rstrip("/") == self._public_origin
 
 

@@ -237,6 +237,32 @@ async def test_a_state_change_from_a_foreign_origin_is_403(serve: Any) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_dns_rebinding_cannot_pass_for_same_origin(serve: Any) -> None:
+    """A page at evil.example, whose name now resolves to pbxis, sends Host and Origin
+    naming evil.example: equal, yet not pbxis's own page. Without allowed_hosts only an IP
+    literal or localhost counts as pbxis's own address; with it, the names it lists."""
+    server = await serve()
+    json_type = {"Content-Type": "application/json"}
+    body = b'{"queues": ["sales"]}'
+    for host in (f"evil.example:{server.number}", "evil.example"):
+        status, doc = await server.call(
+            "PUT", "/agents/1005", body, {**json_type, "Host": host, "Origin": f"http://{host}"}
+        )
+        assert status == 403 and doc["error"]["code"] == "origin_not_allowed", host
+    for host in (f"127.0.0.1:{server.number}", f"localhost:{server.number}", f"[::1]:{server.number}"):
+        status, _ = await server.call(
+            "PUT", "/agents/1005", body, {**json_type, "Host": host, "Origin": f"http://{host}"}
+        )
+        assert status == 200, host
+    named = await serve(allowed_hosts=["pbx.example.com"])
+    status, _ = await named.call(
+        "PUT", "/agents/1005", body,
+        {**json_type, "Host": "pbx.example.com", "Origin": "https://pbx.example.com"},
+    )  # fmt: skip
+    assert status == 200
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_host_outside_allowed_hosts_is_421(serve: Any) -> None:
     """DNS rebinding: evil.example resolves to pbxis, the browser sends Host: evil.example."""
     server = await serve(allowed_hosts=["pbx.example.com", "10.0.0.5:8080"])
