@@ -132,6 +132,9 @@ class RedisOutbox(MemoryOutbox):
     def _link_up(self) -> None:
         for seq, item in self._all.items():
             self._pending.setdefault(seq, _encode(item))
+        if self._scheduled is not None and self._scheduled.active():
+            self._scheduled.cancel()  # the once-a-second retry: write now instead
+        self._scheduled = None
         self._schedule()
 
     def _schedule(self, delay: float = FLUSH_DELAY) -> None:
