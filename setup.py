@@ -11,8 +11,8 @@ plugin scan: ``twisted.plugins`` finds plugins by walking ``sys.path`` for
 ``twistd pbxis`` says "Unknown command". With the root declared, setuptools writes a
 plain ``.pth`` naming the checkout, and the scan finds ``twisted/plugins/pbxis_plugin.py``.
 
-``PBXIS_MYPYC=1`` compiles the hot modules (the AMI parser and message, the tracker's
-model) with mypyc: ``PBXIS_MYPYC=1 pip install --no-build-isolation .`` with mypy and a C
+``PBXIS_MYPYC=1`` compiles the hot modules (the AMI parser and message, the tracker)
+with mypyc: ``PBXIS_MYPYC=1 pip install --no-build-isolation .`` with mypy and a C
 compiler present. Without it (the default) the package is pure Python and ``pip wheel .``
 needs no compiler; both builds run the same tests (``tests/test_mypyc.py``).
 """
@@ -21,16 +21,17 @@ import os
 
 from setuptools import find_packages, setup
 
-# The modules compiled by ``PBXIS_MYPYC=1`` (their pure-Python source ships too). The
-# tracker's digest, rebuild and tracker modules are left out: compiled by mypyc 2.x, the
-# capture replays crash (a segmentation fault) and there was no time to find out why.
+# The modules compiled by ``PBXIS_MYPYC=1`` (their pure-Python source ships too).
 MYPYC_MODULES = (
     "pbxis/ami/message.py",
     "pbxis/ami/parser.py",
     "pbxis/tracker/channels.py",
     "pbxis/tracker/codes.py",
+    "pbxis/tracker/digest.py",
     "pbxis/tracker/filters.py",
     "pbxis/tracker/model.py",
+    "pbxis/tracker/rebuild.py",
+    "pbxis/tracker/tracker.py",
 )
 
 

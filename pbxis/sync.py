@@ -135,6 +135,28 @@ class StateSync:
             return
         self._publish(events)
 
+    def ami_events(self, messages: list[Message]) -> None:
+        """The events of one read: digested in order, published as one batch (the hub
+        then appends to each agent's log and writes to each client once per batch).
+
+        ``FullyBooted`` and ``Shutdown`` change what the rebuild waits for, so what came
+        before them is published first and they take :meth:`ami_event`'s path."""
+        handle = self._tracker.handle
+        now = self._now_ms()
+        out: list[AgentEvent | QueueEvent] = []
+        for message in messages:
+            name = message.event
+            if name == "FullyBooted" or name == "Shutdown":
+                self._publish(out)
+                out = []
+                self.ami_event(message)
+                continue
+            try:
+                out += handle(message, now)
+            except Exception:  # a tracker bug must not take the AMI link down with it
+                self.log.failure("tracker could not digest {event}", event=name)
+        self._publish(out)
+
     def ami_lost(self, reason: Failure | None = None) -> None:
         self._login += 1
         self._logged_in = False

@@ -188,3 +188,77 @@ def test_new_agent_loads_only_its_state_and_lost_link_reports_once():
     ]
     assert not sync.ready
     assert sync.agent_registered("1003").called  # nothing to do without a link
+
+
+def pause(interface: str, paused: str) -> Message:
+    return Message(
+        [("Event", "QueueMemberPause"), ("Queue", "sales"), ("Interface", interface),
+         ("MemberName", "Agent"), ("Status", "1"), ("Paused", paused), ("PausedReason", "")]
+    )  # fmt: skip
+
+
+def ready_sync():
+    ami, tracker, sync, published = make()
+    calls: list[int] = []
+    sync._publish_cb = lambda events: (calls.append(len(events)), published.extend(events))
+    sync.ami_logged_in(object())
+    sync.ami_event(booted())
+    ami.answer_all("Filter")
+    ami.answer_all("Filter")
+    ami.answer_all("QueueStatus", queue_status)
+    ami.answer_all("ExtensionState", ext_state)
+    assert sync.ready
+    published.clear()
+    calls.clear()
+    return ami, tracker, sync, published, calls
+
+
+def test_a_batch_of_events_is_digested_in_order_and_published_once():
+    """Issue #20: one read's events reach the hub as one batch, in wire order."""
+    _, _, sync, published, calls = ready_sync()
+    sync.ami_events([pause("SIP/1001", "0"), pause("SIP/1001", "1"), pause("SIP/1001", "0")])
+    assert calls == [len(published)] and len(published) == 3
+    assert [e.data["paused"] for e in published] == [False, True, False]
+
+
+def test_a_tracker_error_in_a_batch_loses_only_that_event(monkeypatch):
+    _, tracker, sync, published, _ = ready_sync()
+    real = tracker.handle
+
+    def handle(message: Message, now_ms: int):
+        if message.get("Paused") == "1":
+            raise RuntimeError("tracker bug")
+        return real(message, now_ms)
+
+    monkeypatch.setattr(tracker, "handle", handle)
+    sync.ami_events([pause("SIP/1001", "1"), pause("SIP/1001", "0"), pause("SIP/9999", "0")])
+    assert [(e.agent, e.type) for e in published] == [("1001", "queueMemberStatus")]
+
+
+def test_fully_booted_inside_a_batch_is_handled_at_its_place(monkeypatch):
+    """What came before FullyBooted is digested and handed on before the rebuild it
+    releases starts; what came after, after."""
+    ami, tracker, sync, _, _ = ready_sync()
+    sync.ami_lost()
+    sync.ami_logged_in(object())
+    ami.answer_all("Filter")
+    ami.answer_all("Filter")
+    order: list[str] = []
+    real_handle, real_plan = tracker.handle, tracker.plan_rebuild
+
+    def handle(message: Message, now_ms: int):
+        order.append(f"handle {message.event} {message.get('Paused')}")
+        return real_handle(message, now_ms)
+
+    def plan(agents=None):
+        order.append("plan")
+        return real_plan(agents)
+
+    sync._publish_cb = lambda events: order.append(f"publish {len(events)}")
+    monkeypatch.setattr(tracker, "handle", handle)
+    monkeypatch.setattr(tracker, "plan_rebuild", plan)
+    sync.ami_events([pause("SIP/1001", "1"), booted(), pause("SIP/1001", "0")])
+    assert order[0] == "handle QueueMemberPause 1"
+    at = order.index
+    assert at("plan") < at("handle FullyBooted None") < at("handle QueueMemberPause 0")
+    assert sorted(a[0] for a in ami.pending()) == ["ExtensionState", "QueueStatus", "QueueStatus"]

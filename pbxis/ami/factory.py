@@ -87,9 +87,12 @@ class AMIStats:
 class AMIClientFactory(Factory):
     """Keeps one logged-in AMI link up and hands its events to observers.
 
-    Observers may define any of ``ami_logged_in(protocol)``, ``ami_event(message)``
-    and ``ami_lost(reason)``; they are called in registration order, events in
-    arrival order. An observer that raises is logged and skipped.
+    Observers may define any of ``ami_logged_in(protocol)``, ``ami_event(message)``,
+    ``ami_events(messages)`` and ``ami_lost(reason)``; they are called in registration
+    order, events in arrival order. The events of one read from the socket come as one
+    list: to ``ami_events`` when the observer has it (one call per read, what a flood
+    needs), else to ``ami_event`` one by one. An observer that raises is logged and
+    skipped (for ``ami_events``, the rest of that list is its own to handle).
     """
 
     def __init__(
@@ -286,16 +289,32 @@ class AMIClientFactory(Factory):
         if reason.check(AuthenticationFailed):
             self.stats.state = "auth_failed"
 
-    def link_event(self, protocol: AMIProtocol, message: Message) -> None:
-        name = message.event
-        if name is not None:
-            counts = self.stats.events_in
-            if name in counts or len(counts) < MAX_EVENT_NAMES:
-                counts[name] += 1
-            else:
-                counts[OTHER_EVENTS] += 1
+    def link_events(self, protocol: AMIProtocol, messages: list[Message]) -> None:
+        counts = self.stats.events_in
+        for message in messages:
+            name = message.event
+            if name is not None:
+                if name in counts or len(counts) < MAX_EVENT_NAMES:
+                    counts[name] += 1
+                else:
+                    counts[OTHER_EVENTS] += 1
         self.stats.last_event_time = time.time()
-        self._notify("ami_event", message)
+        for observer in list(self._observers):
+            many = getattr(observer, "ami_events", None)
+            if many is not None:
+                try:
+                    many(messages)
+                except Exception:
+                    log.failure("AMI observer {observer!r}.ami_events failed", observer=observer)
+                continue
+            one = getattr(observer, "ami_event", None)
+            if one is None:
+                continue
+            for message in messages:
+                try:
+                    one(message)
+                except Exception:
+                    log.failure("AMI observer {observer!r}.ami_event failed", observer=observer)
 
     def link_lost(self, protocol: AMIProtocol, reason: Failure) -> None:
         if protocol is not self._link:

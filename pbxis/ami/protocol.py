@@ -78,7 +78,9 @@ class LinkHandler(TypingProtocol):
 
     def link_login_failed(self, protocol: AMIProtocol, reason: Failure) -> None: ...
 
-    def link_event(self, protocol: AMIProtocol, message: Message) -> None: ...
+    def link_events(self, protocol: AMIProtocol, messages: list[Message]) -> None:
+        """Events for nobody's action, in arrival order: those of one read, at once."""
+        ...
 
     def link_lost(self, protocol: AMIProtocol, reason: Failure) -> None: ...
 
@@ -92,7 +94,7 @@ class _NullHandler:
     def link_login_failed(self, protocol: AMIProtocol, reason: Failure) -> None:
         pass
 
-    def link_event(self, protocol: AMIProtocol, message: Message) -> None:
+    def link_events(self, protocol: AMIProtocol, messages: list[Message]) -> None:
         pass
 
     def link_lost(self, protocol: AMIProtocol, reason: Failure) -> None:
@@ -200,20 +202,61 @@ class AMIProtocol(Protocol):
         self._banner_timer = self._clock.callLater(self.settings.action_timeout, self._no_banner)
 
     def dataReceived(self, data: bytes) -> None:
+        """Parse ``data``; hand the events it completes to the handler in one call.
+
+        Per-event Python calls are what a flood costs (issue #20), so the events of one
+        read go up as one list, and the layers above (observers, tracker, hub, client
+        writes) work per list. Order is kept: anything else (a response, the end of a
+        list action, the banner) first flushes the events received before it, and
+        ``FullyBooted`` is handed up on its own, after the events before it.
+        """
         if self._dropping or self.state == "closed":
             return
         self._parser.receive_data(data)
+        events: list[Message] = []
         try:
             for item in self._parser.messages():
                 if isinstance(item, Banner):
+                    self._flush(events)
                     self._got_banner(item)
+                elif self._is_link_event(item):
+                    events.append(item)
+                    continue
                 else:
+                    self._flush(events)
+                    if self._dropping:
+                        return
                     self._dispatch(item)
                 if self._dropping:
                     return
         except RemoteProtocolError as e:
+            self._flush(events)  # what arrived intact before the corruption counts
             log.error("AMI stream is corrupt, dropping the link: {error}", error=str(e))
             self._abort()
+            return
+        self._flush(events)
+
+    def _flush(self, events: list[Message]) -> None:
+        """Hand ``events`` (and empty the list) to the handler."""
+        if events:
+            batch = events[:]
+            events.clear()
+            self._handler.link_events(self, batch)
+
+    def _is_link_event(self, message: Message) -> bool:
+        """An event for the handler, not an item of a list action nor a late item of an
+        abandoned one: the common case, told without an ActionID look-up while no action
+        is pending or forgotten. ``FullyBooted`` is not: it goes through ``_dispatch``."""
+        event = message.event
+        if event is None or event == "FullyBooted":
+            return False
+        if self._pending or self._forgotten:
+            action_id = message.action_id
+            if action_id is not None:
+                pending = self._pending.get(action_id)
+                if (pending is not None and pending.response is not None) or self._forgotten.get(action_id):
+                    return False
+        return True
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.state = "closed"
@@ -368,7 +411,7 @@ class AMIProtocol(Protocol):
             else:
                 if message.event == "FullyBooted":
                     self.fully_booted = True
-                self._handler.link_event(self, message)
+                self._handler.link_events(self, [message])
             return
         response = message.response
         if response is None:

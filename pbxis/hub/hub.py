@@ -99,7 +99,7 @@ here, Redis for a shared store); subscriptions, timers and the flush tick are th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,7 +109,7 @@ from zope.interface import implementer
 
 from pbxis.events import CLOSED, RESET, AgentEvent, QueueEvent
 
-from .log import LogEntry
+from .log import LogEntry, encode_compact
 from .memory import MemoryStore
 from .registration import Registration, RegistrationEnded, TooManyClients
 from .store import HubStore, RegistrationLog, SnapshotSpan
@@ -137,6 +137,24 @@ class _Agent:
     timer: IDelayedCall | None = None
 
 
+class _LogSizes(Mapping[str, int]):
+    """agent -> entries in its log, read from the live logs on access."""
+
+    __slots__ = ("_agents",)
+
+    def __init__(self, agents: dict[str, _Agent]) -> None:
+        self._agents = agents
+
+    def __getitem__(self, agent: str) -> int:
+        return len(self._agents[agent].log)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._agents))
+
+    def __len__(self) -> int:
+        return len(self._agents)
+
+
 DeliverFn = Callable[[list[LogEntry]], None]
 EndFn = Callable[[str], None]
 
@@ -153,6 +171,7 @@ class Subscription:
         "_backlog",
         "_deliver",
         "_end",
+        "_ending",
         "_hub",
         "_max_backlog",
         "_pumping",
@@ -188,6 +207,9 @@ class Subscription:
         self._max_backlog = max_backlog_bytes
         self._backlog = 0
         self._pumping = False
+        #: the registration ended while this reader was inside ``deliver``: the rest of
+        #: its log (``closed`` last) and the reason, for the running pump to finish with
+        self._ending: tuple[list[LogEntry], str] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -243,6 +265,13 @@ class Subscription:
                 elog.touch(self.cursor, batch[-1].id, self._hub.clock.seconds())
                 self.cursor = batch[-1].id
                 self._deliver(batch)
+                if self._ending is not None:
+                    rest, reason = self._ending
+                    self._ending = None
+                    if rest:
+                        self.cursor = rest[-1].id
+                        self._deliver(rest)
+                    self._close(reason)
         finally:
             self._pumping = False
 
@@ -299,6 +328,8 @@ class Hub:
         self._snapshot = snapshot
         self._now_ms = now_ms or (lambda: int(clock.seconds() * 1000))
         self._agents: dict[str, _Agent] = {}
+        #: transport -> connected subscriptions (kept as they come and go, for stats())
+        self._clients: dict[str, int] = {}
         #: queue -> agents registered on it that have a connected client (flush targets)
         self._listening: dict[str, dict[str, _Agent]] = {}
         #: queue -> registrations on it; the store forgets a queue nobody has
@@ -358,20 +389,46 @@ class Hub:
         """Log and deliver events; those for agents not registered are dropped.
 
         A :class:`QueueEvent` costs one store write here; agents' logs get it when they
-        need it (see the module docstring)."""
+        need it (see the module docstring). A batch (the events of one AMI read) costs
+        one append per agent between two queue events and, at its end, one offer to
+        each client of each agent it touched (one socket write per client, not one per
+        event). Order in every log is the events' order: the agents' events before a
+        queue event are appended before it is recorded."""
         by_agent: dict[str, list[AgentEvent]] = {}
         agents = self._agents
+        grown: dict[str, int] = {}
         for event in events:
-            if type(event) is QueueEvent:
+            if isinstance(event, QueueEvent):
+                if by_agent:
+                    self._append_groups(by_agent, grown)
+                    by_agent = {}
                 self._queue_event(event)
-            elif event.agent in agents:  # type: ignore[union-attr]
-                by_agent.setdefault(event.agent, []).append(event)  # type: ignore[union-attr,arg-type]
-        for agent, agent_events in by_agent.items():
+                continue
+            agent = event.agent
+            if agent in agents:
+                group = by_agent.get(agent)
+                if group is None:
+                    by_agent[agent] = [event]
+                else:
+                    group.append(event)
+        if by_agent:
+            self._append_groups(by_agent, grown)
+        for agent, size in grown.items():
             state = agents.get(agent)
             if state is not None:  # a deliver callback may have unregistered it
-                self._published += len(agent_events)
-                self._append(state, agent_events)
+                self._offer(state, size)
         self._after_batch()
+
+    def _append_groups(self, by_agent: dict[str, list[AgentEvent]], grown: dict[str, int]) -> None:
+        """Append each agent's events; add the bytes to ``grown`` (offered later)."""
+        agents = self._agents
+        for agent, agent_events in by_agent.items():
+            state = agents.get(agent)
+            if state is not None:
+                self._published += len(agent_events)
+                size = self._append_only(state, agent_events)
+                if size:
+                    grown[agent] = grown.get(agent, 0) + size
 
     def subscribe(
         self,
@@ -420,6 +477,7 @@ class Hub:
         if not state.subs:
             self._listen(state, True)
         state.subs.append(sub)
+        self._clients[transport] = self._clients.get(transport, 0) + 1
         if state.timer is not None:
             state.timer.cancel()
             state.timer = None
@@ -442,18 +500,17 @@ class Hub:
                 sub._close(reason)
 
     def stats(self) -> dict[str, Any]:
-        clients: dict[str, int] = {}
-        for state in self._agents.values():
-            for sub in state.subs:
-                clients[sub.transport] = clients.get(sub.transport, 0) + 1
+        """Counters for ``/health`` and ``/metrics``: O(transports), whatever the number
+        of agents and clients (a scrape must not walk 5,000 registrations). ``log_sizes``
+        is a live view, its sizes read when asked."""
         return {
             "agents": len(self._agents),
-            "clients": clients,
+            "clients": {transport: n for transport, n in self._clients.items() if n},
             "events_published": self._published,
             "snapshots": self._snapshots,
             "queue_flushes": self._flushes,
             "log_bytes": self.store.bytes_used(),
-            "log_sizes": {agent: len(state.log) for agent, state in self._agents.items()},
+            "log_sizes": _LogSizes(self._agents),
         }
 
     # queue states
@@ -462,7 +519,7 @@ class Hub:
         """O(1): the store records the latest state; the flush renders it where needed."""
         if event.queue not in self._registered:
             return  # nobody would ever be shown it
-        rest = json.dumps({"time": event.time, **event.data}, separators=(",", ":"))[1:]
+        rest = encode_compact({"time": event.time, **event.data})[1:]
         self.store.set_queue_state(event.queue, event.type, rest)
         self._published += 1
         if event.queue in self._listening:
@@ -470,7 +527,10 @@ class Hub:
             if self._flush_call is None and not self._stopped:
                 # the first change after a quiet spell goes out at the end of this turn;
                 # under a flood, at most one flush per queue_tick (the latest state wins)
-                delay = max(0.0, self._last_flush + self.queue_tick - self.clock.seconds())
+                # (never more than a tick: the clock is the wall clock, and one stepped
+                # back must not hold every count for the length of the step)
+                wait = self._last_flush + self.queue_tick - self.clock.seconds()
+                delay = min(self.queue_tick, max(0.0, wait))
                 self._flush_call = self.clock.callLater(delay, self._flush)
 
     def _flush(self) -> None:
@@ -514,6 +574,12 @@ class Hub:
 
     def _append(self, state: _Agent, events: list[AgentEvent]) -> None:
         """Append the queue states the log lacks, then ``events``; offer them to clients."""
+        size = self._append_only(state, events)
+        if size:
+            self._offer(state, size)
+
+    def _append_only(self, state: _Agent, events: list[AgentEvent]) -> int:
+        """Append the queue states the log lacks, then ``events``; the bytes of JSON added."""
         elog = state.log
         store = self.store
         before = elog.last_id
@@ -526,15 +592,17 @@ class Hub:
                     size += elog.append_queue_state(queue_state, state.agent_json, now, state.fence)
         if events:
             size += elog.append(events, now, state.fence)
-        if not size:
-            return
-        if self.observers:
+        if size and self.observers:
             entries = elog.after(before, elog.last_id - before)
             for observer in self.observers:
                 try:
                     observer(state.registration, entries)
                 except Exception:
                     log.failure("hub observer {observer!r} failed", observer=observer)
+        return size
+
+    def _offer(self, state: _Agent, size: int) -> None:
+        """``size`` bytes were appended to ``state``'s log: hand them to its clients."""
         for sub in list(state.subs):
             sub._offer(size)
         self._trim(state)
@@ -595,6 +663,7 @@ class Hub:
         state = sub._state
         if sub in state.subs:
             state.subs.remove(sub)
+            self._clients[sub.transport] -= 1
             if not state.subs:
                 self._listen(state, False)
         if self._agents.get(sub.registration.agent) is not state or self._stopped:
@@ -638,5 +707,10 @@ class Hub:
             if not sub.paused:
                 sub._pump()
         for sub in list(state.subs):
+            if sub._pumping and sub.active and not sub.paused:
+                # inside its own deliver (a sink unregistering from its callback): its
+                # pump hands over the rest, ``closed`` last, once that call returns
+                sub._ending = (state.log.after(sub.cursor, state.log.last_id - sub.cursor), reason)
+                continue
             sub._close(reason)
         self.store.remove(registration.agent)

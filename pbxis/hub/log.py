@@ -37,7 +37,28 @@ from typing import Any, cast
 
 from pbxis.events import AgentEvent
 
-__all__ = ["ENTRY_OVERHEAD", "Budget", "EventLog", "LogEntry"]
+__all__ = ["ENTRY_OVERHEAD", "Budget", "EventLog", "LogEntry", "encode_compact"]
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_make_c_encoder = getattr(json.encoder, "c_make_encoder", None)  # CPython's; None elsewhere
+#: the C encoder behind ``_ENCODER``, built once (``JSONEncoder.encode`` builds one per
+#: call); no circular check: events are flat dicts of scalars and short lists
+_C_ENCODE: Callable[[Any, int], Iterable[str]] | None = (
+    None
+    if _make_c_encoder is None
+    else _make_c_encoder(
+        None, _ENCODER.default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True
+    )
+)
+
+
+def encode_compact(obj: Any) -> str:
+    """``json.dumps(obj, separators=(",", ":"))``, the same text, for a quarter to a third
+    less per event: ``dumps`` with any argument builds an encoder per call."""
+    if _C_ENCODE is not None:
+        return "".join(_C_ENCODE(obj, 0))
+    return _ENCODER.encode(obj)
+
 
 #: Bytes charged per entry beyond its text and frames: the str header (49), the float
 #: of ``_touched`` (24) and four list slots (32), rounded up.
@@ -118,16 +139,22 @@ class EventLog:
         """Number and encode ``events``; returns the bytes of JSON added."""
         size = 0
         count = 0
-        for event in events:
-            self.last_id += 1
-            text = json.dumps(event.to_json(self.last_id), separators=(",", ":"))
-            self._types.append(event.type)
-            self._texts.append(text)
-            self._touched.append(now)
-            self._frames.append(None)
-            size += len(text)
-            count += 1
-        self._charge(size + count * ENTRY_OVERHEAD)
+        encode = encode_compact
+        types, texts, touched, frames = self._types, self._texts, self._touched, self._frames
+        last_id = self.last_id
+        try:
+            for event in events:
+                text = encode(event.to_json(last_id + 1))  # may raise: nothing appended yet
+                last_id += 1
+                types.append(event.type)
+                texts.append(text)
+                touched.append(now)
+                frames.append(None)
+                size += len(text)
+                count += 1
+        finally:
+            self.last_id = last_id
+            self._charge(size + count * ENTRY_OVERHEAD)
         return size
 
     def append_rendered(self, type: str, rest: str, now: float) -> int:

@@ -36,8 +36,7 @@ new agent, which the DialBegin path already attributes (number, caller, queue).
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, ItemsView, Iterator, Sequence, ValuesView
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -90,12 +89,51 @@ _TRANSFER_SIDES: Final = (
 the transferer leg that talked to that party)."""
 
 
-class _Bounded(OrderedDict[str, Any]):
+class _Bounded:
+    """A map that forgets its oldest entries past ``_MAX_REMEMBERED`` (a dict inside,
+    not a dict subclass: mypyc compiles classes, not subclasses of built-in maps)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items: dict[str, Any] = {}
+
     def remember(self, key: str, value: Any) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > _MAX_REMEMBERED:
-            self.popitem(last=False)
+        items = self._items
+        items.pop(key, None)  # re-remembered: now the newest
+        items[key] = value
+        while len(items) > _MAX_REMEMBERED:
+            del items[next(iter(items))]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._items.get(key, default)
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        return self._items.pop(key, default)
+
+    def items(self) -> ItemsView[str, Any]:
+        return self._items.items()
+
+    def values(self) -> ValuesView[Any]:
+        return self._items.values()
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __delitem__(self, key: str) -> None:
+        del self._items[key]
 
 
 def _number(value: str | None) -> str | None:

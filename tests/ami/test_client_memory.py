@@ -689,3 +689,104 @@ def test_action_after_the_link_was_condemned_is_refused_not_written() -> None:
     assert direct.check(NotConnected) and "closing" in direct.getErrorMessage()
     assert peer.take() == []
     peer.protocol.connectionLost(lost())
+
+
+# -- events in batches (issue #20) -------------------------------------------------
+
+
+class BatchRecorder(Recorder):
+    """An observer with ``ami_events``: records each list it is handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str | None]] = []
+
+    def ami_events(self, messages: list[Message]) -> None:
+        self.batches.append([m.event for m in messages])
+
+
+def wire(*messages: tuple[tuple[str, str], ...]) -> bytes:
+    return b"".join(Message(list(pairs)).to_bytes() for pairs in messages)
+
+
+def test_events_of_one_read_reach_a_batch_observer_in_one_call() -> None:
+    factory, peer, _clock, recorder = logged_in()
+    batch = BatchRecorder()
+    factory.add_observer(batch)
+    peer.feed_bytes(wire(*[(("Event", "QueueMemberPause"), ("Interface", f"SIP/{n}")) for n in range(5)]))
+    peer.feed_bytes(wire((("Event", "Hangup"), ("Channel", "SIP/1-1"))))
+    assert batch.batches == [["QueueMemberPause"] * 5, ["Hangup"]]
+    # an observer without ami_events still gets them one by one, in order
+    assert recorder.events == ["QueueMemberPause"] * 5 + ["Hangup"]
+    assert factory.stats.events_in["QueueMemberPause"] == 5
+
+
+def test_a_response_inside_a_read_splits_the_batch_in_wire_order() -> None:
+    """The answer's Deferred fires after the events before it and before those after it:
+    a rebuild applies each answer at its place in the event stream."""
+    factory, peer, _clock, _ = logged_in()
+    batch = BatchRecorder()
+    factory.add_observer(batch)
+    d = factory.send_action("QueueStatus")
+    (action,) = peer.take()
+    aid = ("ActionID", action.action_id or "")
+    seen_when_answered: list[list[list[str | None]]] = []
+
+    def answered(result: ActionResult) -> ActionResult:
+        seen_when_answered.append([list(b) for b in batch.batches])
+        return result
+
+    d.addCallback(answered)
+    peer.feed_bytes(
+        wire(
+            (("Event", "QueueMemberPause"), ("Interface", "SIP/1")),
+            (("Response", "Success"), aid, ("EventList", "start")),
+            (("Event", "QueueParams"), aid, ("Queue", "sales")),
+            (("Event", "Newchannel"), ("Channel", "SIP/1-1")),
+            (("Event", "QueueStatusComplete"), aid, ("EventList", "Complete")),
+            (("Event", "Hangup"), ("Channel", "SIP/1-1")),
+            (("Event", "FullyBooted"), ("Status", "Fully Booted")),
+            (("Event", "QueueMemberPause"), ("Interface", "SIP/2")),
+        )
+    )
+    assert [m.event for m in outcome(d).events] == ["QueueParams"]
+    assert seen_when_answered == [[["QueueMemberPause"], ["Newchannel"]]]
+    # FullyBooted goes up on its own, after the events before it
+    assert batch.batches == [
+        ["QueueMemberPause"],
+        ["Newchannel"],
+        ["Hangup"],
+        ["FullyBooted"],
+        ["QueueMemberPause"],
+    ]
+    assert peer.protocol.fully_booted
+
+
+def test_events_before_corruption_are_delivered_then_the_link_drops() -> None:
+    factory, peer, _clock, _ = logged_in()
+    batch = BatchRecorder()
+    factory.add_observer(batch)
+    too_long = b"X: " + b"x" * (4 * 1024 * 1024 + 10)
+    peer.feed_bytes(wire((("Event", "Hangup"), ("Channel", "SIP/1-1"))) + too_long)
+    assert batch.batches == [["Hangup"]]
+    assert peer.closed and not factory.connected
+
+
+def test_a_failing_batch_observer_is_logged_and_the_next_still_called() -> None:
+    factory, peer, _clock, _ = logged_in()
+
+    class Broken:
+        def ami_events(self, messages: list[Message]) -> None:
+            raise RuntimeError("boom")
+
+    logged: list[LogEvent] = []
+    globalLogPublisher.addObserver(logged.append)
+    try:
+        factory.add_observer(Broken())
+        after = BatchRecorder()
+        factory.add_observer(after)
+        peer.feed(("Event", "Hangup"), ("Channel", "SIP/1-1"))
+    finally:
+        globalLogPublisher.removeObserver(logged.append)
+    assert after.batches == [["Hangup"]]
+    assert any(e.get("log_failure") is not None for e in logged)

@@ -217,6 +217,22 @@ def test_the_memory_store_implements_the_store_interface(clock: Clock) -> None:
     assert len(store.log("1001")) == 50  # type: ignore[arg-type]  # the store's own cap
 
 
+def test_a_wall_clock_stepped_back_does_not_hold_queue_counts(clock: Clock) -> None:
+    """Twisted's clock is the wall clock: after an NTP step back of an hour, the next
+    flush was scheduled an hour (plus the tick) away, so every listening agent kept
+    showing the last count it had before the step as final."""
+    hub = make_hub(clock, queue_tick=0.2)
+    c = Client(hub, hub.register("1001", ["sales"])).connect()
+    clock.advance(10_000)
+    hub.publish([count("sales", 1)])
+    clock.advance(0)
+    assert c.counts() == [1]
+    clock.rightNow -= 3600  # the wall clock steps back
+    hub.publish([count("sales", 2)])
+    clock.advance(0.2)
+    assert c.counts() == [1, 2]
+
+
 def test_queue_states_are_kept_only_for_queues_someone_is_registered_on(clock: Clock) -> None:
     hub = make_hub(clock)
     reg = hub.register("1001", ["sales"])
@@ -231,3 +247,45 @@ def test_queue_states_are_kept_only_for_queues_someone_is_registered_on(clock: C
     assert c.counts() == [2]
     hub.unregister("1001")
     assert hub.store.queue_state("sales", "queueCount") is None
+
+
+def test_a_batch_is_one_delivery_per_client_in_the_events_order(clock: Clock) -> None:
+    """Issue #20: the events of one AMI read are one publish; each client is handed what
+    it concerns in one call (one socket write), and a queue change inside the batch
+    stands between the agent's events before and after it."""
+    hub = make_hub(clock)
+    a, b = hub.register("1001", ["sales"]), hub.register("1002", ["sales"])
+    ca, cb = Client(hub, a).connect(), Client(hub, b).connect()
+    calls: list[int] = []
+    real = ca.deliver
+    ca.sub._deliver = lambda batch: (calls.append(len(batch)), real(batch))  # type: ignore[attr-defined]
+    before = len(ca.events)
+    hub.publish([member("1001"), member("1002"), count("sales", 3), member("1001"), member("1002")])
+    assert calls == [3]  # member, queueCount 3, member: one delivery
+    assert [e["type"] for e in ca.events[before:]] == ["queueMemberStatus", "queueCount", "queueMemberStatus"]
+    assert [e["type"] for e in cb.events[-3:]] == ["queueMemberStatus", "queueCount", "queueMemberStatus"]
+    assert ca.ids == list(range(ca.ids[0], ca.ids[0] + len(ca.ids)))  # consecutive
+    clock.advance(0)
+    assert ca.counts() == [3]  # the tick has nothing more to add
+
+
+def test_stats_keep_client_counts_as_clients_come_and_go(clock: Clock) -> None:
+    """stats() is O(1) in agents: its counts are kept, and must match the subscriptions."""
+    hub = make_hub(clock)
+    a, b = hub.register("1001", ["sales"]), hub.register("1002", ["sales"])
+    noop: Any = lambda *_: None  # noqa: E731
+    s1 = hub.subscribe(a, None, "sse", noop, noop)
+    hub.subscribe(a, None, "websocket", noop, noop)
+    hub.subscribe(b, None, "sse", noop, noop)
+    assert hub.stats()["clients"] == {"sse": 2, "websocket": 1}
+    s1.stopProducing()
+    s1.stopProducing()  # twice: counted once
+    assert hub.stats()["clients"] == {"sse": 1, "websocket": 1}
+    hub.unregister("1001")
+    assert hub.stats()["clients"] == {"sse": 1}
+    sizes = hub.stats()["log_sizes"]
+    assert dict(sizes) == {"1002": len(hub.store.log("1002"))}  # type: ignore[arg-type]
+    hub.publish([member("1002")])
+    assert sizes["1002"] == len(hub.store.log("1002"))  # type: ignore[arg-type]
+    hub.close_all()
+    assert hub.stats()["clients"] == {}

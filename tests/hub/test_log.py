@@ -6,11 +6,13 @@ import gc
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pbxis.events import AgentEvent
 from pbxis.hub import EventLog, LogEntry
+from pbxis.hub.log import encode_compact
 
 
 def events(n: int, start: int = 0) -> list[AgentEvent]:
@@ -144,3 +146,22 @@ def test_retained_events_are_not_objects_the_collector_walks() -> None:
             entry.frame("sse", lambda e: e.text.encode())
     gc.collect()  # the collector untracks what holds only atomic values when it first sees it
     assert _tracked_reachable(big) == _tracked_reachable(small)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"id": 1, "type": "queueMemberStatus", "agent": "1001", "time": 5, "paused": False, "reason": None},
+        {"text": 'é \u2028 "quoted" \\ \n tab\t', "n": 1.5, "big": 10**20, "list": [1, "a", {"b": []}]},
+        {},
+        ["a", 1],
+        "plain",
+    ],
+)
+def test_encode_compact_is_json_dumps_compact(value: object) -> None:
+    assert encode_compact(value) == json.dumps(value, separators=(",", ":"))
+
+
+def test_encode_compact_refuses_what_json_refuses() -> None:
+    with pytest.raises(TypeError):
+        encode_compact({"x": object()})
