@@ -163,12 +163,12 @@ class _RedisService(Service):
         self.loaded: Deferred[int] = Deferred()
         self._reactor = reactor
         self._keys = Keys(config.redis.key_prefix)
-        #: webhook endpoints' outboxes (pbxis.store.redis_outbox), loaded with the store
+        #: webhook endpoints' outboxes (pbxis.webhooks.redis_outbox), loaded with the store
         self.outboxes: list[Any] = []
 
     def outbox(self, webhook: Any) -> Any:
         """The engine's webhook outbox factory: durable in Redis, loaded on start."""
-        from .store.redis_outbox import RedisOutbox
+        from .webhooks.redis_outbox import RedisOutbox
 
         box = RedisOutbox(self.link, self._keys, webhook.name, self._reactor)
         self.outboxes.append(box)

@@ -192,7 +192,7 @@ class CallCenter:
         self.webhooks: Webhooks | None = None
         if config.webhooks and config.node.has_ami:
             # ``outbox``: where pending deliveries are kept (memory unless the daemon has
-            # [redis]: pbxis.store.redis_outbox)
+            # [redis]: pbxis.webhooks.redis_outbox)
             self.webhooks = Webhooks(
                 config.webhooks, reactor, treq_post(reactor), wall=time.time, outbox=outbox
             )

@@ -2,8 +2,9 @@
 
 This is the storage seam of webhook delivery. :class:`MemoryOutbox` keeps everything in
 process memory: bounded (``max_pending``; the oldest waiting event is dropped and
-counted when a new one would exceed it) and lost on restart. A Redis outbox (durable,
-resumed by whichever node takes over) implements the same :class:`Outbox` protocol;
+counted when a new one would exceed it) and lost on restart. :mod:`.redis_outbox`
+(durable, resumed by the node started in its place; chosen with ``[redis]``) is the
+same plus a write-behind copy in Redis;
 the delivery loop in :mod:`.delivery` does not change.
 
 Order: events of one agent form a lane and leave it in order, the head first; lanes are

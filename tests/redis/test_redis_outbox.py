@@ -14,9 +14,9 @@ from twisted.internet.defer import Deferred, succeed
 from pbxis.config import RedisConfig, parse_config
 from pbxis.store.redis_keys import Keys
 from pbxis.store.redis_link import RedisLink
-from pbxis.store.redis_outbox import RedisOutbox
 from pbxis.webhooks.config import WebhookConfig
 from pbxis.webhooks.delivery import Answer, Endpoint
+from pbxis.webhooks.redis_outbox import RedisOutbox
 from pbxis.webhooks.signing import decode_secret
 
 KEY = decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")

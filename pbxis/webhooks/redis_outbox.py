@@ -32,11 +32,11 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pbxis.webhooks.outbox import Item, MemoryOutbox
+from pbxis.store.redis_backend import _pairs
+from pbxis.store.redis_keys import Keys
+from pbxis.store.redis_link import RedisError, RedisLink, RedisTimeout, RedisUnavailable
 
-from .redis_backend import _pairs
-from .redis_keys import Keys
-from .redis_link import RedisError, RedisLink, RedisTimeout, RedisUnavailable
+from .outbox import Item, MemoryOutbox
 
 __all__ = ["FLUSH_DELAY", "RedisOutbox"]
 
@@ -132,6 +132,9 @@ class RedisOutbox(MemoryOutbox):
     def _link_up(self) -> None:
         for seq, item in self._all.items():
             self._pending.setdefault(seq, _encode(item))
+        if self._scheduled is not None and self._scheduled.active():
+            self._scheduled.cancel()  # the once-a-second retry: write now instead
+        self._scheduled = None
         self._schedule()
 
     def _schedule(self, delay: float = FLUSH_DELAY) -> None:
