@@ -36,7 +36,7 @@ new agent, which the DialBegin path already attributes (number, caller, queue).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, ItemsView, Sequence, ValuesView
+from collections.abc import Callable, Collection, ItemsView, Iterator, Sequence, ValuesView
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -125,6 +125,15 @@ class _Bounded:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __delitem__(self, key: str) -> None:
+        del self._items[key]
 
 
 def _number(value: str | None) -> str | None:

@@ -95,7 +95,7 @@ class SSEClient:
 
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    server = RedisServer().start()
+    server = RedisServer(password="redis-pw-not-for-logs").start()
     ami_port, http_port = free_port(), free_port()
     sim = subprocess.Popen(
         [sys.executable, "-m", "pbxis.simulator", "--port", str(ami_port), "--rate", "0", "--seed", "1"],
@@ -199,7 +199,8 @@ def test_kill_9_and_restart_on_the_same_redis_resumes_exactly_once(processes: di
     assert [e["type"] for e in client.events].count("reset") == 0
     assert [(e["type"], e.get("paused")) for e in new] == [("queueMemberStatus", False)], new
     log = b"".join(p.stdout.read() for p in processes["daemons"] if p.stdout and p.poll() is not None)
-    assert b"pbxis-secret" not in log
+    assert b"Redis" in log and b"redis://***@127.0.0.1" in log  # the URL is logged, masked
+    assert b"pbxis-secret" not in log and b"redis-pw-not-for-logs" not in log
 
 
 def test_redis_restarted_empty_under_load_then_pbxis_killed_loses_nothing(processes: dict[str, Any]) -> None:
