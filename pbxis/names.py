@@ -19,10 +19,12 @@ __all__ = [
     "PBX_PATTERN",
     "QUEUE_MAX",
     "QUEUE_PATTERN",
+    "VARIABLE_PATTERN",
     "is_agent",
     "is_number",
     "is_pbx",
     "is_queue",
+    "is_variable",
 ]
 
 AGENT_MAX: Final = 32
@@ -33,16 +35,25 @@ NUMBER_MAX: Final = 32
 AGENT_PATTERN: Final = rf"^(?!\.{{1,2}}$)[A-Za-z0-9_.-]{{1,{AGENT_MAX}}}$"
 QUEUE_PATTERN: Final = rf"^(?!\.{{1,2}}$)[A-Za-z0-9_.-]{{1,{QUEUE_MAX}}}$"
 PBX_PATTERN: Final = AGENT_PATTERN
-#: What a phone can dial: digits, ``+``, ``*`` and ``#``.
-NUMBER_PATTERN: Final = rf"^[0-9+*#]{{1,{NUMBER_MAX}}}$"
+#: What a phone can dial: digits, ``*`` and ``#``; or ``+`` first, then a country code
+#: (E.164: never 0). A ``+`` further in (``++900``, ``0+0900``, ``+0900``) dials nothing
+#: on purpose, but a dialplan that strips it would dial what ``[originate].deny`` was
+#: written to refuse.
+NUMBER_PATTERN: Final = rf"^(?:\+[1-9][0-9*#]{{0,{NUMBER_MAX - 2}}}|[0-9*#]{{1,{NUMBER_MAX}}})$"
+
+#: A channel variable's name as the dialplan spells one (``Variable: NAME=value``).
+VARIABLE_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
 AGENT_HINT: Final = f"1 to {AGENT_MAX} letters, digits, '_', '.' or '-' (e.g. 1001)"
 QUEUE_HINT: Final = f"1 to {QUEUE_MAX} letters, digits, '_', '.' or '-' (e.g. sales)"
-NUMBER_HINT: Final = f"1 to {NUMBER_MAX} digits, '+', '*' or '#' (e.g. 0911234567)"
+NUMBER_HINT: Final = (
+    f"1 to {NUMBER_MAX} digits, '*' or '#', or '+' and a country code (e.g. 0911234567, +385911234567)"
+)
 
 _AGENT = re.compile(AGENT_PATTERN)
 _QUEUE = re.compile(QUEUE_PATTERN)
 _NUMBER = re.compile(NUMBER_PATTERN)
+_VARIABLE = re.compile(VARIABLE_PATTERN)
 
 
 def is_agent(value: object) -> bool:
@@ -62,3 +73,9 @@ def is_queue(value: object) -> bool:
 
 def is_number(value: object) -> bool:
     return isinstance(value, str) and _NUMBER.fullmatch(value) is not None
+
+
+def is_variable(value: object) -> bool:
+    """A channel variable name: no ``=`` or ``,`` (Asterisk splits ``Variable`` on
+    commas, so one name could set several variables)."""
+    return isinstance(value, str) and _VARIABLE.fullmatch(value) is not None

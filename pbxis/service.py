@@ -162,6 +162,17 @@ class _RedisService(Service):
         )
         self.loaded: Deferred[int] = Deferred()
         self._reactor = reactor
+        self._keys = Keys(config.redis.key_prefix)
+        #: webhook endpoints' outboxes (pbxis.store.redis_outbox), loaded with the store
+        self.outboxes: list[Any] = []
+
+    def outbox(self, webhook: Any) -> Any:
+        """The engine's webhook outbox factory: durable in Redis, loaded on start."""
+        from .store.redis_outbox import RedisOutbox
+
+        box = RedisOutbox(self.link, self._keys, webhook.name, self._reactor)
+        self.outboxes.append(box)
+        return box
 
     def startService(self) -> None:
         super().startService()
@@ -173,7 +184,11 @@ class _RedisService(Service):
         while True:
             await self.link.when_connected()
             try:
-                return await self.store.load()
+                loaded = await self.store.load()
+                for box in self.outboxes:  # pending deliveries go before any new one
+                    if not box.loaded:
+                        await box.load()
+                return loaded
             except Exception as e:  # Redis went away mid-load: wait for it again
                 log.warn("Redis: loading the stored state failed ({e}); retrying", e=e)
                 from twisted.internet.task import deferLater
@@ -186,8 +201,8 @@ class _RedisService(Service):
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
-        d = self.store.drain(timeout=3.0)
-        d.addCallback(lambda _: self.link.stop())
+        drains = [self.store.drain(timeout=3.0), *(box.drain(timeout=3.0) for box in self.outboxes)]
+        d: Deferred[None] = defer.gatherResults(drains).addCallback(lambda _: self.link.stop())
         return d
 
 
@@ -218,7 +233,13 @@ class PbxisService(MultiService):
         if config.redis is not None:
             self.redis = _RedisService(config, reactor)
             store = self.redis.store
-        self.center = CallCenter(reactor, config, now_ms=now_ms, store=store)
+        self.center = CallCenter(
+            reactor,
+            config,
+            now_ms=now_ms,
+            store=store,
+            outbox=None if self.redis is None else self.redis.outbox,
+        )
         self.tracker = self.center.tracker
         self.hub = self.center.hub
         self.ami = self.center.ami
@@ -258,6 +279,8 @@ class PbxisService(MultiService):
             lambda agent, queues, name: self.center.register_agent(agent, queues, name=name)
         )
         log.info("Redis: {n} registrations back, with their tokens and logs", n=len(adopted))
+        if self.center.webhooks is not None:
+            self.center.webhooks.resume()  # deliveries left pending by the previous process
         try:
             self.web.setServiceParent(self)
         except Exception:

@@ -27,6 +27,8 @@ LAYERS = (
         # the [[webhooks]] section and the signature scheme: pure, read by pbxis.config
         "pbxis.webhooks.config",
         "pbxis.webhooks.signing",
+        # pending deliveries by lane, a pure structure the Redis outbox mirrors
+        "pbxis.webhooks.outbox",
     ),
     ("pbxis.ami",),
     ("pbxis.tracker", "pbxis.supervisors"),

@@ -36,11 +36,13 @@ from pbxis.errors import CommandError, Forbidden, InvalidArgument, UnknownAgent,
 from pbxis.events import AgentEvent
 from pbxis.hub import Hub, LogEntry, Registration, RegistrationEnded, Subscription
 from pbxis.hub.store import HubStore
-from pbxis.names import AGENT_HINT, NUMBER_HINT, QUEUE_HINT, is_agent, is_number, is_queue
+from pbxis.names import AGENT_HINT, NUMBER_HINT, QUEUE_HINT, is_agent, is_number, is_queue, is_variable
 from pbxis.supervisors import is_supervisor_key
 from pbxis.sync import StateSync
 from pbxis.tracker import CurrentCall, Tracker
+from pbxis.webhooks.config import WebhookConfig
 from pbxis.webhooks.delivery import Webhooks, treq_post
+from pbxis.webhooks.outbox import Outbox
 
 from .policy import OriginateGuard
 from .supervision import Supervision, SupervisorRegistration, supervisor_queues
@@ -138,6 +140,7 @@ class CallCenter:
         link: AMIClientFactory | None = None,
         now_ms: Callable[[], int] | None = None,
         store: HubStore | None = None,
+        outbox: Callable[[WebhookConfig], Outbox] | None = None,
     ) -> None:
         self.config = config
         self.reactor = reactor
@@ -188,7 +191,11 @@ class CallCenter:
         # what another node logged, and would deliver it a second time.
         self.webhooks: Webhooks | None = None
         if config.webhooks and config.node.has_ami:
-            self.webhooks = Webhooks(config.webhooks, reactor, treq_post(reactor), wall=time.time)
+            # ``outbox``: where pending deliveries are kept (memory unless the daemon has
+            # [redis]: pbxis.store.redis_outbox)
+            self.webhooks = Webhooks(
+                config.webhooks, reactor, treq_post(reactor), wall=time.time, outbox=outbox
+            )
             self.hub.observers.append(self.webhooks.hub_observer(DEFAULT_PBX))
         self._started = False
 
@@ -233,7 +240,7 @@ class CallCenter:
         """
         self.hub.close_all("shutdown")
         if self.webhooks is not None:
-            self.webhooks.stop()  # what is still pending is lost (a Redis outbox will keep it)
+            self.webhooks.stop()  # what is pending stays in the outbox (kept in Redis if durable)
         self.supervision.stop()
         if not self._started:
             return defer.succeed(None)
@@ -408,6 +415,12 @@ class CallCenter:
         _check_agent(agent)
         if not is_number(number):
             raise InvalidArgument(f"number: use {NUMBER_HINT}")
+        for key, value in (variables or {}).items():
+            if not is_variable(key) or not isinstance(value, str):
+                raise InvalidArgument(
+                    f"variables: {str(key)[:40]!r}: a name of 1 to 64 of A-Za-z0-9_, not starting "
+                    "with a digit, and a string value"
+                )
         registration = self.hub.get(agent)
         if registration is None:
             # The failure of a click-to-call arrives on the agent's stream; without a
@@ -505,6 +518,11 @@ class CallCenter:
             return defer.fail(InvalidArgument(f"to: use {NUMBER_HINT}"))
         if mode not in TRANSFER_MODES:
             return defer.fail(InvalidArgument(f"mode: one of {', '.join(TRANSFER_MODES)}, not {mode!r}"))
+        try:
+            # the transfer dials ``to`` on the PBX's bill, as an originate does
+            self.guard.numbers.check(to)
+        except CommandError as e:
+            return defer.fail(e)
         return defer.ensureDeferred(self._control(agent, pbx, lambda c: c.transfer(agent, to, mode)))
 
     def cancel_transfer(self, agent: str, *, pbx: str = DEFAULT_PBX) -> Deferred[str]:

@@ -52,14 +52,18 @@ class RateLimiter:
 
     A sliding window: each key keeps the times of its last ``limit`` accepted events,
     so memory is bounded by ``limit`` per key; a key whose events all left the window
-    is dropped the next time it is seen, and :meth:`forget` drops it at once.
+    is dropped the next time it is seen, or by the sweep that runs each time the number
+    of keys doubles (amortized O(1) per event), so keys never seen again go too.
     """
+
+    _MIN_SWEEP = 1024
 
     def __init__(self, clock: IReactorTime, limit: int, window: float) -> None:
         self._clock = clock
         self.limit = limit
         self.window = window
         self._times: dict[str, deque[float]] = {}
+        self._sweep_at = self._MIN_SWEEP
 
     def retry_after(self, key: str) -> float:
         """Seconds until ``key`` may go again (0: now)."""
@@ -81,9 +85,19 @@ class RateLimiter:
     def record(self, key: str) -> None:
         if self.limit > 0:
             self._times.setdefault(key, deque(maxlen=self.limit)).append(self._clock.seconds())
+            if len(self._times) >= self._sweep_at:
+                self._sweep()
 
     def forget(self, key: str) -> None:
+        """Drop ``key`` now: for a key that will never count again (not an agent whose
+        registration ended: registered again, it must find its count)."""
         self._times.pop(key, None)
+
+    def _sweep(self) -> None:
+        horizon = self._clock.seconds() - self.window
+        for key in [k for k, times in self._times.items() if times[-1] <= horizon]:
+            del self._times[key]
+        self._sweep_at = max(self._MIN_SWEEP, 2 * len(self._times))
 
     def __len__(self) -> int:
         return len(self._times)
@@ -123,8 +137,9 @@ class OriginateGuard:
         self._global.record(_ALL)
 
     def forget(self, agent: str) -> None:
-        """The agent's registration ended: its counter goes with it."""
-        self._per_agent.forget(agent)
+        """The agent's registration ended. Its count stays until its window has passed:
+        dropping it here let an unregister and a new registration (or a grace period
+        run out on purpose) reset the agent's quota at once. Idle counts are swept."""
 
 
 def _fmt(seconds: float) -> str:

@@ -171,6 +171,7 @@ class Subscription:
         "_backlog",
         "_deliver",
         "_end",
+        "_ending",
         "_hub",
         "_max_backlog",
         "_pumping",
@@ -206,6 +207,9 @@ class Subscription:
         self._max_backlog = max_backlog_bytes
         self._backlog = 0
         self._pumping = False
+        #: the registration ended while this reader was inside ``deliver``: the rest of
+        #: its log (``closed`` last) and the reason, for the running pump to finish with
+        self._ending: tuple[list[LogEntry], str] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -261,6 +265,13 @@ class Subscription:
                 elog.touch(self.cursor, batch[-1].id, self._hub.clock.seconds())
                 self.cursor = batch[-1].id
                 self._deliver(batch)
+                if self._ending is not None:
+                    rest, reason = self._ending
+                    self._ending = None
+                    if rest:
+                        self.cursor = rest[-1].id
+                        self._deliver(rest)
+                    self._close(reason)
         finally:
             self._pumping = False
 
@@ -516,7 +527,10 @@ class Hub:
             if self._flush_call is None and not self._stopped:
                 # the first change after a quiet spell goes out at the end of this turn;
                 # under a flood, at most one flush per queue_tick (the latest state wins)
-                delay = max(0.0, self._last_flush + self.queue_tick - self.clock.seconds())
+                # (never more than a tick: the clock is the wall clock, and one stepped
+                # back must not hold every count for the length of the step)
+                wait = self._last_flush + self.queue_tick - self.clock.seconds()
+                delay = min(self.queue_tick, max(0.0, wait))
                 self._flush_call = self.clock.callLater(delay, self._flush)
 
     def _flush(self) -> None:
@@ -693,5 +707,10 @@ class Hub:
             if not sub.paused:
                 sub._pump()
         for sub in list(state.subs):
+            if sub._pumping and sub.active and not sub.paused:
+                # inside its own deliver (a sink unregistering from its callback): its
+                # pump hands over the rest, ``closed`` last, once that call returns
+                sub._ending = (state.log.after(sub.cursor, state.log.last_id - sub.cursor), reason)
+                continue
             sub._close(reason)
         self.store.remove(registration.agent)

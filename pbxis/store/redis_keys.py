@@ -20,6 +20,8 @@ key                      what
 ``commands``             STREAM: commands for the collector
 ``command:{id}``         STRING: who took the command (its one execution), with a TTL
 ``collector``            STRING: the node holding the AMI link, with a TTL (its lease)
+``webhook:{name}``       HASH: a webhook endpoint's pending deliveries, seq ->
+                         ``[agent, webhook-id, enqueued, body]`` JSON (``redis_outbox``)
 =======================  =============================================================
 """
 
@@ -69,3 +71,6 @@ class Keys:
 
     def command(self, command_id: str) -> str:
         return f"{self.prefix}command:{command_id}"
+
+    def webhook(self, name: str) -> str:
+        return f"{self.prefix}webhook:{name}"

@@ -27,6 +27,7 @@ are few, queues' events many.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -45,6 +46,10 @@ MAX_CALLERS: Final = 10_000
 """Waiting callers kept per queue. Asterisk tells of every leave, and every counter read
 replaces the list with Asterisk's own, so this only bounds memory against a stream
 that announces callers and never their leaving."""
+
+MAX_MEMBERS: Final = 10_000
+"""Members kept per queue, for the same reason: a member is created by any
+``QueueMember*`` event naming a new interface, and a load's answer replaces them all."""
 
 NO_MEMBER: Final = "pbxis/no-such-member"
 """``QueueStatus`` ``Member`` value that matches no member (``Member`` is compared
@@ -130,10 +135,12 @@ class QueueBoard:
         *,
         stats_interval_ms: int = STATS_INTERVAL_MS,
         max_callers: int = MAX_CALLERS,
+        max_members: int = MAX_MEMBERS,
     ) -> None:
         self._agent_of = agent_of
         self._interval = stats_interval_ms
         self._max_callers = max_callers
+        self._max_members = max_members
         self._queues: dict[str, _Queue] = {}
         self._supervisors: dict[str, tuple[str, ...]] = {}
         self._refresh: set[str] = set()
@@ -295,7 +302,7 @@ class QueueBoard:
                 entries.append(item)
             elif kind == "QueueMember" and full:
                 interface = item.get("Location") or item.get("Interface")
-                if interface:
+                if interface and (interface in members or len(members) < self._max_members):
                     members[interface] = self._loaded_member(queue, interface, item, now_ms)
         events: list[AgentEvent] = []
         if full:
@@ -322,10 +329,15 @@ class QueueBoard:
         ]
         return min(due, default=None)
 
+    @property
+    def stats_interval_ms(self) -> int:
+        return self._interval
+
     def flush(self, now_ms: int) -> list[AgentEvent]:
         """The coalesced ``queueStats`` whose interval has passed."""
         events: list[AgentEvent] = []
         for queue in self._queues.values():
+            self._clock_check(queue, now_ms)
             if queue.stats_due and (queue.stats_emitted_at or 0) + self._interval <= now_ms:
                 queue.stats_due = False
                 events.extend(self._stats_changed(queue, now_ms))
@@ -339,6 +351,8 @@ class QueueBoard:
             return []
         member = queue.members.get(interface)
         if member is None:
+            if len(queue.members) >= self._max_members:
+                return []
             member = queue.members[interface] = _Member(interface, interface, since=now_ms)
         before = (member.status, member.paused)
         member.name = unescape(message.get("MemberName")) or member.name
@@ -500,6 +514,7 @@ class QueueBoard:
         if comparable == queue.shown_stats:
             queue.stats_due = False
             return []
+        self._clock_check(queue, now_ms)
         if queue.stats_emitted_at is not None and now_ms - queue.stats_emitted_at < self._interval:
             queue.stats_due = True
             return []
@@ -507,6 +522,12 @@ class QueueBoard:
         queue.stats_emitted_at = now_ms
         queue.stats_due = False
         return self._fan_out(queue, QUEUE_STATS, now_ms, self._stats(queue, now_ms))
+
+    def _clock_check(self, queue: _Queue, now_ms: int) -> None:
+        """``now_ms`` is the wall clock: one stepped back to before the last emission
+        counts as the interval passed, not as a wait for the length of the step."""
+        if queue.stats_emitted_at is not None and now_ms < queue.stats_emitted_at:
+            queue.stats_emitted_at = now_ms - self._interval
 
     def _fan_out(self, queue: _Queue, kind: str, now_ms: int, data: dict[str, Any]) -> list[AgentEvent]:
         return [AgentEvent(s, kind, now_ms, data) for s in queue.supervisors]
@@ -550,6 +571,8 @@ def _counters(item: Message) -> _Counters:
         performance = round(float(perf or 0), 1)
     except ValueError:
         performance = 0.0
+    if not math.isfinite(performance):
+        performance = 0.0  # ``nan``/``inf`` would be rendered as NaN/Infinity: not JSON
     return _Counters(
         completed=to_int(item.get("Completed")),
         abandoned=to_int(item.get("Abandoned")),

@@ -235,7 +235,8 @@ class SupervisorSync:
             return
         if self._timer is not None and self._timer.active():
             return
-        delay = max(0.05, (due - self._now_ms()) / 1000.0)
+        # at most one interval: a wall clock stepped back must not put it an hour away
+        delay = max(0.05, min(due - self._now_ms(), self._board.stats_interval_ms) / 1000.0)
         self._timer = self._clock.callLater(delay, self._flush)
 
     def _flush(self) -> None:

@@ -17,6 +17,7 @@ from twisted.web.iweb import IRequest
 
 from ..call_control import SPY_MODES, TRANSFER_MODES
 from ..engine import CallCenter
+from ..names import NUMBER_PATTERN
 from . import validation as v
 from .api import _run, json_response
 from .auth import Authenticator
@@ -192,7 +193,7 @@ def call_control_schemas() -> dict[str, Any]:
             **closed,
             "required": ["to"],
             "properties": {
-                "to": {"type": "string", "pattern": r"^[0-9+*#]{1,32}$", "example": "1002"},
+                "to": {"type": "string", "pattern": NUMBER_PATTERN, "example": "1002"},
                 "mode": {"enum": list(TRANSFER_MODES)},
             },
         },

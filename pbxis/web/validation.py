@@ -17,7 +17,7 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 
-from ..names import AGENT_HINT, NUMBER_HINT, QUEUE_HINT, is_agent, is_number, is_queue
+from ..names import AGENT_HINT, NUMBER_HINT, QUEUE_HINT, is_agent, is_number, is_queue, is_variable
 from .errors import ApiError
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
 
 MAX_BODY_BYTES = 64 * 1024
 
-_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 MAX_VARIABLES = 32
@@ -104,7 +103,7 @@ def variables(value: object, field: str = "variables") -> dict[str, str]:
         raise _bad(field, f"at most {MAX_VARIABLES} variables")
     out: dict[str, str] = {}
     for name, item in value.items():
-        if not _VARIABLE_NAME.fullmatch(name):
+        if not is_variable(name):
             raise _bad(
                 field,
                 f"variable name {name[:40]!r} is invalid: use 1 to 64 of A-Za-z0-9_, "

@@ -157,6 +157,11 @@ class Endpoint:
         item = self.outbox.oldest()
         return self.clock.seconds() - item.enqueued if item is not None else 0.0
 
+    def resume(self) -> None:
+        """Start every lane the outbox holds (items loaded back from a durable outbox)."""
+        for agent in self.outbox.lanes():
+            self._kick(agent)
+
     def stop(self) -> None:
         """Cancel timers and requests in flight; what is pending stays in the outbox."""
         self._stopped = True
@@ -284,10 +289,12 @@ class Webhooks:
         *,
         wall: Callable[[], float] | None = None,
         rng: random.Random | None = None,
+        outbox: Callable[[WebhookConfig], Outbox] | None = None,
     ) -> None:
         rng = rng or random.Random()
         now = wall or clock.seconds
-        self.endpoints = [Endpoint(c, clock, post, now, rng) for c in configs]
+        make = outbox or (lambda _: MemoryOutbox())
+        self.endpoints = [Endpoint(c, clock, post, now, rng, make(c)) for c in configs]
         self._types = frozenset().union(*(c.events for c in configs)) if configs else frozenset()
 
     def offer(
@@ -329,6 +336,11 @@ class Webhooks:
                 )
 
         return observe
+
+    def resume(self) -> None:
+        """Deliver what each endpoint's outbox holds from before (a durable outbox's load)."""
+        for endpoint in self.endpoints:
+            endpoint.resume()
 
     def stop(self) -> None:
         for endpoint in self.endpoints:

@@ -217,3 +217,17 @@ async def test_the_library_on_a_simulated_asterisk_22() -> None:
         assert of(seen, "originateFailed")[0]["reason"] == "busy"
     finally:
         await s.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_originate_variable_names_are_checked_as_over_http(sim: SimulatedCallCenter) -> None:
+    """Over HTTP a variable name is 1 to 64 of ``A-Za-z0-9_``; the library let any name
+    through, and Asterisk splits a ``Variable`` header on commas: ``{"A=1,__B": "x"}``
+    set an inherited ``__B`` the caller never named."""
+    sim.center.register_agent("1001", ["sales"])
+    for bad in ("A=1,__B", "A,B", "", "1A", "A B", 7):
+        with pytest.raises(pbxis.InvalidArgument):
+            await sim.center.originate("1001", "0911", variables={bad: "x"})  # type: ignore[dict-item]
+    with pytest.raises(pbxis.InvalidArgument):
+        await sim.center.originate("1001", "0911", variables={"A": 5})  # type: ignore[dict-item]
+    assert await sim.center.originate("1001", "0911", variables={"CRM_TICKET": "4,711"})

@@ -61,3 +61,23 @@ async def test_bad_arguments_fail_as_typed_errors(sim: SimulatedCallCenter) -> N
         await center.spy("1001", "1003", mode="peek")
     with pytest.raises(pbxis.errors.UnknownAgent):
         await center.hangup("1009")
+
+
+@pytest.mark.parametrize("target", ["900123456", "+19005550100", "00900123", "*72"])
+@pytest_twisted.ensureDeferred
+async def test_a_transfer_is_held_to_the_originate_number_policy(
+    sim: SimulatedCallCenter, target: str
+) -> None:
+    """A blind transfer dials ``to`` on the PBX's bill just as an originate does: an
+    agent (its token may transfer) sent its caller to a premium-rate number that
+    ``[originate].deny`` refuses for an originate, and no AMI action was refused."""
+    center = sim.center
+    seen: list[dict[str, Any]] = []
+    center.register_agent("1001", ["sales"], listeners=[seen.append])
+    await center.queue_action("1001", "sales", "login")
+    sim.simulator.customer_call("sales", number="0915550000", talk_time=60.0)
+    await until(lambda: of(seen, "extensionStatus", status="inuse"), "1001 talking")
+    with pytest.raises(pbxis.errors.NumberNotAllowed):
+        await center.transfer("1001", target)
+    sent = [m.get("Action") for s in sim.simulator.sessions for m in s.received]
+    assert not {"Redirect", "BlindTransfer", "Atxfer"} & set(sent)

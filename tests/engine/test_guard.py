@@ -198,3 +198,58 @@ def test_originate_config_is_validated() -> None:
     with pytest.raises(ConfigError, match=r"\[originate\]\.agent_rate"):
         parse_config({"originate": {"agent_rate": -1}})
     assert parse_config({}).originate.deny == (r"^(00|\+)?(900|1900)",)
+
+
+@pytest.mark.parametrize("number", ["++900123", "0+0900123", "+00900", "+0900", "9+1900", "+", "++", "+*72"])
+def test_plus_is_only_a_leading_prefix(number: str) -> None:
+    """``+`` anywhere but first is not a dialable number: a dialplan that strips it
+    (``FILTER(0-9,...)``) turns ``++900123`` into ``900123``, which the default deny
+    pattern is there to refuse and would not see."""
+    from pbxis.names import is_number
+    from pbxis.web.errors import ApiError
+    from pbxis.web.validation import phone_number
+
+    assert not is_number(number)
+    with pytest.raises(ApiError):
+        phone_number(number)
+
+
+@pytest.mark.parametrize("number", ["+385911234567", "0911234567", "1" * 32, "+" + "1" * 31, "*72", "#31#"])
+def test_numbers_a_phone_dials_still_pass(number: str) -> None:
+    from pbxis.names import is_number
+
+    assert is_number(number)
+    assert not is_number(number + "1" * 32), "still at most 32 characters"
+
+
+def test_a_new_registration_does_not_reset_the_agents_quota() -> None:
+    """The per-agent count used to be forgotten when the registration ended
+    (``DELETE /agents/{agent}`` or the grace period): unregister, register again, and
+    the agent had a fresh ``agent_rate`` at once. The count now leaves with its window."""
+    clock = Clock()
+    guard = OriginateGuard(clock, OriginateConfig(agent_rate=2, global_rate=100, rate_window=60.0))
+    guard.admit("1001", "0911")
+    guard.admit("1001", "0911")
+    guard.forget("1001")  # the registration ended
+    with pytest.raises(RateLimited):
+        guard.admit("1001", "0911")
+    clock.advance(60)
+    guard.admit("1001", "0911")
+
+
+def test_idle_rate_keys_are_swept_without_being_seen_again() -> None:
+    """Keys are kept past a registration now, so idle ones must go by themselves:
+    many agents each dialling once, long ago, leave nothing behind."""
+    clock = Clock()
+    limiter = RateLimiter(clock, 5, 10.0)
+    for i in range(5000):
+        limiter.record(f"agent{i}")
+    clock.advance(11)
+    for i in range(5000):
+        limiter.record(f"other{i}")
+    assert len(limiter) <= 5000 + 2048
+    clock.advance(11)
+    limiter.record("last")
+    for i in range(3000):
+        limiter.record(f"more{i}")
+    assert len(limiter) <= 3001 + 2048

@@ -217,6 +217,22 @@ def test_the_memory_store_implements_the_store_interface(clock: Clock) -> None:
     assert len(store.log("1001")) == 50  # type: ignore[arg-type]  # the store's own cap
 
 
+def test_a_wall_clock_stepped_back_does_not_hold_queue_counts(clock: Clock) -> None:
+    """Twisted's clock is the wall clock: after an NTP step back of an hour, the next
+    flush was scheduled an hour (plus the tick) away, so every listening agent kept
+    showing the last count it had before the step as final."""
+    hub = make_hub(clock, queue_tick=0.2)
+    c = Client(hub, hub.register("1001", ["sales"])).connect()
+    clock.advance(10_000)
+    hub.publish([count("sales", 1)])
+    clock.advance(0)
+    assert c.counts() == [1]
+    clock.rightNow -= 3600  # the wall clock steps back
+    hub.publish([count("sales", 2)])
+    clock.advance(0.2)
+    assert c.counts() == [1, 2]
+
+
 def test_queue_states_are_kept_only_for_queues_someone_is_registered_on(clock: Clock) -> None:
     hub = make_hub(clock)
     reg = hub.register("1001", ["sales"])

@@ -374,3 +374,29 @@ def test_stopping_a_subscription_twice_is_harmless(hub: Hub, clock: Clock) -> No
     c.disconnect()
     assert hub.stats()["clients"] == {}
     assert len(clock.getDelayedCalls()) == 1
+
+
+def test_a_reader_that_unregisters_inside_its_deliver_still_gets_closed_last(hub: Hub) -> None:
+    """A library sink that ends the registration from its own callback (hang up on the
+    first event it sees) was handed the rest of its batch and never ``closed``: the hub
+    skipped the pump of a reader already inside ``deliver``."""
+    reg = hub.register("1001", [])
+    other = Client(hub, reg).connect()
+    seen: list[dict[str, Any]] = []
+    ended: list[str] = []
+
+    def deliver(batch: list[LogEntry]) -> None:
+        for entry in batch:
+            seen.append(entry.json)
+            if len(seen) == 1:
+                hub.unregister("1001")
+
+    hub.publish([AgentEvent("1001", "extensionStatus", 1, {"status": "inuse"})] * 3)
+    sub = hub.subscribe(reg, 0, "sink", deliver, ended.append)
+    sub.resumeProducing()
+    assert seen[-1]["type"] == "closed" and seen[-1]["reason"] == "unregistered"
+    ids = [e["id"] for e in seen]
+    assert ids == list(range(ids[0], ids[0] + len(ids))), "in order, exactly once"
+    assert ended == ["unregistered"]
+    assert other.events[-1]["type"] == "closed" and other.ended == ["unregistered"]
+    assert not sub.active and hub.stats()["clients"] == {}
