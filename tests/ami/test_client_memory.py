@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from ami_wire import BANNER, FakeEndpoint, Peer, lost
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, globalLogPublisher
 from twisted.python.failure import Failure
@@ -20,6 +19,7 @@ from pbxis.ami.errors import (
 )
 from pbxis.ami.message import Message
 from pbxis.ami.parser import LocalProtocolError
+from tests.ami.ami_wire import BANNER, FakeEndpoint, Peer, lost
 
 SECRET = "md5-s3cret"
 

@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest_twisted
-from ami_fakeserver import FakeAMIFactory, FakeAMIServer
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -17,6 +16,7 @@ from twisted.python.failure import Failure
 from pbxis.ami.client import AMIClientFactory, AMIProtocol
 from pbxis.ami.errors import ActionFailed, ConnectionLost
 from pbxis.ami.message import Message
+from tests.ami.ami_fakeserver import FakeAMIFactory, FakeAMIServer
 
 
 class Waiter:

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_twisted
-from redis_proc import RedisServer
 
 from pbxis.config import RedisConfig, parse_config
 from pbxis.store.redis_link import RedisLink
+from tests.redis.redis_proc import RedisServer
 
 
 @pytest.fixture(scope="module")

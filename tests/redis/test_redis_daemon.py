@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 import requests
-from redis_proc import RedisServer, free_port
+
+from tests.redis.redis_proc import RedisServer, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import pytest_twisted
-from redis_proc import RedisServer
 from twisted.internet import reactor, task
 
 from pbxis.config import RedisConfig, parse_config
 from pbxis.store.redis_link import RedisError, RedisLink, RedisTimeout, RedisUnavailable, Script
+from tests.redis.redis_proc import RedisServer
 
 
 @pytest_twisted.ensureDeferred

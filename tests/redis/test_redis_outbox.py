@@ -7,7 +7,6 @@ import random
 from collections.abc import Callable, Mapping
 
 import pytest_twisted
-from redis_proc import RedisServer
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred, succeed
 
@@ -18,6 +17,7 @@ from pbxis.webhooks.config import WebhookConfig
 from pbxis.webhooks.delivery import Answer, Endpoint
 from pbxis.webhooks.redis_outbox import RedisOutbox
 from pbxis.webhooks.signing import decode_secret
+from tests.redis.redis_proc import RedisServer
 
 KEY = decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
 

@@ -71,9 +71,8 @@ async def test_one_read_loop_feeds_many_logs_and_joins_new_ones_while_blocked(
 
 @pytest_twisted.ensureDeferred
 async def test_the_loop_resumes_from_its_positions_after_redis_restarts(prefix: str) -> None:
-    from redis_proc import RedisServer
-
     from pbxis.config import parse_config
+    from tests.redis.redis_proc import RedisServer
 
     server = RedisServer().start()
     try:

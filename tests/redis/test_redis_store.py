@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import pytest_twisted
-from redis_proc import RedisServer
 from twisted.internet import reactor, task
 
 from pbxis.config import RedisConfig, parse_config
@@ -17,6 +16,7 @@ from pbxis.hub import Hub
 from pbxis.store.redis_keys import Keys
 from pbxis.store.redis_link import RedisLink
 from pbxis.store.redis_store import RedisStore
+from tests.redis.redis_proc import RedisServer
 
 
 def ext(status: str, t: int = 1) -> AgentEvent:

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 import requests
-from redis_proc import RedisServer, free_port
-from test_redis_daemon import start_daemon, wait_for
 
 from pbxis.webhooks.signing import decode_secret, verify
+from tests.redis.redis_proc import RedisServer, free_port
+from tests.redis.test_redis_daemon import start_daemon, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -17,9 +17,10 @@ import json
 import sys
 from typing import Any
 
-from rel_helpers import Recorder, open_sse, open_ws, poll_once
 from twisted.internet import defer, task
 from twisted.web.client import HTTPConnectionPool
+
+from tests.reliability.rel_helpers import Recorder, open_sse, open_ws, poll_once
 
 KINDS = ("sse", "ws", "poll")
 

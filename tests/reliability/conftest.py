@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest_twisted
-from rel_stack import start_fast
 
+from tests.reliability.rel_stack import start_fast
 from tests.support.stack import API_KEY, Stack, stop_stack
 
 

@@ -17,7 +17,11 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from rel_helpers import (
+from twisted.internet import defer, reactor
+from twisted.internet.task import deferLater
+from twisted.web.client import HTTPConnectionPool
+
+from tests.reliability.rel_helpers import (
     Picture,
     Recorder,
     captured_log,
@@ -31,11 +35,7 @@ from rel_helpers import (
     tracked,
     truth,
 )
-from rel_stack import FAST_AMI, start_fast
-from twisted.internet import defer, reactor
-from twisted.internet.task import deferLater
-from twisted.web.client import HTTPConnectionPool
-
+from tests.reliability.rel_stack import FAST_AMI, start_fast
 from tests.support.stack import Stack, stop_stack
 
 AGENTS = {"1001": ["sales", "support"], "1002": ["support"], "1003": ["sales"]}

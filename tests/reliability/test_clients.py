@@ -11,11 +11,19 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from rel_helpers import DEADLINE, LagMonitor, Recorder, object_count, open_sse, open_ws, poll_once
-from rel_stack import start_fast
 from twisted.internet import defer, reactor, utils
 from twisted.web.client import HTTPConnectionPool
 
+from tests.reliability.rel_helpers import (
+    DEADLINE,
+    LagMonitor,
+    Recorder,
+    object_count,
+    open_sse,
+    open_ws,
+    poll_once,
+)
+from tests.reliability.rel_stack import start_fast
 from tests.support.stack import Stack, stop_stack
 
 TARGET_CYCLES = 2000

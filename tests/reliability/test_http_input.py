@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest_twisted
-from rel_helpers import captured_log
 from twisted.internet import defer, endpoints, protocol, reactor
 
+from tests.reliability.rel_helpers import captured_log
 from tests.support.stack import Stack
 
 PLAIN = b"Host: x\r\nConnection: close\r\n\r\n"

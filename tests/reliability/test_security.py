@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest_twisted
 import treq
-from rel_helpers import DEADLINE, Recorder, captured_log, open_sse, open_ws, poll_once
-from rel_stack import start_fast
 from twisted.internet import reactor
 from twisted.web.client import HTTPConnectionPool
 
 from pbxis.web.openapi import openapi_document
+from tests.reliability.rel_helpers import DEADLINE, Recorder, captured_log, open_sse, open_ws, poll_once
+from tests.reliability.rel_stack import start_fast
 from tests.support.stack import API_KEY, Stack, stop_stack
 
 CRM = "https://crm.example"

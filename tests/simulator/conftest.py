@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 import pytest_twisted
-from sim_helpers import Loopback
 from twisted.internet.task import Clock
 
 from pbxis.simulator import Simulator, SimulatorConfig
+from tests.simulator.sim_helpers import Loopback
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest_twisted
-from sim_helpers import event, response_to
+
+from tests.simulator.sim_helpers import event, response_to
 
 
 @pytest_twisted.inlineCallbacks

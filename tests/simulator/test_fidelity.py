@@ -42,7 +42,8 @@ The floors are what the simulator reaches today: raise them, never lower them.
 from __future__ import annotations
 
 import pytest
-from sim_replay import CAPTURE_SETS, SCENARIOS, replay, score
+
+from tests.simulator.sim_replay import CAPTURE_SETS, SCENARIOS, replay, score
 
 # The share of each capture's call-center events the simulator reproduces in order.
 ORDER_FLOOR = {

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from sim_replay import Session
 
 from pbxis.ami.message import Message
+from tests.simulator.sim_replay import Session
 
 
 def run(clock, seconds: float, step: float = 0.1) -> None:

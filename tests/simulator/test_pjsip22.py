@@ -11,12 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 import pytest_twisted
-from sim_helpers import Loopback, event, response_to
 from twisted.internet.task import Clock
 
 from pbxis.simulator import Simulator, SimulatorConfig
 from pbxis.simulator.config import PhoneConfig
 from pbxis.simulator.personality import ASTERISK_20, ASTERISK_22, personality
+from tests.simulator.sim_helpers import Loopback, event, response_to
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 
 import pytest_twisted
-from sim_helpers import event, response_to
 
 from pbxis.ami.message import Message
+from tests.simulator.sim_helpers import event, response_to
 
 
 @pytest_twisted.inlineCallbacks

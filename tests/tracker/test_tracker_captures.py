@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from replay import compact, lab_tracker, messages, replay
+from tests.tracker.replay import compact, lab_tracker, messages, replay
 
 CUSTOMER = "385911234567"
 IN_CALL = "1795693438.1"  # Uniqueid of the caller channel Local/sales@callers-00000000;2

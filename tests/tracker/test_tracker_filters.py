@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from replay import CAPTURE_SETS, TECH, lab_tracker, messages, replay
 
 from pbxis.tracker.filters import (
     EVENT_NAMES,
@@ -16,6 +15,7 @@ from pbxis.tracker.filters import (
     manager_conf_lines,
     passes,
 )
+from tests.tracker.replay import CAPTURE_SETS, TECH, lab_tracker, messages, replay
 
 SCENARIOS = ["inbound_call.ami", "queue_waiting.ami", "originate_out.ami", "originate_fail.ami"]
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from replay import CAPTURE_SETS, TECH, compact, lab_tracker, messages, replay
 
 from pbxis.ami.message import Message
+from tests.tracker.replay import CAPTURE_SETS, TECH, compact, lab_tracker, messages, replay
 
 CUSTOMER = "385911234567"
 IN_CALL = "1796307368.1"  # Local/sales@callers-00000000;2 on Asterisk 22

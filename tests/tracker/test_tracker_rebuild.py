@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from replay import compact, lab_tracker, messages
-
 from pbxis.ami.message import Message
 from pbxis.events import AgentEvent
 from pbxis.tracker import PlannedAction, Tracker
+from tests.tracker.replay import compact, lab_tracker, messages
 
 
 @dataclass
@@ -142,7 +141,7 @@ def test_extension_state_list_chosen_once_hints_are_known():
 
 def test_snapshot_and_state_documents():
     tracker = lab_tracker()
-    from replay import replay
+    from tests.tracker.replay import replay
 
     replay(tracker, messages("inbound_call.ami")[:60])
     snap = tracker.snapshot("1001", 99)

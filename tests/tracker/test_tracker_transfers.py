@@ -12,10 +12,9 @@ Second bridge, Transferee, TransferTarget, IsExternal, DestType and its details.
 
 from __future__ import annotations
 
-from replay import compact, lab_tracker, replay
-
 from pbxis.ami.message import Message
 from pbxis.tracker.filters import advanced_filters, legacy_passes, manager_conf_lines, passes
+from tests.tracker.replay import compact, lab_tracker, replay
 
 CUSTOMER = "385917654321"
 TRUNK = "SIP/carrier-0000000a"  # the customer's channel: no registered agent's device

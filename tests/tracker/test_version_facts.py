@@ -15,11 +15,11 @@ Asterisk 20.20.1 (chan_sip) and 22.10.1 (PJSIP):
 from __future__ import annotations
 
 import pytest
-from replay import CAPTURE_SETS, messages
 
 from pbxis.ami.message import Banner
 from pbxis.ami.parser import AMIParser
 from pbxis.tracker.filters import advanced_filters
+from tests.tracker.replay import CAPTURE_SETS, messages
 
 SETS = sorted(CAPTURE_SETS)
 VERSIONS = {"chan_sip20": ("9.0.0", "20.20.1"), "pjsip22": ("11.0.0", "22.10.1")}

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from test_api_fakes import Env
+
+from tests.web.test_api_fakes import Env
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from test_api_fakes import Env, Fakes, Server
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 
 from pbxis.ami.errors import ActionFailed, ActionTimeout, ConnectionLost
+from tests.web.test_api_fakes import Env, Fakes, Server
 
 
 @pytest_twisted.async_yield_fixture

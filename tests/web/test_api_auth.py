@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from test_api_fakes import API_KEY, Env, Server
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 
 from pbxis.web.auth import Authenticator, Principal
 from pbxis.web.errors import ApiError
+from tests.web.test_api_fakes import API_KEY, Env, Server
 
 
 async def token_of(server: Server, agent: str) -> str:

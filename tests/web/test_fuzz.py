@@ -18,9 +18,9 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from test_api_fakes import API_KEY
 
 from pbxis.web.openapi import openapi_document
+from tests.web.test_api_fakes import API_KEY
 
 pytestmark = pytest.mark.slow
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 from prometheus_client.parser import text_string_to_metric_families
-from test_api_fakes import Env, Fakes
 from twisted.internet.task import Clock
 
 from pbxis.metrics import build_registry
+from tests.web.test_api_fakes import Env, Fakes
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest_twisted
 from openapi_spec_validator import validate
-from test_api_fakes import Fakes, Server, http_settings, make_site
 from twisted.internet.task import Clock
 
 from pbxis.web.app import build_app
 from pbxis.web.openapi import openapi_document
+from tests.web.test_api_fakes import Fakes, Server, http_settings, make_site
 
 METHODS = {"get", "put", "post", "delete", "patch"}
 STREAM_OPERATIONS = {

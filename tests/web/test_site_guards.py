@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from raw_client import RawClient, connect
-from test_api_fakes import API_KEY, Fakes, http_settings
 from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import TCP4ServerEndpoint
 
 from pbxis.web.app import build_app
 from pbxis.web.site import build_site
+from tests.web.raw_client import RawClient, connect
+from tests.web.test_api_fakes import API_KEY, Fakes, http_settings
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from streams_helpers import EventLog, Server, live, make_hub, open_sse, open_ws, start_server
 from twisted.internet import defer, reactor, task
 from twisted.internet.protocol import ClientFactory, Protocol
 
 from pbxis.hub import Hub
+from tests.web.streams_helpers import EventLog, Server, live, make_hub, open_sse, open_ws, start_server
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from streams_helpers import EventLog, make_hub, open_ws, start_server
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
 from pbxis.web.streams._common import HEARTBEAT_TICK, Heartbeat
 from tests.support.streams import WSClient
+from tests.web.streams_helpers import EventLog, make_hub, open_ws, start_server
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -12,10 +12,10 @@ import json
 import pytest
 import pytest_twisted
 import treq
-from streams_helpers import EventLog, make_hub, open_sse, open_ws, poll, start_server
 from twisted.internet import defer
 
 from pbxis.web.streams.ws import CLOSE_TOO_MANY_CLIENTS
+from tests.web.streams_helpers import EventLog, make_hub, open_sse, open_ws, poll, start_server
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 import treq
-from streams_helpers import ORIGIN, live, make_hub, poll, start_server
 from twisted.internet import defer, reactor, task
 from twisted.web._newclient import ResponseNeverReceived
 
 from pbxis.web.streams.poll import MAX_EVENTS
+from tests.web.streams_helpers import ORIGIN, live, make_hub, poll, start_server
 
 pytestmark = pytest.mark.timeout(30)
 

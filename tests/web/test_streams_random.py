@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from streams_helpers import EventLog, Server, live, open_sse, open_ws, snapshot, start_server
 from twisted.internet import defer, reactor, task
 
 from pbxis.ami.message import Message
 from pbxis.events import AgentEvent
 from pbxis.hub import Hub
 from pbxis.supervisors import QueueBoard, supervisor_key
+from tests.web.streams_helpers import EventLog, Server, live, open_sse, open_ws, snapshot, start_server
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,13 +7,21 @@ import json
 import pytest
 import pytest_twisted
 import treq
-from streams_helpers import ORIGIN, EventLog, live, make_hub, open_sse, sse_past_snapshot, start_server
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
 
 from tests.support.streams import SSEClient
+from tests.web.streams_helpers import (
+    ORIGIN,
+    EventLog,
+    live,
+    make_hub,
+    open_sse,
+    sse_past_snapshot,
+    start_server,
+)
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -7,7 +7,6 @@ import json
 import pytest
 import pytest_twisted
 import treq
-from streams_helpers import EventLog, live, make_hub, open_ws, start_server
 
 from pbxis.web.streams.ws import (
     CLOSE_BAD_SINCE,
@@ -16,6 +15,7 @@ from pbxis.web.streams.ws import (
     CLOSE_SHUTDOWN,
     CLOSE_UNKNOWN_TOKEN,
 )
+from tests.web.streams_helpers import EventLog, live, make_hub, open_ws, start_server
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -11,8 +11,6 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from raw_client import connect, ws_close_code, ws_frame_header, ws_handshake
-from streams_helpers import ORIGIN, make_hub, start_server
 
 from pbxis.web.streams.ws import (
     CLOSE_FORBIDDEN_ORIGIN,
@@ -20,6 +18,8 @@ from pbxis.web.streams.ws import (
     MAX_CLIENT_PAYLOAD,
     StreamProtocol,
 )
+from tests.web.raw_client import connect, ws_close_code, ws_frame_header, ws_handshake
+from tests.web.streams_helpers import ORIGIN, make_hub, start_server
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -93,7 +93,7 @@ async def test_refused_websocket_reads_nothing(
 @pytest_twisted.ensureDeferred
 async def test_small_client_messages_and_pongs_are_still_fine() -> None:
     """A message within the limit is read and ignored; the stream goes on."""
-    from streams_helpers import EventLog, live, open_ws
+    from tests.web.streams_helpers import EventLog, live, open_ws
 
     hub = make_hub()
     server = start_server(hub)
