@@ -17,8 +17,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.processes import free_port, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -50,12 +50,6 @@ def _run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str
 def _base_python() -> str:
     """The interpreter this venv was made from: venvs are made from it, not from a venv."""
     return getattr(sys, "_base_executable", sys.executable)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -166,7 +160,7 @@ def test_install_path_gives_a_working_twistd_pbxis(
     else:
         assert Path(where.strip()).is_relative_to(venv), where
 
-    port = _free_port()
+    port = free_port()
     config = work / "demo.toml"
     config.write_text(
         f'[http]\nlisten = "tcp:{port}:interface=127.0.0.1"\n\n[simulator]\ncalls_per_minute = 0.0\n', "utf-8"
@@ -189,13 +183,7 @@ def test_install_path_gives_a_working_twistd_pbxis(
         status, body = _get(f"http://127.0.0.1:{port}/client")
         assert status == 200 and b"<html" in body.lower()
     finally:
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(15)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait(5)
+        stop(daemon)
     output = daemon.stdout.read().decode("utf-8", "replace") if daemon.stdout else ""
     assert "Traceback" not in output, output
     if kind in ("wheel", "plain"):

@@ -8,13 +8,10 @@ Real processes: ``redis-server``, the simulator (``python -m pbxis.simulator``) 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,36 +19,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.redis.redis_proc import RedisServer, free_port
+from tests.redis.redis_proc import RedisServer
+from tests.support.processes import health, running_daemons, wait_for
 
 pytestmark = pytest.mark.slow
-
-TWISTD = [
-    sys.executable,
-    "-c",
-    "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()",
-]
-
-
-def wait_for(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def health(port: int) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-    except OSError:
-        return 0, {}
-
 
 class SSEClient:
     """A browser's EventSource, reduced: reads events on a thread, resumes with Last-Event-ID."""
@@ -97,60 +68,20 @@ class SSEClient:
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[dict[str, Any]]:
     server = RedisServer(password="redis-pw-not-for-logs").start()
-    ami_port, http_port = free_port(), free_port()
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "pbxis.simulator", "--port", str(ami_port), "--rate", "0", "--seed", "1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    config = tmp_path / "pbxis.toml"
-    config.write_text(
-        f"""
-[ami]
-port = {ami_port}
-secret_env = "PBXIS_TEST_SECRET"
-reconnect_min_delay = 0.1
-reconnect_max_delay = 0.5
-
-[http]
-listen = "tcp:{http_port}:interface=127.0.0.1"
-
+    extra = f"""
 [redis]
 url = "redis://:{server.password}@127.0.0.1:{server.port}/0"
 key_prefix = "kill9:"
-""",
-        "utf-8",
-    )
-    state: dict[str, Any] = {
-        "http": http_port, "config": config, "daemons": [], "cwd": tmp_path, "redis": server,
-    }  # fmt: skip
+"""
     try:
-        yield state
+        with running_daemons(tmp_path, extra) as daemons:
+            yield {"http": daemons.http, "daemons": daemons.started, "redis": server, "run": daemons}
     finally:
-        for daemon in state["daemons"]:
-            if daemon.poll() is None:
-                daemon.send_signal(signal.SIGTERM)
-                try:
-                    daemon.wait(10)
-                except subprocess.TimeoutExpired:
-                    daemon.kill()
-                    daemon.wait(10)
-        sim.send_signal(signal.SIGTERM)
-        sim.wait(10)
         server.close()
 
 
 def start_daemon(state: dict[str, Any]) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PBXIS_TEST_SECRET": "pbxis-secret"}
-    daemon = subprocess.Popen(
-        [*TWISTD, "--pidfile=", "-n", "pbxis", "--config", str(state["config"])],
-        cwd=state["cwd"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    state["daemons"].append(daemon)
-    wait_for(lambda: health(state["http"])[0] == 200, 30, "the daemon's login")
+    daemon: subprocess.Popen[bytes] = state["run"].start()
     return daemon
 
 

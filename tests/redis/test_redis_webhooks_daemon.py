@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,8 +20,9 @@ import pytest
 import requests
 
 from pbxis.webhooks.signing import decode_secret, verify
-from tests.redis.redis_proc import RedisServer, free_port
-from tests.redis.test_redis_daemon import start_daemon, wait_for
+from tests.redis.redis_proc import RedisServer
+from tests.redis.test_redis_daemon import start_daemon
+from tests.support.processes import free_port, running_daemons, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -74,24 +73,7 @@ def processes(tmp_path: Path) -> Iterator[dict[str, Any]]:
     server = RedisServer().start()
     receiver = Receiver()
     receiver.start()
-    ami_port, http_port = free_port(), free_port()
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "pbxis.simulator", "--port", str(ami_port), "--rate", "0", "--seed", "1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    config = tmp_path / "pbxis.toml"
-    config.write_text(
-        f"""
-[ami]
-port = {ami_port}
-secret_env = "PBXIS_TEST_SECRET"
-reconnect_min_delay = 0.1
-reconnect_max_delay = 0.5
-
-[http]
-listen = "tcp:{http_port}:interface=127.0.0.1"
-
+    extra = f"""
 [redis]
 url = "{server.url}"
 key_prefix = "hooks:"
@@ -102,26 +84,14 @@ name = "crm"
 secret = "{SECRET}"
 events = ["queueMemberStatus"]
 timeout = 2
-""",
-        "utf-8",
-    )
-    state: dict[str, Any] = {
-        "http": http_port, "config": config, "daemons": [], "cwd": tmp_path, "redis": server,
-        "receiver": receiver,
-    }  # fmt: skip
+"""
     try:
-        yield state
+        with running_daemons(tmp_path, extra) as daemons:
+            yield {
+                "http": daemons.http, "daemons": daemons.started, "redis": server,
+                "receiver": receiver, "run": daemons,
+            }  # fmt: skip
     finally:
-        for daemon in state["daemons"]:
-            if daemon.poll() is None:
-                daemon.send_signal(signal.SIGTERM)
-                try:
-                    daemon.wait(10)
-                except subprocess.TimeoutExpired:
-                    daemon.kill()
-                    daemon.wait(10)
-        sim.send_signal(signal.SIGTERM)
-        sim.wait(10)
         receiver.stop()
         server.close()
 
