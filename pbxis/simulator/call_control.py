@@ -37,7 +37,8 @@ def _channel(sim: ActionContext, msg: Message) -> Channel | Reply:
     return ch
 
 
-def blind_transfer_action(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
+def _transfer_request(sim: ActionContext, msg: Message) -> tuple[Channel, str, str] | Reply:
+    """The channel, extension and context of a BlindTransfer or Atxfer, or Asterisk's error."""
     if not msg.get("Channel"):
         return error(msg, "No channel specified")
     exten = msg.get("Exten")
@@ -46,8 +47,14 @@ def blind_transfer_action(sim: ActionContext, session: SessionState, msg: Messag
     found = _channel(sim, msg)
     if isinstance(found, Reply):
         return found
-    ch = found
-    context = msg.get("Context") or ch.context
+    return found, exten, msg.get("Context") or found.context
+
+
+def blind_transfer_action(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
+    request = _transfer_request(sim, msg)
+    if isinstance(request, Reply):
+        return request
+    ch, exten, context = request
     flow = sim.center.owner.get(ch.name)
     if not ch.bridge or not isinstance(flow, CustomerCall) or flow.agent is None:
         return error(msg, "Transfer invalid")  # not bridged: nothing to transfer
@@ -61,16 +68,10 @@ def blind_transfer_action(sim: ActionContext, session: SessionState, msg: Messag
 
 
 def atxfer(sim: ActionContext, session: SessionState, msg: Message) -> Reply:
-    if not msg.get("Channel"):
-        return error(msg, "No channel specified")
-    exten = msg.get("Exten")
-    if not exten:
-        return error(msg, "No extension specified")
-    found = _channel(sim, msg)
-    if isinstance(found, Reply):
-        return found
-    ch = found
-    context = msg.get("Context") or ch.context
+    request = _transfer_request(sim, msg)
+    if isinstance(request, Reply):
+        return request
+    ch, exten, context = request
     reply = success(msg, "Atxfer successfully queued")
     flow = sim.center.owner.get(ch.name)
     # The DTMF feature runs only for a bridged channel; the simulated PBX consults for
