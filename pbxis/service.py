@@ -9,6 +9,7 @@ At stop the call center goes first: streams end with the documented "server shut
 
 from __future__ import annotations
 
+import gc
 import secrets
 from collections.abc import Callable
 from typing import Any, cast
@@ -210,8 +211,10 @@ class PbxisService(MultiService):
     """The running daemon: a :class:`~pbxis.engine.CallCenter`, its web site and, in
     demo mode, the simulated Asterisk it talks to.
 
-    ``freeze_gc`` is the daemon's process-wide policy (``twistd pbxis`` sets it); an
-    embedding program keeps its collector to itself. Attributes give tests and the demo
+    ``freeze_gc`` (start-up objects frozen) and ``gc_bursts`` (also freeze what bursts of
+    connections leave, :mod:`pbxis.gcpolicy`) are the daemon's process-wide policies
+    (``twistd pbxis`` sets the first, ``--gc-bursts`` the second); an embedding program
+    keeps its collector to itself. Attributes give tests and the demo
     access to each layer.
     """
 
@@ -222,11 +225,13 @@ class PbxisService(MultiService):
         *,
         now_ms: Callable[[], int] | None = None,
         freeze_gc: bool = False,
+        gc_bursts: bool = False,
     ) -> None:
         super().__init__()
         self.config = config
         self.reactor = reactor
         self.freeze_gc = freeze_gc
+        self.gc_bursts = gc_bursts
         self.redis: _RedisService | None = None
         store = None
         check_supported(config)
@@ -301,10 +306,15 @@ class PbxisService(MultiService):
             log.warn("no [http].api_keys configured: the command API is open to anyone who can reach it")
         super().startService()
         if self.freeze_gc:
-            # Start-up's objects live as long as the daemon, and so do a burst of
-            # connections': frozen out of the collector's reach, a full pass walks only
-            # what is new (pbxis.gcpolicy; measured by bench/bench_gc.py).
-            self.gc_policy = start_collector_policy(self.reactor)
+            # Start-up's objects live as long as the daemon: frozen out of the collector's
+            # reach, a full pass walks only what connections and calls create.
+            gc.freeze()
+            if self.gc_bursts:
+                # Also freeze what bursts of connections leave behind (pbxis.gcpolicy). Its
+                # thaw walks everything once per doubling of the heap: a 100-150 ms stall
+                # of every stream at 1,000 WebSocket clients (bench/bench_e2e.py), so it is
+                # for centres whose reconnect storms cost more than that.
+                self.gc_policy = start_collector_policy(self.reactor)
 
     @property
     def http_port(self) -> int:
@@ -366,10 +376,12 @@ def check_supported(config: Config) -> None:
         )
 
 
-def make_service(config: Config, reactor: Any = None, *, freeze_gc: bool = False) -> PbxisService:
+def make_service(
+    config: Config, reactor: Any = None, *, freeze_gc: bool = False, gc_bursts: bool = False
+) -> PbxisService:
     """Build the daemon for ``config`` (the reactor defaults to the global one)."""
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
-    return PbxisService(config, reactor, freeze_gc=freeze_gc)
+    return PbxisService(config, reactor, freeze_gc=freeze_gc, gc_bursts=gc_bursts)
