@@ -146,10 +146,13 @@ class _RedisService(Service):
     def __init__(self, config: Config, reactor: Any) -> None:
         from .store.redis_keys import Keys
         from .store.redis_link import RedisLink
+        from .store.redis_node import RedisNode
         from .store.redis_store import RedisStore
 
         assert config.redis is not None
         self.link = RedisLink(config.redis, reactor)
+        #: the read loop and the commands this node runs or sends (pbxis.store.redis_node)
+        self.node = RedisNode(config, self.link, reactor)
         agents = config.agents
         self.store = RedisStore(
             self.link,
@@ -161,6 +164,7 @@ class _RedisService(Service):
             outage_seconds=config.redis.outage_buffer_seconds,
             outage_events=config.redis.outage_buffer_events,
         )
+        self.store.node = self.node
         self.loaded: Deferred[int] = Deferred()
         self._reactor = reactor
         self._keys = Keys(config.redis.key_prefix)
@@ -178,6 +182,7 @@ class _RedisService(Service):
     def startService(self) -> None:
         super().startService()
         self.link.start()
+        self.node.connect()
         log.info("Redis: connecting to {url}", url=self.link.config.safe_url)
         defer.ensureDeferred(self._load()).addCallbacks(self.loaded.callback, self._failed)
 
@@ -189,6 +194,7 @@ class _RedisService(Service):
                 for box in self.outboxes:  # pending deliveries go before any new one
                     if not box.loaded:
                         await box.load()
+                await self.node.start()  # commands: run them (the lease) or send them
                 return loaded
             except Exception as e:  # Redis went away mid-load: wait for it again
                 log.warn("Redis: loading the stored state failed ({e}); retrying", e=e)
@@ -203,7 +209,9 @@ class _RedisService(Service):
     def stopService(self) -> Deferred[None]:
         super().stopService()
         drains = [self.store.drain(timeout=3.0), *(box.drain(timeout=3.0) for box in self.outboxes)]
-        d: Deferred[None] = defer.gatherResults(drains).addCallback(lambda _: self.link.stop())
+        d: Deferred[Any] = defer.gatherResults(drains)
+        d.addCallback(lambda _: defer.ensureDeferred(self.node.stop()))
+        d.addCallback(lambda _: self.link.stop())
         return d
 
 
@@ -238,13 +246,20 @@ class PbxisService(MultiService):
         if config.redis is not None:
             self.redis = _RedisService(config, reactor)
             store = self.redis.store
+        relay = None
+        if self.redis is not None and not config.node.has_ami:
+            relay = self.redis.node.send()  # a web node: commands go to the collector
         self.center = CallCenter(
             reactor,
             config,
             now_ms=now_ms,
             store=store,
             outbox=None if self.redis is None else self.redis.outbox,
+            relay=relay,
         )
+        if self.redis is not None and config.node.has_ami:
+            # an 'all' or 'collector' node runs what web nodes send, as a local command
+            self.redis.node.execute(self.center.execute_remote)
         self.tracker = self.center.tracker
         self.hub = self.center.hub
         self.ami = self.center.ami
@@ -258,7 +273,15 @@ class PbxisService(MultiService):
             self.simulator_service.setServiceParent(self)
 
         http = config.http
-        self.app = build_app(self.center, http, clock=reactor)
+        collectors = []
+        if self.redis is not None:
+            from .metrics import RedisCollector
+
+            collectors.append(RedisCollector(self.redis.link, self.redis.store, self.redis.node))
+        # a collector listens for /health and /metrics only (README, "Several nodes")
+        self.app = build_app(
+            self.center, http, clock=reactor, api=config.node.has_http_api, collectors=collectors
+        )
         self.site = build_site(
             self.app,
             http.allowed_origins,
@@ -369,10 +392,10 @@ def check_supported(config: Config) -> None:
             raise ConfigError(
                 "[redis]: the Redis store needs the txredisapi package: pip install 'pbxis[redis]'"
             ) from None
-    if config.node.role != "all":
+    if config.node.role == "web":
         raise ConfigError(
-            f"[node].role: {config.node.role!r} is not available yet; Redis is the durable store "
-            "of one 'all' node for now (README, \"Redis\")"
+            f"[node].role: {config.node.role!r} is not available yet; run 'all' or 'collector' "
+            'nodes for now (README, "Several nodes")'
         )
 
 
