@@ -541,10 +541,13 @@ class CallCenter:
             variables = args.get("variables") or {}
             if not isinstance(variables, dict):
                 raise InvalidArgument("variables: an object of names to strings")
+            caller_id = args.get("callerId")
+            if caller_id is not None and not isinstance(caller_id, str):
+                raise InvalidArgument("callerId: a string")
             return await self.originate(
                 str(args.get("agent", "")),
                 str(args.get("number", "")),
-                caller_id=args.get("callerId"),
+                caller_id=caller_id,
                 variables=variables,
                 pbx=pbx,
                 caller=caller,

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from pbxis.engine.remote import error_from_reply, result_of
 from pbxis.errors import (
     AlreadyLoggedIn,
     CommandError,
@@ -22,7 +23,6 @@ from pbxis.errors import (
     UnknownAgent,
     UnknownQueue,
 )
-from pbxis.engine.remote import error_from_reply, result_of
 from pbxis.web.api import api_error_for
 
 ERRORS: list[CommandError] = [
