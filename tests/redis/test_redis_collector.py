@@ -146,6 +146,7 @@ def test_a_collector_tracks_into_redis_and_listens_for_health_and_metrics_only(
     ):
         answer = requests.request(method, base + path, json={}, timeout=10)
         assert answer.status_code == 404, (method, path, answer.status_code)
+        assert "/health and /metrics only" in answer.json()["error"]["message"]
     # tracked and written as an 'all' node does: each agent's state and log are in Redis
     r: redis.Redis = stack["redis"]
     wait_for(lambda: all(r.hlen(Keys(PREFIX).state(a)) for a in AGENTS), 10, "the agents' states")
