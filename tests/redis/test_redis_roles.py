@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 
-def test_twistd_refuses_a_web_node_naming_the_key(tmp_path: Path) -> None:
+def test_twistd_refuses_a_collector_node_naming_the_key(tmp_path: Path) -> None:
     path = tmp_path / "pbxis.toml"
-    path.write_text("[redis]\nurl = 'redis://127.0.0.1:1/0'\n[node]\nrole = 'web'\n", "utf-8")
+    path.write_text("[redis]\nurl = 'redis://127.0.0.1:1/0'\n[node]\nrole = 'collector'\n", "utf-8")
     proc = subprocess.run(
         [sys.executable, "-m", "twisted", "pbxis", "--config", str(path)],
         capture_output=True,
@@ -18,5 +18,5 @@ def test_twistd_refuses_a_web_node_naming_the_key(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert proc.returncode == 2
-    expected = "pbxis: configuration error: [node].role: 'web' is not available yet"
+    expected = "pbxis: configuration error: [node].role: 'collector' is not available yet"
     assert proc.stderr.strip().startswith(expected)
