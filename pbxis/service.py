@@ -147,16 +147,13 @@ class _RedisService(Service):
     def __init__(self, config: Config, reactor: Any) -> None:
         from .store.redis_keys import Keys
         from .store.redis_link import RedisLink
-        from .store.redis_reader import StreamReader
+        from .store.redis_node import RedisNode
         from .store.redis_store import RedisStore
 
         assert config.redis is not None
         self.link = RedisLink(config.redis, reactor)
-        #: the node's one read loop (registrations of other nodes, their questions, and
-        #: the collector's commands): its own connection, a blocking read holds it
-        self.reads = RedisLink(config.redis, reactor, name="reads")
-        self.node = node_name(config)
-        self.reader = StreamReader(self.reads, self.link, Keys(config.redis.key_prefix), self.node)
+        #: the read loop and the commands this node runs or sends (pbxis.store.redis_node)
+        self.node = RedisNode(config, self.link, reactor)
         agents = config.agents
         self.store = RedisStore(
             self.link,
@@ -169,6 +166,7 @@ class _RedisService(Service):
             outage_seconds=config.redis.outage_buffer_seconds,
             outage_events=config.redis.outage_buffer_events,
         )
+        self.store.node = self.node
         self.loaded: Deferred[int] = Deferred()
         self._reactor = reactor
         self._keys = Keys(config.redis.key_prefix)
@@ -187,7 +185,7 @@ class _RedisService(Service):
     def startService(self) -> None:
         super().startService()
         self.link.start()
-        self.reads.start()
+        self.node.connect()
         log.info("Redis: connecting to {url}", url=self.link.config.safe_url)
         defer.ensureDeferred(self._load()).addCallbacks(self.loaded.callback, self._failed)
 
@@ -199,6 +197,7 @@ class _RedisService(Service):
                 for box in self.outboxes:  # pending deliveries go before any new one
                     if not box.loaded:
                         await box.load()
+                await self.node.start()  # commands: run them (the lease) or send them
                 return loaded
             except Exception as e:  # Redis went away mid-load: wait for it again
                 log.warn("Redis: loading the stored state failed ({e}); retrying", e=e)
@@ -214,10 +213,10 @@ class _RedisService(Service):
         super().stopService()
         for stop in self.on_stop:
             stop()
-        self.reader.stop()
         drains = [self.store.drain(timeout=3.0), *(box.drain(timeout=3.0) for box in self.outboxes)]
         d: Deferred[Any] = defer.gatherResults(drains)
-        d.addCallback(lambda _: defer.gatherResults([self.link.stop(), self.reads.stop()]))
+        d.addCallback(lambda _: defer.ensureDeferred(self.node.stop()))
+        d.addCallback(lambda _: self.link.stop())
         return d.addCallback(lambda _: None)
 
     def share(self, center: CallCenter) -> Deferred[None]:
@@ -235,13 +234,14 @@ class _RedisService(Service):
                 return None
             return registration.token, registration.queues, registration.name
 
+        reader = self.node.reader
         self.feed = RegistrationFeed(
-            self.link, self.reader, self._keys, self._reactor,
+            self.link, reader, self._keys, self._reactor,
             current=current, load=store._load_agent,
             register=lambda agent, queues, name: _register_any(center, agent, queues, name),
             unregister=lambda agent: _unregister_any(center, agent),
         )  # fmt: skip
-        self.queries = QueryServer(self.link, self.reader, self._keys, lambda k, a: _answer(center, k, a))
+        self.queries = QueryServer(self.link, reader, self._keys, lambda k, a: _answer(center, k, a))
         self.liveness = Liveness(
             self.link, self._keys, self._reactor,
             grace_ms=store.grace_ms, listening=hub.listening, expire=hub.expire,
@@ -251,7 +251,6 @@ class _RedisService(Service):
         async def start() -> None:
             await self.feed.start()
             await self.queries.start()
-            self.reader.start()
             self.liveness.start()
 
         return defer.ensureDeferred(start())
@@ -266,17 +265,18 @@ class _RedisWebService(Service):
         from .store.redis_follower import FollowerStore
         from .store.redis_keys import Keys
         from .store.redis_link import RedisLink
+        from .store.redis_node import RedisNode
         from .store.redis_queries import QueryClient
-        from .store.redis_reader import StreamReader
 
         assert config.redis is not None
         keys = Keys(config.redis.key_prefix)
         self.keys = keys
-        self.node = node_name(config)
         self.link = RedisLink(config.redis, reactor)
-        self.reads = RedisLink(config.redis, reactor, name="reads")
-        self.reader = StreamReader(self.reads, self.link, keys, self.node)
-        self.queries = QueryClient(self.link, self.reader, keys, self.node, reactor)
+        #: the node's one read loop and the commands it sends (pbxis.store.redis_node)
+        self.node = RedisNode(config, self.link, reactor)
+        self.relay = self.node.send()
+        self.reader = self.node.reader
+        self.queries = QueryClient(self.link, self.reader, keys, self.node.name, reactor)
         agents = config.agents
         self.store = FollowerStore(
             self.link, self.reader, self.queries, keys, reactor,
@@ -301,9 +301,9 @@ class _RedisWebService(Service):
     def startService(self) -> None:
         super().startService()
         self.link.start()
-        self.reads.start()
+        self.node.connect()
         url = self.link.config.safe_url
-        log.info("Redis (web node {node}): connecting to {url}", node=self.node, url=url)
+        log.info("Redis (web node {node}): connecting to {url}", node=self.node.name, url=url)
         defer.ensureDeferred(self._load()).addCallbacks(self.loaded.callback, self.loaded.errback)
 
     async def _load(self) -> int:
@@ -312,6 +312,7 @@ class _RedisWebService(Service):
             try:
                 n = await self.store.load()
                 await self.queries.start()
+                await self.node.start()  # the replies to the commands it sends
                 return n
             except Exception as e:
                 log.warn("Redis: loading the registrations failed ({e}); retrying", e=e)
@@ -322,7 +323,6 @@ class _RedisWebService(Service):
     def follow(self) -> int:
         """Registrations into the hub; then the read loop and the grace refresh run."""
         n = self.store.adopt()
-        self.reader.start()
         if self.liveness is not None:
             self.liveness.start()
         return n
@@ -331,16 +331,9 @@ class _RedisWebService(Service):
         super().stopService()
         if self.liveness is not None:
             self.liveness.stop()
-        d = self.reader.stop()
-        d.addCallback(lambda _: defer.gatherResults([self.link.stop(), self.reads.stop()]))
+        d: Deferred[Any] = defer.ensureDeferred(self.node.stop())
+        d.addCallback(lambda _: self.link.stop())
         return d.addCallback(lambda _: None)
-
-
-def node_name(config: Config) -> str:
-    """``[node] name``, or the role and a random suffix (a node's own streams are by name)."""
-    import uuid
-
-    return config.node.name or f"{config.node.role}-{uuid.uuid4().hex[:8]}"
 
 
 def _register_any(center: CallCenter, key: str, queues: Any, name: str | None) -> None:
@@ -413,13 +406,20 @@ class PbxisService(MultiService):
         elif config.redis is not None:
             self.redis = _RedisService(config, reactor)
             store = self.redis.store
+        relay = None
+        if self.redis_web is not None:
+            relay = self.redis_web.relay  # a web node: commands go to the collector
         self.center = CallCenter(
             reactor,
             config,
             now_ms=now_ms,
             store=store,
             outbox=None if self.redis is None else self.redis.outbox,
+            relay=relay,
         )
+        if self.redis is not None and config.node.has_ami:
+            # an 'all' or 'collector' node runs what web nodes send, as a local command
+            self.redis.node.execute(self.center.execute_remote)
         self.tracker = self.center.tracker
         self.hub = self.center.hub
         self.ami = self.center.ami
@@ -436,7 +436,16 @@ class PbxisService(MultiService):
             self.simulator_service.setServiceParent(self)
 
         http = config.http
-        self.app = build_app(self.center, http, clock=reactor)
+        collectors = []
+        redis_side = self.redis or self.redis_web
+        if redis_side is not None:
+            from .metrics import RedisCollector
+
+            collectors.append(RedisCollector(redis_side.link, redis_side.store, redis_side.node))
+        # a collector listens for /health and /metrics only (README, "Several nodes")
+        self.app = build_app(
+            self.center, http, clock=reactor, api=config.node.has_http_api, collectors=collectors
+        )
         self.site = build_site(
             self.app,
             http.allowed_origins,
@@ -573,10 +582,10 @@ def check_supported(config: Config) -> None:
             ) from None
     if config.node.role == "web" and config.redis is not None:
         return  # a web node: streams and registrations from Redis (README, "Several nodes")
-    if config.node.role != "all":
+    if config.node.role not in ("all", "collector"):
         raise ConfigError(
-            f"[node].role: {config.node.role!r} is not available yet; Redis is the durable store "
-            "of one 'all' node for now (README, \"Redis\")"
+            f"[node].role: {config.node.role!r} is not available yet; run 'all' or 'collector' "
+            'nodes for now (README, "Several nodes")'
         )
 
 

@@ -45,6 +45,7 @@ from pbxis.webhooks.delivery import Webhooks, treq_post
 from pbxis.webhooks.outbox import Outbox
 
 from .policy import OriginateGuard
+from .remote import ORIGINATE, QUEUE, RELAY_MARGIN, CommandRelay, result_of
 from .supervision import Supervision, SupervisorRegistration, supervisor_queues
 
 __all__ = [
@@ -129,7 +130,10 @@ class CallCenter:
 
     Build it with :func:`connect` (a library program) or construct it and :meth:`start`
     it (the daemon, which listens for HTTP before the link is up). ``link`` replaces the
-    AMI client (tests); ``now_ms`` stamps events (Unix epoch milliseconds).
+    AMI client (tests); ``now_ms`` stamps events (Unix epoch milliseconds). ``relay``:
+    a node without an AMI link (``[node] role = "web"``) sends originate and queue
+    actions there (:mod:`pbxis.engine.remote`); the node with the link runs them with
+    :meth:`execute_remote`.
     """
 
     def __init__(
@@ -141,8 +145,10 @@ class CallCenter:
         now_ms: Callable[[], int] | None = None,
         store: HubStore | None = None,
         outbox: Callable[[WebhookConfig], Outbox] | None = None,
+        relay: CommandRelay | None = None,
     ) -> None:
         self.config = config
+        self.relay = relay
         self.reactor = reactor
         self.now_ms: Callable[[], int] = now_ms or _wall_ms
         agents = config.agents
@@ -462,6 +468,12 @@ class CallCenter:
                     f"variables: {str(key)[:40]!r}: a name of 1 to 64 of A-Za-z0-9_, not starting "
                     "with a digit, and a string value"
                 )
+        if self.relay is not None:
+            # the node with the AMI link checks the registration and applies [originate]
+            # (one rate limit for every web node)
+            args = {"agent": agent, "number": number, "callerId": caller_id,
+                    "variables": dict(variables or {}), "pbx": pbx, "caller": caller.value}  # fmt: skip
+            return str(await self._relayed(ORIGINATE, args))
         registration = self.hub.get(agent)
         if registration is None:
             # The failure of a click-to-call arrives on the agent's stream; without a
@@ -517,6 +529,11 @@ class CallCenter:
             raise InvalidArgument(
                 f"{action} takes no parameter {unknown[0]!r} (only: {', '.join(sorted(allowed)) or 'none'})"
             )
+        if self.relay is not None:
+            args = {"agent": agent, "queue": queue, "action": action, "pbx": pbx,
+                    "caller": caller.value, "params": params}  # fmt: skip
+            await self._relayed(QUEUE, args)
+            return
         registration = self.hub.get(agent)
         if caller is Caller.AGENT and (registration is None or queue not in registration.queues):
             raise Forbidden(
@@ -544,6 +561,52 @@ class CallCenter:
             await commands.queue_logoff(agent, queue)
         else:
             await commands.queue_pause(agent, queue, paused=action == "pause", reason=params.get("reason"))
+
+    # -- commands from another node -------------------------------------------------------
+    async def _relayed(self, kind: str, args: dict[str, Any]) -> Any:
+        assert self.relay is not None
+        timeout = self.config.ami.action_timeout + RELAY_MARGIN
+        return result_of(await self.relay.send(kind, args, timeout))
+
+    async def execute_remote(self, kind: str, args: dict[str, Any]) -> Any:
+        """Run a command a node without an AMI link sent (:mod:`pbxis.engine.remote`):
+        the same checks, policy and answers as when it is called here."""
+        if not isinstance(args, dict):
+            raise InvalidArgument("command: its arguments must be an object")
+        try:
+            caller = Caller(args.get("caller", Caller.CRM.value))
+        except ValueError:
+            raise InvalidArgument(f"caller: one of crm, agent, not {args.get('caller')!r}") from None
+        pbx = str(args.get("pbx", DEFAULT_PBX))
+        if kind == ORIGINATE:
+            variables = args.get("variables") or {}
+            if not isinstance(variables, dict):
+                raise InvalidArgument("variables: an object of names to strings")
+            caller_id = args.get("callerId")
+            if caller_id is not None and not isinstance(caller_id, str):
+                raise InvalidArgument("callerId: a string")
+            return await self.originate(
+                str(args.get("agent", "")),
+                str(args.get("number", "")),
+                caller_id=caller_id,
+                variables=variables,
+                pbx=pbx,
+                caller=caller,
+            )
+        if kind == QUEUE:
+            params = args.get("params") or {}
+            if not isinstance(params, dict):
+                raise InvalidArgument("params: an object")
+            await self.queue_action(
+                str(args.get("agent", "")),
+                str(args.get("queue", "")),
+                str(args.get("action", "")),
+                pbx=pbx,
+                caller=caller,
+                **{str(k): v for k, v in params.items()},
+            )
+            return None
+        raise InvalidArgument(f"command: {kind!r} is not one another node may send ({ORIGINATE}, {QUEUE})")
 
     # -- call control --------------------------------------------------------------------
     # Each acts on the agent's current call as the tracker knows it; no call: Conflict

@@ -178,6 +178,8 @@ class RedisStore(MemoryStore):
         self._rewrite = False
         self.writes = 0  # pipelines acknowledged (tests, /metrics)
         self.stale: set[str] = set()  # agents another writer took over
+        #: the node's read loop and commands (pbxis.store.redis_node), for /health
+        self.node: Any = None
         link.on_up.append(self._link_up)
         link.on_down.append(self._link_down)
 
@@ -375,6 +377,18 @@ class RedisStore(MemoryStore):
             if self._down_since is None
             else round(self.clock.seconds() - self._down_since, 1),
             "staleAgents": sorted(self.stale),
+            **self._node_health(),
+        }
+
+    def _node_health(self) -> dict[str, Any]:
+        if self.node is None:
+            return {}
+        stats = self.node.stats()
+        return {
+            "node": self.node.name,
+            "readLoop": "connected" if stats["reader_connected"] else "reconnecting",
+            # a collector (or all node) runs web nodes' commands while it holds the lease
+            "commandLease": stats["holds_lease"],
         }
 
     # -- writing ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from klein import Klein
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -56,11 +57,16 @@ def build_app(
     clock: IReactorTime | None = None,
     streams: StreamOptions | None = None,
     client_routes: bool = True,
+    api: bool = True,
+    collectors: Sequence[Collector] = (),
 ) -> Klein:
     """The app over ``center``, configured by the ``[http]`` section as is.
 
     ``clock`` (the reactor by default) drives the streams' heartbeats and timeouts;
-    ``streams`` overrides their tuning (tests).
+    ``streams`` overrides their tuning (tests). ``api=False`` is a collector node's
+    listener: ``/health`` and ``/metrics`` only, every other path a 404 (no stream, no
+    registration, no command: those are the web nodes'). ``collectors``: more collectors
+    for ``/metrics`` (the Redis link's, :mod:`pbxis.store.redis_metrics`).
     """
     if clock is None:
         from twisted.internet import reactor
@@ -73,18 +79,22 @@ def build_app(
     def render_error(request: IRequest, failure: Failure) -> bytes | None:
         return _render_error(request, failure, http.allowed_origins)
 
-    add_api_routes(app, center=center, auth=auth, public_base_url=http.public_url.rstrip("/"))
-    add_call_control_routes(app, center=center, auth=auth)
-    add_supervisor_routes(app, center=center, auth=auth, public_base_url=http.public_url.rstrip("/"))
-    stream_routes = add_stream_routes(
-        app, center.hub, allowed_origins=http.allowed_origins, clock=clock, **dict(streams or {})
-    )
-    if client_routes:
-        add_client_routes(app)
+    stream_routes = None
+    if api:
+        add_api_routes(app, center=center, auth=auth, public_base_url=http.public_url.rstrip("/"))
+        add_call_control_routes(app, center=center, auth=auth)
+        add_supervisor_routes(app, center=center, auth=auth, public_base_url=http.public_url.rstrip("/"))
+        stream_routes = add_stream_routes(
+            app, center.hub, allowed_origins=http.allowed_origins, clock=clock, **dict(streams or {})
+        )
+        if client_routes:
+            add_client_routes(app)
+        _add_openapi_route(app, http)
     registry = build_registry(ami=center.ami, hub=center.hub, streams=stream_routes, sync=center.sync)
     if center.webhooks is not None:
         registry.register(WebhookCollector(center.webhooks))
-    document = json.dumps(openapi_document(http.public_url.rstrip("/") or "/")).encode("utf-8")
+    for extra in collectors:
+        registry.register(extra)
     # Who answers: a CRM that sees another id knows pbxis restarted (and, with the
     # in-memory store, that every registration and token is gone).
     instance = {"id": secrets.token_hex(8), "startedAt": center.now_ms()}
@@ -104,12 +114,16 @@ def build_app(
         request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
         return bytes(generate_latest(registry))
 
+    return app
+
+
+def _add_openapi_route(app: Klein, http: HTTPConfig) -> None:
+    document = json.dumps(openapi_document(http.public_url.rstrip("/") or "/")).encode("utf-8")
+
     @app.route("/openapi.json", methods=["GET"])
     def openapi(request: IRequest) -> bytes:
         request.setHeader(b"content-type", b"application/json")
         return document
-
-    return app
 
 
 def _loggable_path(request: IRequest) -> str:
