@@ -170,6 +170,7 @@ class RedisStore(MemoryStore):
         #: agent -> state key -> value: the last published state (only_changes)
         self._published: dict[str, dict[str, str]] = {}
         self._loaded: dict[str, tuple[Registration, RedisLog]] = {}
+        self._loading: dict[str, list[defer.Deferred[bool]]] = {}
         self._flushing = False
         self._drained: list[defer.Deferred[None]] = []
         self._scheduled: Any = None
@@ -218,7 +219,32 @@ class RedisStore(MemoryStore):
         return len(self._loaded)
 
     async def _load_agent(self, agent: str, now: float) -> bool:
-        """Read one registration, its log and its published state; claim its log."""
+        """Read one registration, its log and its published state; claim its log.
+
+        Once per registration: a local registration (``prepare_register``) and the
+        ``registrations`` entry it made, read back by the feed, may ask at once, and a
+        second claim would make the first one's log stale."""
+        if agent in self._registrations or agent in self._loaded:
+            return True
+        waiters = self._loading.get(agent)
+        if waiters is not None:  # being read: wait for that read
+            mine: defer.Deferred[bool] = defer.Deferred()
+            waiters.append(mine)
+            return await mine
+        waiters = self._loading[agent] = []
+        try:
+            loaded = await self._read_agent(agent, now)
+        except BaseException as e:
+            for waiter in waiters:
+                waiter.errback(e)
+            raise
+        finally:
+            self._loading.pop(agent, None)
+        for waiter in waiters:
+            waiter.callback(loaded)
+        return loaded
+
+    async def _read_agent(self, agent: str, now: float) -> bool:
         k = self.keys
         reg, entries, state = await self.link.pipeline(
             [
