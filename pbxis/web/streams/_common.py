@@ -12,6 +12,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from pbxis.hub import Hub, LogEntry, Registration, RegistrationEnded, Subscription, TooManyClients
+from pbxis.hub.hubs import HubSet
 from pbxis.web.errors import ApiError
 
 __all__ = [
@@ -106,7 +107,7 @@ class Heartbeat:
 class StreamConfig:
     """The settings and the bookkeeping every transport reads and updates."""
 
-    hub: Hub
+    hub: Hub | HubSet
     allowed_origins: Sequence[str]
     clock: IReactorTime
     heartbeat: float
@@ -168,7 +169,7 @@ def _not_found() -> ApiError:
     )
 
 
-def find_registration(hub: Hub, token: str) -> Registration:
+def find_registration(hub: Hub | HubSet, token: str) -> Registration:
     registration = hub.by_token(token)
     if registration is None:
         raise _not_found()
