@@ -302,7 +302,7 @@ class PbxisService(MultiService):
         return None
 
     def startService(self) -> None:
-        if not self.config.http.api_keys:
+        if not self.config.http.api_keys and not self.config.tenants:
             log.warn("no [http].api_keys configured: the command API is open to anyone who can reach it")
         super().startService()
         if self.freeze_gc:
