@@ -506,7 +506,8 @@ def _schemas() -> dict[str, Any]:
                 "status": {"type": "string", "enum": ["ok", "unavailable"]},
                 "ami": {
                     "type": "object",
-                    "required": ["connected", "state", "lastEventAge"],
+                    "description": "Every PBX the caller may see together (connected: all of them).",
+                    "required": ["connected"],
                     "properties": {
                         "connected": {"type": "boolean"},
                         "state": {"type": "string"},
