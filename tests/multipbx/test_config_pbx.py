@@ -3,6 +3,9 @@ a lone ``[ami]`` is one PBX named ``default``; every mistake names its key."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,3 +82,19 @@ def test_pbx_mistakes_name_the_key(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as raised:
         parse_config(data)
     assert message in str(raised.value)
+
+
+def test_twistd_check_names_each_pbx(tmp_path: Path) -> None:
+    path = tmp_path / "pbxis.toml"
+    path.write_text('[[pbx]]\nname = "east"\nhost = "10.0.0.1"\n[[pbx]]\nname = "west"\nport = 5039\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "twisted", "pbxis", "--config", str(path), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        "east=tcp:host=10.0.0.1:port=5038" in done.stdout
+        and "west=tcp:host=127.0.0.1:port=5039" in done.stdout
+    )
