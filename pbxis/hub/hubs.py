@@ -45,6 +45,21 @@ class HubSet:
                 return hub.subscribe(registration, since, transport, deliver, end, **options)
         raise RegistrationEnded(registration.agent)
 
+    def prepare(self, registration: Registration, since: int | None) -> Any:
+        """The owning hub's :meth:`~pbxis.hub.hub.Hub.prepare` (in memory: at once)."""
+        for hub in self.hubs:
+            if hub.get(registration.agent) is registration:
+                return hub.prepare(registration, since)
+        from twisted.internet import defer
+
+        return defer.succeed(None)  # ended meanwhile: subscribe() says so
+
+    def lookup(self, token: str) -> Any:
+        """A Deferred :meth:`by_token` (in memory every hub answers at once)."""
+        from twisted.internet import defer
+
+        return defer.succeed(self.by_token(token))
+
     def stats(self) -> dict[str, Any]:
         """Agents and clients by transport, summed over the hubs."""
         agents = 0

@@ -104,13 +104,13 @@ def add_api_routes(
     scope = scope or Scope(center, auth)
 
     @pbx_route(app, "/agents/<agent>", ["PUT"])
-    def put_agent(request: IRequest, agent: str, pbx: str | None = None) -> bytes:
+    async def put_agent(request: IRequest, agent: str, pbx: str | None = None) -> bytes:
         where = scope.crm(request, pbx)
         v.agent_name(agent)
         body = v.Fields(v.read_json_object(request), {"queues", "name"})
         queues = body.get("queues", v.queue_list, [])
         name = body.get("name", lambda value, key: v.text(value, key, max_length=64))
-        registration = _call(center.register_agent, agent, queues, name=name, pbx=where)
+        registration = await _run(center.register_agent_async(agent, queues, name=name, pbx=where))
         return json_response(
             request,
             {
@@ -133,15 +133,15 @@ def add_api_routes(
         return b""
 
     @pbx_route(app, "/agents/<agent>", ["GET"])
-    def get_agent(request: IRequest, agent: str, pbx: str | None = None) -> bytes:
+    async def get_agent(request: IRequest, agent: str, pbx: str | None = None) -> bytes:
         _, where = scope.agent(request, agent, pbx)
         v.agent_name(agent)
-        return json_response(request, _call(center.agent_state, agent, pbx=where))
+        return json_response(request, await _run(center.agent_state_async(agent, pbx=where)))
 
     @pbx_route(app, "/queues", ["GET"])
-    def get_queues(request: IRequest, pbx: str | None = None) -> bytes:
+    async def get_queues(request: IRequest, pbx: str | None = None) -> bytes:
         where = scope.crm(request, pbx)
-        return json_response(request, center.queues(pbx=where))
+        return json_response(request, await _run(center.queues_async(pbx=where)))
 
     @pbx_route(app, "/agents/<agent>/originate", ["POST"])
     async def originate(request: IRequest, agent: str, pbx: str | None = None) -> bytes:

@@ -14,7 +14,7 @@ from ..config import SupervisorsConfig
 from ..engine import CallCenter
 from ..supervisors import supervisor_key
 from . import validation as v
-from .api import _call, _stream_urls, json_response
+from .api import _call, _run, _stream_urls, json_response
 from .auth import Authenticator
 from .client import STATIC_DIR
 from .client import _html_headers as html_headers
@@ -37,13 +37,13 @@ def add_supervisor_routes(
     scope = scope or Scope(center, auth)
 
     @pbx_route(app, "/supervisors/<name>", ["PUT"])
-    def put_supervisor(request: IRequest, name: str, pbx: str | None = None) -> bytes:
+    async def put_supervisor(request: IRequest, name: str, pbx: str | None = None) -> bytes:
         where = scope.crm(request, pbx)
         v.agent_name(name, "supervisor")
         body = v.Fields(v.read_json_object(request), {"queues", "name"})
         queues = body.get("queues", v.queue_list, [])
         display = body.get("name", lambda value, key: v.text(value, key, max_length=64))
-        registration = _call(center.register_supervisor, name, queues, name=display, pbx=where)
+        registration = await _run(center.register_supervisor_async(name, queues, name=display, pbx=where))
         base = public_base_url or request_base_url(request)
         return json_response(
             request,
