@@ -68,10 +68,10 @@ def add_supervisor_routes(
         return b""
 
     @pbx_route(app, "/supervisors/<name>", ["GET"])
-    def get_supervisor(request: IRequest, name: str, pbx: str | None = None) -> bytes:
+    async def get_supervisor(request: IRequest, name: str, pbx: str | None = None) -> bytes:
         v.agent_name(name, "supervisor")
         _, where = scope.agent(request, supervisor_key(name), pbx)
-        return json_response(request, _call(center.supervisor_state, name, pbx=where))
+        return json_response(request, await _run(center.supervisor_state_async(name, pbx=where)))
 
     @app.route("/wallboard", methods=["GET", "HEAD"])
     def wallboard(request: IRequest) -> bytes:
