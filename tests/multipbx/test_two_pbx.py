@@ -173,3 +173,36 @@ async def test_metrics_are_labelled_by_pbx(two: TwoPbx) -> None:
     assert 'pbxis_pbx_agents{pbx="east"} 1.0' in text and 'pbxis_pbx_agents{pbx="west"} 0.0' in text
     assert 'pbxis_pbx_rebuild_actions{pbx="west"}' in text
     assert 'pbxis_pbx_ami_events_total{pbx="east"}' in text
+
+
+@pytest_twisted.ensureDeferred
+async def test_sse_and_websocket_clients_read_their_own_pbxs_log(two: TwoPbx) -> None:
+    """The stream transports over several hubs (pbxis.hub.hubs.HubSet): a token opens
+    its own PBX's log on SSE and WebSocket alike, and an unknown token is still a 404."""
+    from twisted.internet import reactor
+    from twisted.web.client import HTTPConnectionPool
+
+    from tests.reliability.rel_helpers import Recorder, open_sse, open_ws
+
+    east, west = await register(two, "east"), await register(two, "west")
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    sse_rec, ws_rec = Recorder(), Recorder()
+    status, sse = await open_sse(two.stack.base_url, east["token"], sse_rec, pool)
+    assert status == 200 and sse is not None
+    ws = await open_ws(two.service.http_port, west["token"], ws_rec)
+    try:
+        await sse_rec.until(lambda: bool(of(sse_rec.events, "queueCount")))
+        await ws_rec.until(lambda: bool(of(ws_rec.events, "queueCount")))
+        two.sims["west"].customer_call("sales", number="0944000004", talk_time=0.2)
+        status, _ = await two.stack.api("POST", "/pbx/west/agents/1001/queues/sales/login", {})
+        assert status == 200
+        await ws_rec.until(lambda: bool(of(ws_rec.events, "phoneNumber", number="0944000004")), 15)
+        assert {e["pbx"] for e in sse_rec.events} == {"east"}
+        assert {e["pbx"] for e in ws_rec.events} == {"west"}
+        assert not of(sse_rec.events, "phoneNumber")
+        status, _ = await open_sse(two.stack.base_url, "no-such-token-0123456789", Recorder(), pool)
+        assert status == 404
+    finally:
+        await sse.stop()
+        await ws.stop()
+        await pool.closeCachedConnections()
