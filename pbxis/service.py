@@ -18,7 +18,7 @@ from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocol,
@@ -95,7 +95,9 @@ class _SimulatorService(Service):
 class _CallCenterService(Service):
     """Starts the call center's AMI link with the daemon; at stop ends streams, logs off."""
 
-    def __init__(self, center: CallCenter, endpoint: Callable[[], IStreamClientEndpoint] | None) -> None:
+    def __init__(
+        self, center: CallCenter, endpoint: Callable[[], IStreamClientEndpoint | None] | None
+    ) -> None:
         self.center = center
         self._endpoint = endpoint
 
@@ -507,15 +509,15 @@ class PbxisService(MultiService):
         log.failure("Redis: cannot load the registrations", failure)
         self.reactor.stop()
 
-    def _ami_endpoint(self) -> IStreamClientEndpoint:
+    def _ami_endpoint(self) -> IStreamClientEndpoint | None:
+        """The demo's simulator; ``None``: each PBX's own ``[ami]``/``[[pbx]]`` endpoint."""
         if self.simulator_service is not None:
             # The simulator may still be binding; connect once it listens.
             return _DeferredEndpoint(self.reactor, self.simulator_service.ready)
-        endpoint: IStreamClientEndpoint = clientFromString(self.reactor, self.config.ami.client_endpoint)
-        return endpoint
+        return None
 
     def startService(self) -> None:
-        if not self.config.http.api_keys:
+        if not self.config.http.api_keys and not self.config.tenants:
             log.warn("no [http].api_keys configured: the command API is open to anyone who can reach it")
         super().startService()
         if self.freeze_gc:
