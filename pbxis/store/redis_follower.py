@@ -287,6 +287,11 @@ class FollowerStore(MemoryStore):
         if not isinstance(elog, FollowerLog):
             return
         await self._ensure_loaded(agent, elog)
+        if since and since > elog.last_id:
+            # the client saw ``since`` on another node, whose read loop was faster than
+            # ours: what Redis has first (a resume is not a reset because of our lag)
+            rows = await self.link.command("XRANGE", self.keys.log(agent), f"({elog.last_id}-0", "+")
+            self._on_log(self.keys.log(agent), [(str(i), _pairs(f)) for i, f in rows])
         if since and elog.can_replay(since):
             return
         span = elog.snapshot

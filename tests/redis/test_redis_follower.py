@@ -201,3 +201,28 @@ def test_a_gap_in_a_replica_drops_its_head_so_that_readers_get_reset() -> None:
     assert not elog.can_replay(3)  # a reader at 3 is ended with overflow, then gets reset
     assert elog.can_replay(5)
     assert Holder.budget.used == elog.bytes
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_resume_from_an_id_this_node_has_not_read_yet_is_no_reset(redis_config: RedisConfig) -> None:
+    """The client saw id N on a faster node; this node's read loop is behind: it reads
+    what Redis has first, and the client gets exactly what came after N."""
+    writer = await Writer(redis_config).start()
+    web = await Web(redis_config).start()
+    try:
+        token = await web.register("1001")
+        await _until(lambda: writer.hub.get("1001") is not None)
+        first = await web.client(token, None)  # loads this node's copy of the log
+        await web.reader.stop()  # this node's read loop falls behind
+        writer.hub.publish([done(1), done(2), done(3)])
+        await writer.store.drain(5)
+        elog = writer.hub.store.log("1001")
+        assert elog is not None
+        seen = elog.last_id - 1  # the client saw done(2) on another node
+        got = await web.client(token, seen)
+        assert [e.get("n") for e in got] == [3]
+        assert RESET not in [e["type"] for e in got]
+        assert [e["id"] for e in first] == [1, 2, 3, 4]  # its other client got them too, once
+    finally:
+        await web.stop()
+        await writer.stop()
