@@ -49,6 +49,8 @@ log = Logger(namespace="pbxis.web")
 
 RETRY_AFTER_SECONDS = 5
 
+NOT_FOUND = "no such route; GET /openapi.json lists them"
+
 
 def build_app(
     center: CallCenter,
@@ -75,9 +77,11 @@ def build_app(
     app = Klein()
     auth = Authenticator(http.api_keys, center)
 
+    not_found = NOT_FOUND if api else "no such route: a collector node serves /health and /metrics only"
+
     @app.handle_errors(Exception)
     def render_error(request: IRequest, failure: Failure) -> bytes | None:
-        return _render_error(request, failure, http.allowed_origins)
+        return _render_error(request, failure, http.allowed_origins, not_found)
 
     stream_routes = None
     if api:
@@ -132,7 +136,9 @@ def _loggable_path(request: IRequest) -> str:
     return redact_url(path).decode("utf-8", "replace")
 
 
-def _render_error(request: IRequest, failure: Failure, origins: Sequence[str]) -> bytes | None:
+def _render_error(
+    request: IRequest, failure: Failure, origins: Sequence[str], not_found: str = ""
+) -> bytes | None:
     error = cast(BaseException, failure.value)
     if isinstance(error, MethodNotAllowed) and request.method == b"OPTIONS":
         # A CORS preflight: werkzeug found the route but no OPTIONS rule, which is
@@ -142,7 +148,7 @@ def _render_error(request: IRequest, failure: Failure, origins: Sequence[str]) -
         request.setHeader(b"allow", ", ".join(sorted(error.valid_methods or ())).encode())
         request.setResponseCode(204)
         return b""
-    api_error = _as_api_error(error)
+    api_error = _as_api_error(error, not_found or NOT_FOUND)
     if api_error is None:
         log.failure(
             "unhandled error answering {method} {path}",
@@ -161,11 +167,11 @@ def _render_error(request: IRequest, failure: Failure, origins: Sequence[str]) -
     return api_error.body()
 
 
-def _as_api_error(error: BaseException) -> ApiError | None:
+def _as_api_error(error: BaseException, not_found: str = "") -> ApiError | None:
     if isinstance(error, ApiError):
         return error
     if isinstance(error, NotFound):
-        return ApiError(404, "not_found", "no such route; GET /openapi.json lists them")
+        return ApiError(404, "not_found", not_found or NOT_FOUND)
     if isinstance(error, MethodNotAllowed):
         allowed = ", ".join(sorted(error.valid_methods or ()))
         return ApiError(
