@@ -342,13 +342,23 @@ class _RedisWebService(Service):
 
 
 def _register_any(center: CallCenter, key: str, queues: Any, name: str | None) -> None:
-    """A registration made on another node, into this (the writer's) engine."""
+    """A registration found in Redis (made on another node, or before a restart), into
+    this (the writer's) engine. One that cannot be taken is logged, never fatal."""
+    from .errors import CommandError
     from .supervisors import is_supervisor_key
 
-    if is_supervisor_key(key):
-        center.register_supervisor(key.split(":", 1)[1], queues, name=name)
-    else:
-        center.register_agent(key, queues, name=name)
+    try:
+        if not is_supervisor_key(key):
+            center.register_agent(key, queues, name=name)
+        elif queues:
+            center.register_supervisor(key.split(":", 1)[1], queues, name=name)
+        else:
+            # the hub keeps a supervisor with no queues of its own (they are the board's):
+            # its token and log go on; its board is loaded when the CRM registers it again
+            center.hub.register(key, (), name)
+            log.warn("Redis: supervisor {key} is back without its queues; register it again", key=key)
+    except CommandError as e:
+        log.error("Redis: registration {key} from Redis not taken: {e}", key=key, e=e)
 
 
 def _unregister_any(center: CallCenter, key: str) -> None:
@@ -480,7 +490,7 @@ class PbxisService(MultiService):
     def _redis_loaded(self, _: object) -> None:
         assert self.redis is not None
         adopted = self.redis.store.adopt(
-            lambda agent, queues, name: self.center.register_agent(agent, queues, name=name)
+            lambda agent, queues, name: _register_any(self.center, agent, queues, name)
         )
         log.info("Redis: {n} registrations back, with their tokens and logs", n=len(adopted))
         self.redis.share(self.center).addErrback(
