@@ -369,6 +369,8 @@ def _answer(center: CallCenter, kind: str, args: dict[str, Any]) -> Any:
         return center.agent_state(str(args["agent"]))
     if kind == "queues":
         return center.queues()
+    if kind == "supervisor":
+        return center.supervisor_state(str(args["agent"]))
     raise ValueError(f"unknown question {kind!r}")
 
 

@@ -32,7 +32,15 @@ from pbxis.ami.client import AMIClientFactory, link_from_config
 from pbxis.call_control import SPY_MODES, TRANSFER_MODES, CallControl
 from pbxis.commands import Commands
 from pbxis.config import Config, ConfigError, load_config, parse_config
-from pbxis.errors import CommandError, Forbidden, InvalidArgument, PbxUnavailable, UnknownAgent, UnknownPbx
+from pbxis.errors import (
+    CommandError,
+    Forbidden,
+    InvalidArgument,
+    PbxUnavailable,
+    UnknownAgent,
+    UnknownPbx,
+    UnknownSupervisor,
+)
 from pbxis.events import AgentEvent
 from pbxis.hub import Hub, LogEntry, Registration, RegistrationEnded, Subscription
 from pbxis.hub.store import HubStore
@@ -678,6 +686,10 @@ class CallCenter:
         node), the document of the node that holds the AMI link, asked through the store."""
         return self._document("agent", self.agent_state, agent, pbx=pbx)
 
+    def supervisor_state_async(self, supervisor: str, *, pbx: str = DEFAULT_PBX) -> Deferred[dict[str, Any]]:
+        """:meth:`supervisor_state` for the HTTP API (see :meth:`agent_state_async`)."""
+        return self._document("supervisor", self.supervisor_state, supervisor, pbx=pbx)
+
     def queues_async(self, *, pbx: str = DEFAULT_PBX) -> Deferred[dict[str, Any]]:
         """:meth:`queues` for the HTTP API (see :meth:`agent_state_async`)."""
         return self._document("queues", self.queues, pbx=pbx)
@@ -691,7 +703,7 @@ class CallCenter:
         try:
             self._pbx(pbx)
             if args:
-                _check_agent(args[0])
+                _check_agent(args[0], "supervisor" if kind == "supervisor" else "agent")
         except CommandError as e:
             return defer.fail(e)
 
@@ -701,6 +713,8 @@ class CallCenter:
                 return dict(answer["ok"])
             if answer.get("error") == "UnknownAgent":
                 raise UnknownAgent(str(answer.get("message", "")))
+            if answer.get("error") == "UnknownSupervisor":
+                raise UnknownSupervisor(str(answer.get("message", "")))
             raise PbxUnavailable(f"the node holding the AMI link failed: {answer.get('message', '')}")
 
         return defer.ensureDeferred(asked())

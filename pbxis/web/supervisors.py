@@ -65,10 +65,10 @@ def add_supervisor_routes(
         return b""
 
     @app.route("/supervisors/<name>", methods=["GET"])
-    def get_supervisor(request: IRequest, name: str) -> bytes:
+    async def get_supervisor(request: IRequest, name: str) -> bytes:
         v.agent_name(name, "supervisor")
         auth.require_agent(request, supervisor_key(name))
-        return json_response(request, _call(center.supervisor_state, name))
+        return json_response(request, await _run(center.supervisor_state_async(name)))
 
     @app.route("/wallboard", methods=["GET", "HEAD"])
     def wallboard(request: IRequest) -> bytes:

@@ -1,16 +1,18 @@
 """Two web nodes and the node holding the AMI link, on one Redis: real ``twistd pbxis`` processes.
 
-The writer is an ``all`` node (it stands for the collector role); the web nodes have no
-AMI link. A client drops on web node A and resumes on web node B with ``Last-Event-ID``:
-it gets exactly the events it missed, once. Registering on B gives A's token. A client on
-a web node keeps its registration alive (the writer has no client of it); a registration
-with no client anywhere expires once, and every node forgets its token; ``DELETE`` on one
-web node ends the clients of every node with one ``closed``.
+The writer is a collector node (AMI link, no HTTP API); the web nodes have no AMI link
+and send their queue actions and originates to it through Redis. A client drops on web
+node A and resumes on web node B with ``Last-Event-ID``: it gets exactly the events it
+missed, once. Registering on B gives A's token; a token issued on B works on A at once.
+A client on a web node keeps its registration alive (the writer has no client of it); a
+registration with no client anywhere expires once, and every node forgets its token;
+``DELETE`` on one web node ends the clients of every node with one ``closed``.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,11 +61,19 @@ def cluster(tmp_path: Path) -> Iterator[dict[str, Any]]:
         with running_daemons(tmp_path) as daemons:
             ports = {"writer": daemons.http, "a": free_port(), "b": free_port()}
             base = daemons.config.read_text("utf-8").replace(f"tcp:{daemons.http}:", "tcp:0:")
-            for name, role in (("writer", "all"), ("a", "web"), ("b", "web")):
-                daemons.config = node_config(base, tmp_path, name, role, ports[name], server.url)
+            configs = {}
+            for name, role in (("writer", "collector"), ("a", "web"), ("b", "web")):
+                daemons.config = configs[name] = node_config(
+                    base, tmp_path, name, role, ports[name], server.url
+                )
                 daemons.http = ports[name]
                 daemons.start()
-            yield {"ports": ports, "redis": redis.Redis(port=server.port, decode_responses=True)}
+            yield {
+                "ports": ports,
+                "redis": redis.Redis(port=server.port, decode_responses=True),
+                "daemons": daemons,
+                "configs": configs,
+            }
     finally:
         server.close()
 
@@ -78,9 +88,10 @@ def register(cluster: dict[str, Any], node: str, agent: str) -> str:
     return str(answer.json()["token"])
 
 
-def pause(cluster: dict[str, Any], on: bool) -> None:
+def pause(cluster: dict[str, Any], on: bool, node: str = "a") -> None:
+    """A queue action on a web node: it runs on the collector."""
     action = "pause" if on else "unpause"
-    r = requests.post(url(cluster, "writer", f"/agents/1001/queues/sales/{action}"), json={}, timeout=10)
+    r = requests.post(url(cluster, node, f"/agents/1001/queues/sales/{action}"), json={}, timeout=10)
     assert r.status_code == 200, r.text
 
 
@@ -121,8 +132,8 @@ def test_two_web_nodes_and_a_writer_share_tokens_logs_and_grace(cluster: dict[st
     client.close()  # dropped on A
     seen = list(client.events)
     last_seen = int(client.last_id or 0)
-    pause(cluster, False)
-    pause(cluster, True)
+    pause(cluster, False, "b")
+    pause(cluster, True, "b")
 
     def logged_after() -> list[dict[str, Any]]:
         return [json.loads(f["j"]) for _, f in r.xrange("nodes:log:1001", f"({last_seen}-0", "+")]
@@ -140,6 +151,11 @@ def test_two_web_nodes_and_a_writer_share_tokens_logs_and_grace(cluster: dict[st
     assert client.events == missed  # exactly the missed events, once, none seen before
     assert not {e["id"] for e in seen} & {e["id"] for e in client.events}
     assert [e["id"] for e in seen + client.events] == list(range(seen[0]["id"], client.events[-1]["id"] + 1))
+
+    # an originate sent to B runs on the collector: 202
+    number = {"number": "0911234567"}
+    sent = requests.post(url(cluster, "b", "/agents/1001/originate"), json=number, timeout=10)
+    assert sent.status_code == 202 and sent.json()["actionId"], sent.text
 
     # the idle registration expires once; every node forgets its token
     def gone(node: str) -> bool:
@@ -161,8 +177,18 @@ def test_two_web_nodes_and_a_writer_share_tokens_logs_and_grace(cluster: dict[st
     assert other.events[0]["type"] == "reset"
     assert paused_states(other.events) == [True]
 
-    # DELETE on one web node: the writer ends it, clients on both nodes get one closed
+    # the collector is killed; a DELETE on a web node meanwhile is done when it is back
+    # (its position in the registrations stream is in Redis), and the clients of both
+    # nodes, served all along, get one closed
+    daemons = cluster["daemons"]
+    collector = daemons.started[0]
+    collector.send_signal(signal.SIGKILL)
+    collector.wait(10)
     assert requests.delete(url(cluster, "b", "/agents/1001"), timeout=10).status_code == 204
+    time.sleep(GRACE)  # the web nodes' clients keep 1001 alive meanwhile
+    assert not any(e["type"] == "closed" for e in client.events + other.events)
+    daemons.config, daemons.http = cluster["configs"]["writer"], cluster["ports"]["writer"]
+    daemons.start()
     for c in (client, other):
         wait_for(lambda c=c: any(e["type"] == "closed" for e in c.events), 15, "closed on every node")
     time.sleep(0.3)
