@@ -296,7 +296,12 @@ class _RedisWebService(Service):
         self.store.on_appended = hub.appended
         self.store.on_ended = hub.ended
         self.liveness = Liveness(
-            self.link, self.keys, self._reactor, grace_ms=self.store.grace_ms, listening=hub.listening
+            self.link,
+            self.keys,
+            self._reactor,
+            grace_ms=self.store.grace_ms,
+            listening=hub.listening,
+            sweep=self.store.sweep,
         )
 
     def startService(self) -> None:
