@@ -148,7 +148,7 @@ class _RedisService(Service):
         from .store.redis_keys import Keys
         from .store.redis_link import RedisLink
         from .store.redis_node import RedisNode
-        from .store.redis_store import RedisStore
+        from .store.redis_store import COLLECTOR_FLUSH_DELAY, FLUSH_DELAY, RedisStore
 
         assert config.redis is not None
         self.link = RedisLink(config.redis, reactor)
@@ -165,6 +165,7 @@ class _RedisService(Service):
             grace_ms=int(agents.grace_period * 1000),
             outage_seconds=config.redis.outage_buffer_seconds,
             outage_events=config.redis.outage_buffer_events,
+            flush_delay=COLLECTOR_FLUSH_DELAY if config.node.role == "collector" else FLUSH_DELAY,
         )
         self.store.node = self.node
         self.loaded: Deferred[int] = Deferred()
