@@ -230,6 +230,19 @@ class RedisCollector(Collector):
             "1 while this node holds the collector lease.",
             value=int(bool(stats.get("holds_lease"))),
         )
+        yield counter(
+            "pbxis_redis_lease_takeovers",
+            "Times this node took the AMI lease (standby to holder).",
+            value=stats.get("takeovers", 0),
+        )
+        holder = gauge(
+            "pbxis_redis_lease_holder",
+            "1 for the node holding the AMI lease, as this node last saw it.",
+            labels=["node"],
+        )
+        if stats.get("holder"):
+            holder.add_metric([str(stats["holder"])], 1)
+        yield holder
         yield gauge(
             "pbxis_redis_command_lag_seconds",
             "From the last command's arrival in Redis to its reading.",

@@ -10,6 +10,7 @@ At stop the call center goes first: streams end with the documented "server shut
 from __future__ import annotations
 
 import gc
+import json
 import secrets
 from collections.abc import Callable
 from typing import Any, cast
@@ -29,6 +30,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.resource import Resource
 from twisted.web.server import Site
 from zope.interface import implementer
 
@@ -148,6 +150,7 @@ class _RedisService(Service):
 
     def __init__(self, config: Config, reactor: Any) -> None:
         from .store.redis_keys import Keys
+        from .store.redis_lease import Lease
         from .store.redis_link import RedisLink
         from .store.redis_node import RedisNode
         from .store.redis_store import COLLECTOR_FLUSH_DELAY, FLUSH_DELAY, RedisStore
@@ -173,6 +176,15 @@ class _RedisService(Service):
         self.loaded: Deferred[int] = Deferred()
         self._reactor = reactor
         self._keys = Keys(config.redis.key_prefix)
+        #: the AMI lease (pbxis.store.redis_lease): this node loads, writes, connects to
+        #: Asterisk and runs commands only while it holds it; until then it stands by
+        self.lease = Lease(
+            self.link, self._keys.collector, self.node.name, reactor, config.node.lease_time,
+            on_won=self._won, on_lost=self._lost,
+        )  # fmt: skip
+        self.store.writable = self.lease.valid
+        #: called with the reason when the lease is lost (the daemon drops its AMI link)
+        self.on_lost: list[Callable[[str], object]] = []
         #: webhook endpoints' outboxes (pbxis.webhooks.redis_outbox), loaded with the store
         self.outboxes: list[Any] = []
         self.on_stop: list[Callable[[], object]] = []
@@ -189,11 +201,47 @@ class _RedisService(Service):
         super().startService()
         self.link.start()
         self.node.connect()
-        log.info("Redis: connecting to {url}", url=self.link.config.safe_url)
+        log.info(
+            "Redis: connecting to {url}; node {node} stands by for the AMI lease",
+            url=self.link.config.safe_url, node=self.node.name,
+        )  # fmt: skip
+        self.lease.start()
+
+    def _won(self) -> None:
+        """The lease is this node's: claim the logs, load the state, then (the daemon)
+        connect to Asterisk and rebuild, emitting only real changes."""
+        log.info("Redis: node {node} holds the AMI lease; taking over", node=self.node.name)
         defer.ensureDeferred(self._load()).addCallbacks(self.loaded.callback, self._failed)
+
+    def _lost(self, reason: str) -> None:
+        """Step down: no write, no AMI socket, no command from now on; the process ends
+        (its supervisor starts it again, as a standby: README, "Standby and takeover")."""
+        log.error(
+            "Redis: node {node} lost the AMI lease ({reason}); dropping the AMI link, writing "
+            "nothing more and stepping down", node=self.node.name, reason=reason,
+        )  # fmt: skip
+        for hook in self.on_lost:
+            try:
+                hook(reason)
+            except Exception:
+                log.failure("stepping down")
+
+    def standby(self) -> dict[str, Any] | None:
+        """``/health``'s body while this node stands by (``None`` once it serves)."""
+        if self.loaded.called and self.lease.lost is None:
+            return None
+        lost = self.lease.lost
+        return {
+            "status": "standby" if lost is None else "stepped_down",
+            "node": self.node.name,
+            "lease": {"holder": self.lease.holder, "held": self.lease.valid(), "lost": lost},
+            "redis": {"connected": self.link.connected, "url": self.link.config.safe_url},
+        }
 
     async def _load(self) -> int:
         while True:
+            if self.lease.lost is not None:
+                raise RuntimeError(f"the AMI lease was lost while loading: {self.lease.lost}")
             await self.link.when_connected()
             try:
                 loaded = await self.store.load()
@@ -209,13 +257,20 @@ class _RedisService(Service):
                 await deferLater(self._reactor, 1.0, lambda: None)
 
     def _failed(self, failure: Failure) -> None:
-        log.failure("Redis: cannot load the stored state", failure)
+        if self.lease.lost is None:
+            log.failure("Redis: cannot load the stored state", failure)
         self._reactor.stop()
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
         for stop in self.on_stop:
             stop()
+        if self.lease.lost is not None or not self.loaded.called:
+            # never held (a standby) or stepped down: nothing of this node may be written
+            d0: Deferred[Any] = defer.ensureDeferred(self.node.stop())
+            d0.addCallback(lambda _: self.lease.stop())
+            d0.addCallback(lambda _: self.link.stop())
+            return d0.addCallback(lambda _: None)
         drains = [self.store.drain(timeout=3.0), *(box.drain(timeout=3.0) for box in self.outboxes)]
         d: Deferred[Any] = defer.gatherResults(drains)
         d.addCallback(lambda _: defer.ensureDeferred(self.node.stop()))
@@ -344,6 +399,39 @@ class _RedisWebService(Service):
         return d.addCallback(lambda _: None)
 
 
+class _StandbyGate(Resource):
+    """In front of the site of an ``all`` or ``collector`` node with ``[redis]``: while
+    the node stands by (or stepped down), ``/health`` answers 200 with ``standby`` (a
+    stepped-down node 503), ``/metrics`` as usual, anything else 503 with ``Retry-After``."""
+
+    isLeaf = True
+
+    def __init__(self, inner: Any, standby: Callable[[], dict[str, Any] | None]) -> None:
+        super().__init__()
+        self._inner = inner
+        self._standby = standby
+
+    def render(self, request: Any) -> bytes | int:
+        body = self._standby()
+        first = request.postpath[0] if request.postpath else b""
+        if body is None or first == b"metrics":
+            answer: bytes | int = self._inner.render(request)
+            return answer
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        if first == b"health":
+            request.setResponseCode(200 if body["status"] == "standby" else 503)
+            return json.dumps(body).encode("utf-8")
+        request.setResponseCode(503)
+        request.setHeader(b"retry-after", b"5")
+        from .web.errors import error_body
+
+        return error_body(
+            "pbx_unavailable",
+            f"this node stands by for the AMI lease ({body['status']}); ask the node holding it",
+        )
+
+
 def _register_any(center: CallCenter, key: str, queues: Any, name: str | None) -> None:
     """A registration found in Redis (made on another node, or before a restart), into
     this (the writer's) engine. One that cannot be taken is logged, never fatal."""
@@ -439,7 +527,9 @@ class PbxisService(MultiService):
         )
         if self.redis is not None and config.node.has_ami:
             # an 'all' or 'collector' node runs what web nodes send, as a local command
-            self.redis.node.execute(self.center.execute_remote)
+            # while it holds the AMI lease: commands follow the AMI link
+            self.redis.node.execute(self.center.execute_remote, lease=self.redis.lease)
+            self.redis.on_lost.append(self._step_down)
         self.tracker = self.center.tracker
         self.hub = self.center.hub
         self.ami = self.center.ami
@@ -475,6 +565,9 @@ class PbxisService(MultiService):
             body_timeout=http.body_timeout,
             reactor=reactor,
         )
+        if self.redis is not None:
+            # a standby answers /health (200, "standby") and /metrics; the rest once it serves
+            self.site.resource = _StandbyGate(self.site.resource, self.redis.standby)
         self.web = _WebService(serverFromString(reactor, http.server_endpoint), self.site)
         self.center_service = _CallCenterService(
             self.center, self._ami_endpoint if config.node.has_ami else None
@@ -486,8 +579,10 @@ class PbxisService(MultiService):
             self.web.setServiceParent(self)
             self.center_service.setServiceParent(self)
         else:
-            # nothing is served and Asterisk is not asked before the registrations, logs
-            # and states are back from Redis (a resume would otherwise be a 404)
+            # Nothing but /health and /metrics is served, and Asterisk is not asked, before
+            # this node holds the AMI lease and the registrations, logs and states are back
+            # from Redis (a resume would otherwise be a 404).
+            self.web.setServiceParent(self)
             self.redis.loaded.addCallback(self._redis_loaded)
 
     def _redis_loaded(self, _: object) -> None:
@@ -501,13 +596,19 @@ class PbxisService(MultiService):
         )
         if self.center.webhooks is not None:
             self.center.webhooks.resume()  # deliveries left pending by the previous process
-        try:
-            self.web.setServiceParent(self)
-        except Exception:
-            log.failure("cannot listen for HTTP on {listen}", listen=self.config.http.listen)
-            self.reactor.stop()
-            return
-        self.center_service.setServiceParent(self)
+        if self.redis.lease.valid():
+            self.center_service.setServiceParent(self)
+
+    def _step_down(self, reason: str) -> None:
+        """The lease is lost: the AMI sockets go at once (not a polite logoff: another node
+        may be logged in already), then the process stops."""
+        for unit in self.center.units.values():
+            link = unit.ami.protocol_instance
+            unit.ami.stop()
+            if link is not None and link.transport is not None:
+                getattr(link.transport, "abortConnection", link.transport.loseConnection)()
+        if self.running:
+            self.reactor.callLater(0, self.reactor.stop)
 
     def _web_loaded(self, _: object) -> None:
         assert self.redis_web is not None

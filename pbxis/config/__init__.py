@@ -222,6 +222,8 @@ class NodeConfig:
 
     role: str = "all"
     name: str = ""
+    #: seconds a node holds the AMI lease without renewing it (renewed every third of it)
+    lease_time: float = 5.0
 
     @property
     def has_ami(self) -> bool:
@@ -542,6 +544,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
     "node": {
         "role": _string(choices=NODE_ROLES),
         "name": _string(),
+        "lease_time": _number(low=1, high=300),
     },
 }
 

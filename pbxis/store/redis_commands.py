@@ -24,13 +24,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from pbxis.errors import PbxTimeout, PbxUnavailable
 
 from .redis_keys import Keys
-from .redis_link import RedisLink, RedisTimeout, RedisUnavailable, Script
+from .redis_lease import CLAIM_HELD, Lease
+from .redis_link import RedisLink, Script
 from .redis_reader import RawEntry, StreamReader
 from .redis_scripts import CLAIM_COMMAND
 
@@ -53,32 +54,6 @@ redis.call('XADD', KEYS[1], 'MAXLEN', '~', tonumber(ARGV[6]), '*',
 return deadline
 """,
 )
-
-# KEYS: lease. ARGV: node, ttl ms -> 1 if this node holds the lease
-LEASE = Script(
-    "collector_lease",
-    """
-local holder = redis.call('GET', KEYS[1])
-if holder == false or holder == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
-  return 1
-end
-return 0
-""",
-)
-
-# KEYS: lease. ARGV: node -> 1 if this node held the lease (it is let go)
-RELEASE = Script(
-    "collector_release",
-    """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0
-""",
-)
-
 
 class NoCollector(PbxUnavailable):
     """No node holds the AMI link right now; ``retry_after`` seconds is a fair wait.
@@ -192,7 +167,11 @@ ExecuteFn = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 
 class CommandExecutor:
-    """The collector's side: holds the lease, claims and runs each command once."""
+    """The collector's side: claims and runs each command once, while it holds the lease.
+
+    The lease is the node's AMI lease (:class:`~pbxis.store.redis_lease.Lease`, given by
+    the daemon), so commands always follow the AMI link; without one (tests, a lone
+    executor) it keeps a lease of its own."""
 
     def __init__(
         self,
@@ -204,6 +183,7 @@ class CommandExecutor:
         execute: ExecuteFn,
         *,
         lease_ms: int = 6000,
+        lease: Lease | None = None,
     ) -> None:
         self.link = link
         self.reader = reader
@@ -216,40 +196,26 @@ class CommandExecutor:
         #: seconds from a command's arrival in Redis to its reading here, for the last one
         #: (the stream id is Redis's clock: meaningful where the clocks agree)
         self.lag = 0.0
-        self.holds_lease = False
-        self._lease = task.LoopingCall(self._renew)
-        self._lease.clock = clock
+        self._own = lease is None
+        self.lease = lease if lease is not None else Lease(link, keys.collector, node, clock, lease_ms / 1000)
 
     async def start(self) -> None:
         last = await self.link.command("XREVRANGE", self.keys.commands, "+", "-", "COUNT", 1)
         # Commands sent before this collector started are not read: their senders time
         # out (they were never claimed, so their abandonment wins: 504 "not executed").
         self.reader.follow(self.keys.commands, str(last[0][0]) if last else "0-1", self._on_commands)
-        self._lease.start(self.lease_ms / 3000, now=True)
+        if self._own:
+            self.lease.start()
+
+    @property
+    def holds_lease(self) -> bool:
+        return self.lease.valid()
 
     def stop(self) -> defer.Deferred[None]:
-        """Stop renewing and let the lease go at once: web nodes answer 503 from now on
-        instead of sending commands nobody will read (a crash lets it lapse instead)."""
-        if self._lease.running:
-            self._lease.stop()
-        held, self.holds_lease = self.holds_lease, False
-        if not held:
-            return defer.succeed(None)
-        d = self.link.script(RELEASE, [self.keys.collector], [self.node])
-        d.addErrback(lambda f: f.trap(RedisUnavailable, RedisTimeout))
-        return d.addCallback(lambda _: None)
-
-    def _renew(self) -> None:
-        d = self.link.script(LEASE, [self.keys.collector], [self.node, self.lease_ms])
-
-        def held(won: Any) -> None:
-            self.holds_lease = bool(int(won))
-
-        def down(f: Any) -> None:
-            f.trap(RedisUnavailable, RedisTimeout)
-            self.holds_lease = False
-
-        d.addCallbacks(held, down)
+        """Let the lease go at once: web nodes answer 503 from now on instead of sending
+        commands nobody will read (a crash lets it lapse instead)."""
+        d = self.lease.stop()
+        return defer.succeed(None) if d is None else d.addCallback(lambda _: None)
 
     def _on_commands(self, stream: str, items: list[RawEntry]) -> None:
         if items:
@@ -262,11 +228,15 @@ class CommandExecutor:
 
     async def _run(self, fields: dict[str, str]) -> None:
         command_id = fields["id"]
+        if not self.lease.valid():
+            return  # a standby, or a holder past its lease: the holder runs it, or nobody
         won = await self.link.script(
-            CLAIM_COMMAND, [self.keys.command(command_id)], [self.node, 3_600_000, int(fields["deadline"])]
+            CLAIM_HELD,
+            [self.keys.command(command_id), self.lease.key],
+            [self.node, 3_600_000, int(fields["deadline"])],
         )
         if not int(won):
-            return  # another collector took it, or its sender gave up: never run it
+            return  # another holder took it, or its sender gave up: never run it
         self.executed += 1
         try:
             reply = {"ok": await self.execute(fields["kind"], json.loads(fields["args"]))}

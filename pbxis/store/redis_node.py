@@ -20,6 +20,7 @@ from pbxis.config import Config
 
 from .redis_commands import CommandExecutor, CommandSender, ExecuteFn
 from .redis_keys import Keys
+from .redis_lease import Lease
 from .redis_link import RedisLink
 from .redis_reader import StreamReader
 
@@ -47,9 +48,12 @@ class RedisNode:
         self.sender: CommandSender | None = None
         self._started = False
 
-    def execute(self, execute: ExecuteFn) -> CommandExecutor:
-        """Run the commands other nodes send with ``execute(kind, args)``."""
-        self.executor = CommandExecutor(self.link, self.reader, self.keys, self.name, self.reactor, execute)
+    def execute(self, execute: ExecuteFn, lease: Lease | None = None) -> CommandExecutor:
+        """Run the commands other nodes send with ``execute(kind, args)``, while this node
+        holds ``lease`` (the AMI lease, :mod:`pbxis.store.redis_lease`)."""
+        self.executor = CommandExecutor(
+            self.link, self.reader, self.keys, self.name, self.reactor, execute, lease=lease
+        )
         return self.executor
 
     def send(self) -> CommandSender:
@@ -90,5 +94,7 @@ class RedisNode:
             "timed_out": 0 if sender is None else sender.timed_out,
             "executed": 0 if executor is None else executor.executed,
             "holds_lease": executor is not None and executor.holds_lease,
+            "takeovers": 0 if executor is None else executor.lease.takeovers,
+            "holder": None if executor is None else executor.lease.holder,
             "command_lag": 0.0 if executor is None else executor.lag,
         }

@@ -188,6 +188,9 @@ class RedisStore(MemoryStore):
         self.stale: set[str] = set()  # agents another writer took over
         #: the node's read loop and commands (pbxis.store.redis_node), for /health
         self.node: Any = None
+        #: whether this node may write now (its AMI lease, pbxis.store.redis_lease): a
+        #: node past its lease writes nothing more (the fences refuse what is in flight)
+        self.writable: Any = None
         link.on_up.append(self._link_up)
         link.on_down.append(self._link_down)
 
@@ -437,6 +440,8 @@ class RedisStore(MemoryStore):
     def _flush(self) -> None:
         self._scheduled = None
         if self._flushing or not self.link.connected:
+            return
+        if self.writable is not None and not self.writable():
             return
         self._flushing = True
         defer.ensureDeferred(self._write()).addBoth(self._written)

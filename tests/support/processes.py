@@ -92,6 +92,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(10)
 
 
+def _serving(answer: tuple[int, dict[str, Any]]) -> bool:
+    return answer[0] == 200 and answer[1].get("status") != "standby"
+
+
 @dataclass
 class Daemons:
     """A config for a simulator on ``ami_port``, and the ``twistd pbxis`` processes started on it."""
@@ -114,7 +118,8 @@ class Daemons:
         )
         self.started.append(daemon)
         if wait:
-            wait_for(lambda: health(self.http)[0] == 200, 30, "the daemon's login")
+            # 200 and not a standby (with [redis], a node stands by until it holds the lease)
+            wait_for(lambda: _serving(health(self.http)), 30, "the daemon's login")
         return daemon
 
 

@@ -1,0 +1,94 @@
+"""The AMI lease (pbxis.store.redis_lease) on a real redis-server; the lease's own time is
+a ``task.Clock``, so a "pause" is the clock moving on while no renewal is acknowledged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest_twisted
+from twisted.internet import reactor, task
+
+from pbxis.store.redis_keys import Keys
+from pbxis.store.redis_lease import CLAIM_HELD, Lease
+from pbxis.store.redis_link import RedisLink
+
+
+class Seen:
+    def __init__(self) -> None:
+        self.won = 0
+        self.lost: list[str] = []
+
+
+def lease(link: RedisLink, prefix: str, node: str, clock: task.Clock, seen: Seen, time: float = 1.0) -> Lease:
+    return Lease(
+        link, Keys(prefix).collector, node, clock, time,
+        on_won=lambda: setattr(seen, "won", seen.won + 1), on_lost=seen.lost.append,
+    )  # fmt: skip
+
+
+async def settle(predicate: Any, timeout: float = 5.0) -> None:
+    """Wait (real time) for Redis's answers to arrive."""
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return
+        await task.deferLater(reactor, 0.01, lambda: None)
+    raise AssertionError("timed out")
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_holder_the_other_stands_by_and_takes_over_only_after_expiry(
+    link: RedisLink, second_link: RedisLink, prefix: str
+) -> None:
+    ca, cb = task.Clock(), task.Clock()
+    sa, sb = Seen(), Seen()
+    a, b = lease(link, prefix, "a", ca, sa), lease(second_link, prefix, "b", cb, sb)
+    a.start()
+    await settle(lambda: sa.won == 1)
+    assert a.valid() and a.holder == "a" and a.takeovers == 1
+    b.start()
+    await settle(lambda: b.holder == "a")
+    assert not b.valid() and sb.won == 0
+    # a renews its own lease; b's attempts do not take it
+    for _ in range(3):
+        ca.advance(1 / 3)
+        cb.advance(1 / 3)
+        await settle(lambda: not a._asking and not b._asking)
+    assert a.valid() and sb.won == 0 and not sa.lost
+    # a is paused past its lease: it knows at once, before any timer or answer
+    ca.advance(0.5)  # renewal sent...
+    ca.advance(0.6)  # ...and the clock is past the last acknowledged one's end
+    assert not a.valid()
+    ca.advance(0)
+    assert sa.lost and "paused" in sa.lost[0]
+    # b takes it once Redis lets it expire (real time: the key's PX), never before
+    await task.deferLater(reactor, 1.1, lambda: None)
+    cb.advance(1 / 3)
+    await settle(lambda: sb.won == 1)
+    assert b.valid() and await link.command("GET", Keys(prefix).collector) == "b"
+    # a never competes again; a command is claimed only by the holder, in the same script
+    ca.advance(5)
+    await task.deferLater(reactor, 0.05, lambda: None)
+    assert sa.won == 1 and len(sa.lost) == 1
+    keys = Keys(prefix)
+    claim_a = await link.script(CLAIM_HELD, [keys.command("x"), keys.collector], ["a", 60_000, 0])
+    claim_b = await link.script(CLAIM_HELD, [keys.command("x"), keys.collector], ["b", 60_000, 0])
+    assert (int(claim_a), int(claim_b)) == (0, 1)
+    await b.stop()  # a clean stop lets it go at once
+    assert await link.command("GET", keys.collector) is None
+    a.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_holder_whose_lease_another_took_steps_down_at_its_next_renewal(
+    link: RedisLink, prefix: str
+) -> None:
+    clock, seen = task.Clock(), Seen()
+    a = lease(link, prefix, "a", clock, seen, time=3.0)
+    a.start()
+    await settle(lambda: seen.won == 1)
+    await link.command("SET", Keys(prefix).collector, "b", "PX", 3000)  # e.g. an operator
+    clock.advance(1.0)
+    await settle(lambda: bool(seen.lost))
+    assert seen.lost == ["another node holds the lease now"] and not a.valid()
+    assert await link.command("GET", Keys(prefix).collector) == "b"  # only its own is renewed
+    assert a.stop() is None  # nothing of its own to let go

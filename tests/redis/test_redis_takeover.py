@@ -1,0 +1,190 @@
+"""Standby and takeover (issue #16, one PBX): real ``twistd pbxis`` processes on one
+``redis-server`` and one simulator (``python -m pbxis.simulator`` with calls flowing).
+
+Two collectors compete for the AMI lease (``lease_time = 2``): one holds it (logged in to
+AMI, writing the logs), the other stands by (``/health`` 200, ``standby``, no AMI socket).
+A web node serves an SSE client of 1001. Killing the holder with ``kill -9`` mid-call: the
+standby is logged in within ``lease_time + 2`` s and the client, never disconnected, gets
+every event exactly once (its ids are the Redis log's, 1..N, no duplicate, no repeated
+state). Pausing the holder (``SIGSTOP``) past its lease: the standby takes over; resumed
+(``SIGCONT``), the old holder writes nothing, drops its link, says why and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+
+from pbxis.store.redis_backend import STATE_TYPES
+from tests.redis.redis_proc import RedisServer
+from tests.redis.test_redis_daemon import SSEClient
+from tests.support.processes import Daemons, free_port, health, running_daemons, stop, wait_for
+
+pytestmark = pytest.mark.slow
+
+PREFIX = "lease:"
+LEASE = 2.0
+
+
+def config(daemons: Daemons, tmp_path: Path, server: RedisServer, name: str, role: str) -> tuple[Path, int]:
+    port = free_port()
+    base = daemons.config.read_text("utf-8").replace(f"tcp:{daemons.http}:", f"tcp:{port}:")
+    path = tmp_path / f"{name}.toml"
+    path.write_text(
+        base
+        + f"""
+[agents]
+grace_period = 600
+
+[redis]
+url = "{server.url}"
+key_prefix = "{PREFIX}"
+
+[node]
+role = "{role}"
+name = "{name}"
+lease_time = {LEASE}
+""",
+        "utf-8",
+    )
+    return path, port
+
+
+def start(daemons: Daemons, node: tuple[Path, int], *, wait: bool = True) -> subprocess.Popen[bytes]:
+    daemons.config, daemons.http = node
+    return daemons.start(wait=wait)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, redis_server: RedisServer) -> Iterator[dict[str, Any]]:
+    r = redis.Redis(port=redis_server.port, decode_responses=True)
+    r.flushall()
+    with running_daemons(tmp_path, simulator=False) as daemons:
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "pbxis.simulator", "--port", str(daemons.ami_port),
+             "--agents", "1001-1002", "--queues", "sales", "--rate", "150", "--talk", "1-2", "--seed", "3"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            nodes = {
+                name: config(daemons, tmp_path, redis_server, name, role)
+                for name, role in (("c1", "collector"), ("c2", "collector"), ("web", "web"))
+            }
+            procs = {"c1": start(daemons, nodes["c1"])}
+            wait_for(lambda: logged_in(nodes["c1"][1]), 20, "c1 holding the lease, logged in")
+            procs["c2"] = start(daemons, nodes["c2"], wait=False)
+            wait_for(lambda: standby(nodes["c2"][1]), 20, "c2 standing by")
+            procs["web"] = start(daemons, nodes["web"])
+            yield {"daemons": daemons, "nodes": nodes, "procs": procs, "redis": r}
+        finally:
+            stop(sim)
+    r.close()
+
+
+def logged_in(port: int) -> bool:
+    status, body = health(port)
+    return status == 200 and bool(body.get("ami", {}).get("connected"))
+
+
+def url(cluster: dict[str, Any], node: str, path: str) -> str:
+    return f"http://127.0.0.1:{cluster['nodes'][node][1]}{path}"
+
+
+def subscribe(cluster: dict[str, Any]) -> SSEClient:
+    answer = requests.put(url(cluster, "web", "/agents/1001"), json={"queues": ["sales"]}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    client = SSEClient()
+    client.open(url(cluster, "web", f"/stream/{answer.json()['token']}/sse"))
+    return client
+
+
+def logged(r: redis.Redis) -> list[dict[str, Any]]:
+    return [json.loads(f["j"]) for _, f in r.xrange(f"{PREFIX}log:1001")]
+
+
+def check_exactly_once(client: SSEClient, r: redis.Redis) -> None:
+    """The client's events are the log's, each once, in order; no state event repeats."""
+    events = client.events
+    ids = [e["id"] for e in events]
+    assert ids == list(range(ids[0], ids[-1] + 1)), ids
+    stored = {e["id"]: e for e in logged(r)}
+    assert all(stored.get(e["id"]) == e for e in events)
+    last: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for e in events:
+        fields = STATE_TYPES.get(e["type"])
+        if fields is None or e["type"] == "queueCount":
+            # queueCount repeats in plain operation too, takeover or not (issue noted in
+            # the #16 report): the rule is checked for the agent's own states
+            continue
+        key = (e["type"], *(str(e.get(f, "")) for f in fields))
+        value = {k: v for k, v in e.items() if k not in ("id", "time")}
+        assert last.get(key) != value, f"state repeated: {e} in {[(x['id'], x['type']) for x in events]}"
+        last[key] = value
+
+
+def standby(port: int) -> bool:
+    status, body = health(port)
+    return status == 200 and body.get("status") == "standby"
+
+
+def test_kill_9_of_the_holder_the_standby_is_logged_in_within_the_bound_every_event_once(
+    cluster: dict[str, Any],
+) -> None:
+    r, nodes, procs = cluster["redis"], cluster["nodes"], cluster["procs"]
+    assert standby(nodes["c2"][1]) and not logged_in(nodes["c2"][1])
+    assert r.get(f"{PREFIX}collector") == "c1"
+    client = subscribe(cluster)
+    try:
+        wait_for(lambda: len(client.events) >= 15, 30, "calls flowing to 1001")
+        procs["c1"].send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        procs["c1"].wait(10)
+        wait_for(lambda: logged_in(nodes["c2"][1]), LEASE + 10, "the standby logged in")
+        took = time.monotonic() - killed
+        assert took <= LEASE + 2, took
+        assert r.get(f"{PREFIX}collector") == "c2"
+        before = len(client.events)
+        wait_for(lambda: len(client.events) >= before + 10, 30, "events after the takeover")
+        time.sleep(0.5)
+    finally:
+        client.close()
+    check_exactly_once(client, r)
+    assert not [e for e in client.events if e["type"] in ("reset", "closed")]
+    metrics = requests.get(url(cluster, "c2", "/metrics"), timeout=10).text
+    assert "pbxis_redis_lease_takeovers_total 1.0" in metrics
+    assert 'pbxis_redis_lease_holder{node="c2"} 1.0' in metrics
+
+
+def test_a_paused_holder_writes_nothing_after_the_takeover_and_steps_down(cluster: dict[str, Any]) -> None:
+    r, nodes, procs = cluster["redis"], cluster["nodes"], cluster["procs"]
+    client = subscribe(cluster)
+    old = procs["c1"]
+    try:
+        wait_for(lambda: len(client.events) >= 10, 30, "calls flowing to 1001")
+        old.send_signal(signal.SIGSTOP)
+        try:
+            wait_for(lambda: logged_in(nodes["c2"][1]), LEASE + 10, "the standby logged in")
+            before = len(client.events)
+            wait_for(lambda: len(client.events) >= before + 5, 30, "events from the new holder")
+        finally:
+            old.send_signal(signal.SIGCONT)
+        output = old.communicate(timeout=15)[0].decode()
+        assert "lost the AMI lease" in output and "paused" in output, output[-3000:]
+        assert "another writer took over" not in output  # it did not even try
+        before = len(client.events)
+        wait_for(lambda: len(client.events) >= before + 5, 30, "events after the old holder stepped down")
+        time.sleep(0.5)
+    finally:
+        client.close()
+    check_exactly_once(client, r)
+    assert r.get(f"{PREFIX}collector") == "c2"
