@@ -506,6 +506,9 @@ class PbxisService(MultiService):
         self.gc_bursts = gc_bursts
         self.redis: _RedisService | None = None
         self.redis_web: _RedisWebService | None = None
+        #: how the process ends when it steps down (lost its AMI lease); an embedding
+        #: program or a test may do otherwise
+        self.exit: Callable[[], object] = reactor.stop
         store: Any = None
         check_supported(config)
         if config.redis is not None and config.node.role == "web":
@@ -608,7 +611,7 @@ class PbxisService(MultiService):
             if link is not None and link.transport is not None:
                 getattr(link.transport, "abortConnection", link.transport.loseConnection)()
         if self.running:
-            self.reactor.callLater(0, self.reactor.stop)
+            self.reactor.callLater(0, self.exit)
 
     def _web_loaded(self, _: object) -> None:
         assert self.redis_web is not None

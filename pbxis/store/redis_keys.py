@@ -19,7 +19,8 @@ key                      what
 ``replies:{node}``       STREAM: answers to the commands a web node sent
 ``commands``             STREAM: commands for the collector
 ``command:{id}``         STRING: who took the command (its one execution), with a TTL
-``collector``            STRING: the node holding the AMI link, with a TTL (its lease)
+``collector``            STRING: the node holding the AMI link, with a TTL: the AMI lease, which is
+                         also the command lease (``redis_lease``)
 ``registrations``        STREAM: ``op`` (``reg``, ``unreg``, ``end``) and ``agent``: registrations
                          made on any node, unregistrations asked of the writer, ends it did
 ``regpos``               STRING: the last ``registrations`` entry the writer handled

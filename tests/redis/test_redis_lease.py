@@ -92,3 +92,50 @@ async def test_a_holder_whose_lease_another_took_steps_down_at_its_next_renewal(
     assert seen.lost == ["another node holds the lease now"] and not a.valid()
     assert await link.command("GET", Keys(prefix).collector) == "b"  # only its own is renewed
     assert a.stop() is None  # nothing of its own to let go
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_all_node_stands_by_serves_once_it_holds_the_lease_and_drops_ami_when_it_loses_it(
+    link: RedisLink, redis_config: Any, prefix: str
+) -> None:
+    """In one process: an ``all`` daemon (embedded simulator) while another node holds the
+    lease: ``/health`` 200 ``standby``, the API 503, no AMI link; the lease free: it takes
+    over (AMI logged in, the API served); the lease taken from it: AMI socket dropped at
+    once, it asks to exit."""
+    from pbxis.service import PbxisService
+    from tests.support.stack import Stack, stack_config, stop_stack
+
+    key = Keys(prefix).collector
+    await link.command("SET", key, "other", "PX", 60_000)
+    config = stack_config(
+        redis={"url": redis_config.url, "key_prefix": prefix}, node={"lease_time": 1, "name": "me"}
+    )
+    service = PbxisService(config, reactor)
+    exits: list[int] = []
+    service.exit = lambda: exits.append(1)
+    service.startService()
+    stack = Stack(service, None)
+    try:
+        await stack.wait_for(lambda: service.http_port, 5, "listening")
+        await stack.wait_for(lambda: service.redis.lease.holder == "other", 5, "the holder seen")
+        status, body = await stack.api("GET", "/health")
+        assert status == 200 and body["status"] == "standby" and body["lease"]["holder"] == "other", body
+        status, body = await stack.api("PUT", "/agents/1001", {"queues": ["sales"]})
+        assert status == 503 and body["error"]["code"] == "pbx_unavailable", body
+        assert service.ami.protocol_instance is None and not service.center._started
+        await link.command("DEL", key)
+        await stack.ready(timeout=10)
+        status, body = await stack.api("GET", "/health")
+        assert status == 200 and body["status"] == "ok" and body["redis"]["commandLease"], body
+        status, _ = await stack.api("PUT", "/agents/1001", {"queues": ["sales"]})
+        assert status == 200
+        transport = service.ami.protocol_instance.transport
+        await link.command("SET", key, "other", "PX", 60_000)
+        await stack.wait_for(lambda: exits, 5, "the step-down")
+        assert service.redis.lease.lost == "another node holds the lease now"
+        assert transport.disconnected and service.ami.protocol_instance is None
+        assert not service.redis.store.writable()
+        status, body = await stack.api("GET", "/health")
+        assert status == 503 and body["status"] == "stepped_down", body
+    finally:
+        await stop_stack(stack)
