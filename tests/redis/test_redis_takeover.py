@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ LEASE = 2.0
 def config(daemons: Daemons, tmp_path: Path, server: RedisServer, name: str, role: str) -> tuple[Path, int]:
     port = free_port()
     base = daemons.config.read_text("utf-8").replace(f"tcp:{daemons.http}:", f"tcp:{port}:")
+    base = base.replace("[ami]\n", "[ami]\naction_timeout = 2.0\n", 1)
     path = tmp_path / f"{name}.toml"
     path.write_text(
         base
@@ -152,11 +154,23 @@ def test_kill_9_of_the_holder_the_standby_is_logged_in_within_the_bound_every_ev
         wait_for(lambda: len(client.events) >= 15, 30, "calls flowing to 1001")
         procs["c1"].send_signal(signal.SIGKILL)
         killed = time.monotonic()
-        procs["c1"].wait(10)
-        wait_for(lambda: logged_in(nodes["c2"][1]), LEASE + 10, "the standby logged in")
-        took = time.monotonic() - killed
+        with ThreadPoolExecutor(1) as pool:
+            # a command sent during the takeover: 503 (no holder) or 504 (nobody took it)
+            pending = pool.submit(
+                requests.post, url(cluster, "web", "/agents/1001/originate"),
+                json={"number": "0911234567"}, timeout=30,
+            )  # fmt: skip
+            procs["c1"].wait(10)
+            wait_for(lambda: logged_in(nodes["c2"][1]), LEASE + 10, "the standby logged in")
+            took = time.monotonic() - killed
+            answer = pending.result(30)
         assert took <= LEASE + 2, took
         assert r.get(f"{PREFIX}collector") == "c2"
+        assert answer.status_code in (503, 504), answer.text
+        if answer.status_code == 504:
+            assert "not run and never will be" in answer.json()["error"]["message"]
+        # never run later by the new holder
+        assert not [k for k in r.scan_iter(f"{PREFIX}command:*") if r.get(k) == "c2"]
         before = len(client.events)
         wait_for(lambda: len(client.events) >= before + 10, 30, "events after the takeover")
         time.sleep(0.5)
