@@ -24,6 +24,7 @@ BENCHES = (
     "bench_scale",
     "bench_ingest",
     "bench_webnodes",
+    "bench_takeover",
 )
 
 

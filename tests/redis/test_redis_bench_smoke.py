@@ -38,3 +38,9 @@ def test_bench_webnodes_runs_a_collector_and_one_then_two_web_nodes() -> None:
     for nodes in (1, 2):
         assert figures[f"webnodes.{nodes}-nodes.10-clients.p99"] > 0
         assert f"webnodes.{nodes}-nodes.max-clients-p99-under-50ms" in figures
+
+
+def test_bench_takeover_kills_the_holder_and_times_the_standby() -> None:
+    figures = run_quick("bench_takeover.py", timeout=180)
+    assert 0 < figures["takeover.kill-to-login.max"] <= figures["takeover.bound"]
+    assert figures["takeover.kill-to-first-event.median"] > 0

@@ -1,0 +1,144 @@
+"""Bench: how long a takeover of the AMI link takes (issue 16, one PBX).
+
+Every part is a process of its own: ``redis-server``, the simulated Asterisk
+(``python -m pbxis.simulator`` with customer calls flowing), two collectors (``twistd
+pbxis``, ``[node] role = "collector"``, ``lease_time`` from ``--lease``) and a web node
+with one SSE client of agent 1001. Each round kills the holder with ``kill -9`` and
+times, from the kill: the lease's expiry in Redis, the standby logged in to AMI
+(``/health``), and the client's first event written by the new holder (an id above the
+log's last one at expiry); and *expiry to first event*, the part the lease does not
+explain (load, claim, login, rebuild, write, web node, client). The killed node is
+started again as the standby for the next round. Wall-clock figures (the machine's other
+load counts): the median of ``--repeat`` rounds and the worst.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import figure, machine, note, parser
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import redis  # noqa: E402
+import requests  # noqa: E402
+
+from tests.redis.redis_proc import RedisServer  # noqa: E402
+from tests.redis.test_redis_daemon import SSEClient  # noqa: E402
+from tests.support.processes import free_port, health, running_daemons, stop, wait_for  # noqa: E402
+
+PREFIX = "takeover:"
+
+
+def logged_in(port: int) -> bool:
+    status, body = health(port)
+    return status == 200 and bool(body.get("ami", {}).get("connected"))
+
+
+def main() -> None:
+    p = parser(__doc__ or "")
+    p.add_argument("--lease", type=float, default=2.0, help="[node] lease_time, seconds")
+    args = p.parse_args()
+    rounds = args.repeat or (1 if args.quick else 5)
+    note(machine())
+    note(f"lease_time {args.lease:g} s, {rounds} rounds")
+    server = RedisServer().start()
+    r = redis.Redis(port=server.port, decode_responses=True)
+    with tempfile.TemporaryDirectory() as tmp, running_daemons(Path(tmp), simulator=False) as daemons:
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "pbxis.simulator", "--port", str(daemons.ami_port),
+             "--agents", "1001-1004", "--queues", "sales", "--rate", "240", "--talk", "1-3"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            base = daemons.config.read_text("utf-8")
+            nodes: dict[str, tuple[Path, int]] = {}
+            for name, role in (("c1", "collector"), ("c2", "collector"), ("web", "web")):
+                port = free_port()
+                path = Path(tmp) / f"{name}.toml"
+                path.write_text(
+                    base.replace(f"tcp:{daemons.http}:", f"tcp:{port}:")
+                    + f'\n[agents]\ngrace_period = 600\n\n[redis]\nurl = "{server.url}"\n'
+                    f'key_prefix = "{PREFIX}"\n\n[node]\nrole = "{role}"\nname = "{name}"\n'
+                    f"lease_time = {args.lease}\n",
+                    "utf-8",
+                )
+                nodes[name] = (path, port)
+            procs: dict[str, Any] = {}
+
+            def start(name: str, wait: bool) -> None:
+                daemons.config, daemons.http = nodes[name]
+                procs[name] = daemons.start(wait=wait)
+
+            start("c1", True)
+            start("c2", False)
+            start("web", True)
+            web = nodes["web"][1]
+            token = requests.put(
+                f"http://127.0.0.1:{web}/agents/1001", json={"queues": ["sales"]}, timeout=10
+            ).json()["token"]
+            client = SSEClient()
+            client.open(f"http://127.0.0.1:{web}/stream/{token}/sse")
+            wait_for(lambda: len(client.events) >= 5, 30, "calls flowing")
+            to_expiry, to_login, to_event, expiry_to_event = [], [], [], []
+            for n in range(rounds):
+                holder = str(r.get(PREFIX + "collector"))
+                standby = "c2" if holder == "c1" else "c1"
+                wait_for(lambda s=standby: health(nodes[s][1])[1].get("status") == "standby", 30, "standby")
+                procs[holder].send_signal(9)
+                killed = time.monotonic()
+                procs[holder].wait(10)
+                expiry = login = first = None
+                last_old = 0
+                while first is None or login is None:
+                    now = time.monotonic()
+                    if now - killed > args.lease + 30:
+                        raise AssertionError("no takeover")
+                    if expiry is None and r.get(PREFIX + "collector") != holder:
+                        expiry = now
+                        top = r.xrevrange(PREFIX + "log:1001", "+", "-", count=1)
+                        last_old = int(str(top[0][0]).split("-")[0]) if top else 0
+                    if login is None and logged_in(nodes[standby][1]):
+                        login = now
+                    if expiry is not None and first is None:
+                        if any(e["id"] > last_old for e in client.events):
+                            first = now
+                    time.sleep(0.005)
+                assert expiry is not None
+                to_expiry.append(expiry - killed)
+                to_login.append(login - killed)
+                to_event.append(first - killed)
+                expiry_to_event.append(first - expiry)
+                note(
+                    f"round {n + 1}: expiry {expiry - killed:.2f} s, login {login - killed:.2f} s, "
+                    f"first event {first - killed:.2f} s after the kill"
+                )
+                start(holder, False)
+            client.close()
+            ids = [e["id"] for e in client.events]
+            assert ids == list(range(ids[0], ids[-1] + 1)), "a gap or a duplicate"
+            note(f"{len(ids)} events to the client, consecutive ids, none twice")
+            for name, values in (
+                ("kill-to-expiry", to_expiry),
+                ("kill-to-login", to_login),
+                ("kill-to-first-event", to_event),
+                ("expiry-to-first-event", expiry_to_event),
+            ):
+                figure(f"takeover.{name}.median", statistics.median(values), "s")
+                figure(f"takeover.{name}.max", max(values), "s")
+            figure("takeover.bound", args.lease + 2, "s")
+        finally:
+            stop(sim)
+    r.close()
+    server.close()
+
+
+if __name__ == "__main__":
+    main()
