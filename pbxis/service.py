@@ -298,11 +298,15 @@ class _RedisService(Service):
             current=current, load=store._load_agent,
             register=lambda agent, queues, name: _register_any(center, agent, queues, name),
             unregister=lambda agent: _unregister_any(center, agent),
+            serving=self.lease.valid,
         )  # fmt: skip
-        self.queries = QueryServer(self.link, reader, self._keys, lambda k, a: _answer(center, k, a))
+        # a node past its lease (paused, resuming) answers no question, ends no registration
+        self.queries = QueryServer(
+            self.link, reader, self._keys, lambda k, a: _answer(center, k, a), serving=self.lease.valid
+        )
         self.liveness = Liveness(
             self.link, self._keys, self._reactor,
-            grace_ms=store.grace_ms, listening=hub.listening, expire=hub.expire,
+            grace_ms=store.grace_ms, listening=hub.listening, expire=hub.expire, serving=self.lease.valid,
         )  # fmt: skip
         self.on_stop.append(self.liveness.stop)
 

@@ -48,7 +48,10 @@ class RegistrationFeed:
         load: Callable[[str, float], Awaitable[bool]],
         register: Callable[[str, Sequence[str], str | None], object],
         unregister: Callable[[str], object],
+        serving: Callable[[], bool] | None = None,
     ) -> None:
+        #: whether this node is the writer now (its AMI lease): a node past it applies nothing
+        self.serving = serving
         self.link = link
         self.reader = reader
         self.keys = keys
@@ -70,6 +73,8 @@ class RegistrationFeed:
         self.reader.follow(k.registrations, str(position), self._on_entries)
 
     def _on_entries(self, stream: str, items: list[RawEntry]) -> None:
+        if self.serving is not None and not self.serving():
+            return
         batch = [(fields.get("op", ""), fields.get("agent", "")) for _, fields in items]
         last = items[-1][0]
         self._chain.addCallback(lambda _: defer.ensureDeferred(self._apply(batch, last)))

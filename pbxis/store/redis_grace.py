@@ -41,7 +41,10 @@ class Liveness:
         expire: Callable[[str], bool] | None = None,
         ended: Callable[[str], None] | None = None,
         sweep: Callable[[set[str]], None] | None = None,
+        serving: Callable[[], bool] | None = None,
     ) -> None:
+        #: whether this node may end registrations now (the writer's AMI lease)
+        self.serving = serving
         self.link = link
         self.keys = keys
         self.grace_ms = grace_ms
@@ -89,7 +92,7 @@ class Liveness:
         self._previous = now
         if chosen:
             await self.link.script(REFRESH, [self.keys.alive], [self.grace_ms, *chosen])
-        if self.expire is None:
+        if self.expire is None or (self.serving is not None and not self.serving()):
             return
         due = await self.link.script(PICK_DUE, [self.keys.alive], [100])
         for agent in (str(a) for a in due or ()):

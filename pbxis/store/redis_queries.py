@@ -83,7 +83,17 @@ AnswerFn = Callable[[str, dict[str, Any]], Any]
 class QueryServer:
     """The writer's side: ``answer(kind, args)`` (synchronous, JSON-able) for each question."""
 
-    def __init__(self, link: RedisLink, reader: StreamReader, keys: Keys, answer: AnswerFn) -> None:
+    def __init__(
+        self,
+        link: RedisLink,
+        reader: StreamReader,
+        keys: Keys,
+        answer: AnswerFn,
+        *,
+        serving: Callable[[], bool] | None = None,
+    ) -> None:
+        #: whether this node is the writer now (its AMI lease): a node past it answers nothing
+        self.serving = serving
         self.link = link
         self.reader = reader
         self.keys = keys
@@ -96,6 +106,8 @@ class QueryServer:
         self.reader.follow(self.keys.queries, str(last[0][0]) if last else "0-1", self._on_queries)
 
     def _on_queries(self, stream: str, items: list[RawEntry]) -> None:
+        if self.serving is not None and not self.serving():
+            return
         replies: list[tuple[Any, ...]] = []
         for _, fields in items:
             try:

@@ -266,6 +266,10 @@ class RedisStore(MemoryStore):
         fields = _pairs(reg)
         if "token" not in fields:
             return False
+        if self.writable is not None and not self.writable():
+            # past its lease (a paused holder resuming): a claim now would raise the
+            # fence under the new holder and make *its* log stale
+            raise RedisUnavailable("this node no longer holds the AMI lease: it claims no log")
         fence = int(await self.link.script(CLAIM, [k.reg(agent)], []))
         registration = Registration(
             agent,

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
 
 from pbxis.store.redis_keys import Keys
 from pbxis.store.redis_lease import CLAIM_HELD, Lease
-from pbxis.store.redis_link import RedisLink
+from pbxis.store.redis_link import RedisLink, RedisUnavailable
 
 
 class Seen:
@@ -135,6 +136,11 @@ async def test_an_all_node_stands_by_serves_once_it_holds_the_lease_and_drops_am
         assert service.redis.lease.lost == "another node holds the lease now"
         assert transport.disconnected and service.ami.protocol_instance is None
         assert not service.redis.store.writable()
+        # nor does it claim a log (a claim would make the new holder's log stale)
+        with pytest.raises(RedisUnavailable):
+            await service.redis.store.prepare_register("1002", ["sales"], None)
+        assert int(await link.command("HGET", Keys(prefix).reg("1002"), "fence") or 0) == 0  # not claimed
+        assert not service.redis.queries.serving() and not service.redis.feed.serving()
         status, body = await stack.api("GET", "/health")
         assert status == 503 and body["status"] == "stepped_down", body
     finally:
