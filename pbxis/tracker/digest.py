@@ -245,8 +245,9 @@ class State:
     def set_member(self, queue: QueueState, agent: str, message: Message) -> None:
         member = queue.members.get(agent) or Member()
         member.status = to_int(message.get("Status"), member.status)
-        if "Paused" in message:
-            member.paused = truth(message.get("Paused"))
+        paused = message.get("Paused")
+        if paused is not None:
+            member.paused = truth(paused)
         # PausedReason (13.8+), Reason (QueueMemberPaused of 11, deprecated in 13-17).
         reason = message.get("PausedReason")
         if reason is None:
