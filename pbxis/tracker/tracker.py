@@ -430,7 +430,9 @@ class Tracker:
                 events.extend(self._diff(self._state.agents[agent], now_ms))
         return events
 
-    def _emit_entry(self, key: ViewKey, agents: Collection[str], now_ms: int) -> list[AgentEvent | QueueEvent]:
+    def _emit_entry(
+        self, key: ViewKey, agents: Collection[str], now_ms: int
+    ) -> list[AgentEvent | QueueEvent]:
         """A live event: the changes of one view entry, for the agents it concerns."""
         records, queues = self._state.agents, self._state.queues
         if len(agents) > 1:
