@@ -18,26 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# The typed errors are pure (no Twisted): imported at once, every one of them, so the
+# list of names is pbxis.errors.__all__ and nowhere else.
+from . import errors as _errors
+from .errors import *  # noqa: F403
+
 if TYPE_CHECKING:
     from .config import Config, ConfigError
     from .engine import AgentRegistration, CallCenter, Caller, SinkHandle, SupervisorRegistration, connect
-    from .errors import (
-        AlreadyLoggedIn,
-        CommandError,
-        Conflict,
-        Forbidden,
-        InvalidArgument,
-        NotLoggedIn,
-        NumberNotAllowed,
-        PbxRefused,
-        PbxTimeout,
-        PbxUnavailable,
-        RateLimited,
-        UnknownAgent,
-        UnknownPbx,
-        UnknownQueue,
-        UnknownSupervisor,
-    )
 
 _WHERE = {
     "Config": "config",
@@ -48,54 +36,20 @@ _WHERE = {
     "SinkHandle": "engine",
     "SupervisorRegistration": "engine",
     "connect": "engine",
-    **{
-        name: "errors"
-        for name in (
-            "AlreadyLoggedIn",
-            "CommandError",
-            "Conflict",
-            "Forbidden",
-            "InvalidArgument",
-            "NotLoggedIn",
-            "NumberNotAllowed",
-            "PbxRefused",
-            "PbxTimeout",
-            "PbxUnavailable",
-            "RateLimited",
-            "UnknownAgent",
-            "UnknownPbx",
-            "UnknownQueue",
-            "UnknownSupervisor",
-        )
-    },
 }
 
 __all__ = [
     "AgentRegistration",
-    "AlreadyLoggedIn",
     "CallCenter",
     "Caller",
-    "CommandError",
     "Config",
     "ConfigError",
-    "Conflict",
-    "Forbidden",
-    "InvalidArgument",
-    "NotLoggedIn",
-    "NumberNotAllowed",
-    "PbxRefused",
-    "PbxTimeout",
-    "PbxUnavailable",
-    "RateLimited",
     "SinkHandle",
     "SupervisorRegistration",
-    "UnknownAgent",
-    "UnknownPbx",
-    "UnknownQueue",
-    "UnknownSupervisor",
     "__version__",
     "connect",
 ]
+__all__ += _errors.__all__
 
 
 def __getattr__(name: str) -> Any:

@@ -244,8 +244,8 @@ def _paths() -> dict[str, Any]:
                 "parameters": [{"name": "since", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
                 "responses": {
                     "101": {"description": "Switching to the WebSocket protocol."},
-                    "400": _error("Not a WebSocket handshake, or a bad `since`."),
-                    "404": _error("Unknown or expired stream token."),
+                    "404": _error("Unknown or expired stream token (a plain GET too)."),
+                    "426": _error("A plain GET, not a WebSocket handshake (with `Upgrade: websocket`)."),
                 },
             },
         },
