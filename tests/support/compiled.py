@@ -125,17 +125,30 @@ def run_pytest(
     )
 
 
+def _absolute(arg: str) -> str:
+    """A test path (``tests/x.py::test_y``) relative to here, as an absolute one."""
+    path, sep, rest = arg.partition("::")
+    if arg.startswith("-") or not Path(path).exists():
+        return arg
+    return str(Path(path).resolve()) + sep + rest
+
+
 def main(argv: list[str]) -> int:
     why = available()
     if why is not None:
         print(f"compiled build unavailable: {why}", file=sys.stderr)
         return 1
     built, seconds = build()
-    print(f"# compiled build {built} ({'built in %.0f s' % seconds if seconds else 'cached'})", flush=True)
+    made = f"built in {seconds:.0f} s" if seconds else "cached"
+    print(f"# compiled build {built} ({made})", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        # pytest's testpaths apply only when run from the checkout, which this is not
-        args = argv if any(not a.startswith("-") for a in argv) else [*argv, str(ROOT / "tests")]
-        proc = run_pytest([*args, "--ignore", str(ROOT / "tests" / "test_mypyc.py")], cwd=Path(tmp), capture=False)
+        # the run is not in the checkout: paths made absolute, and pytest's testpaths
+        # (which apply only there) given as a path when none is
+        args = [_absolute(a) for a in argv]
+        if all(a.startswith("-") for a in argv):
+            args.append(str(ROOT / "tests"))
+        args = [*args, "--ignore", str(ROOT / "tests" / "test_mypyc.py")]
+        proc = run_pytest(args, cwd=Path(tmp), capture=False)
     return proc.returncode
 
 
