@@ -15,9 +15,9 @@ The floor: the same bytes, sent by the same peer on another port, read by a plai
 read-and-split loop (``bench_ingest.py floor``: split on the blank line, split lines,
 partition on ``": "``, fill a dict, read one key), in its own process, in the same run.
 
-``--profile`` runs cProfile over the largest flood and prints its top entries by own time
-(cProfile is in the standard library; its overhead slows the flood, so a profiled run's
-figures are not the run's figures).
+``--profile`` runs cProfile (CPU time) over the largest flood and prints its top entries by
+own time (cProfile is in the standard library; its overhead slows the flood, so a profiled
+run's figures are not the run's figures).
 """
 
 from __future__ import annotations
@@ -275,7 +275,9 @@ async def run_one(
         if profile:
             import cProfile
 
-            profiler = cProfile.Profile()
+            # CPU time, not the wall clock: on a shared machine a time slice lost to
+            # another process would be charged to whatever function it interrupted
+            profiler = cProfile.Profile(time.process_time)
             profiler.enable()
         started = time.perf_counter()
         cpu_started = time.process_time()

@@ -194,6 +194,22 @@ class Message:
             index = self._build_index()
         return index.get(key.lower(), default)
 
+    def lacks(self, keys: tuple[str, ...]) -> bool:
+        """True when none of ``keys`` is a header (any case): one call for look-ups that
+        usually miss (the tracker asks every event for ``ActionID`` and ``ChanVariable``)."""
+        folded = self._folded
+        if folded is None:
+            folded = self._fold()
+        if folded:
+            for key in keys:
+                if (_NEEDLES.get(key) or _needle(key)) in folded:
+                    return False
+            return True
+        index = self._index
+        if index is None:
+            index = self._build_index()
+        return not any(key.lower() in index for key in keys)
+
     def __getitem__(self, key: str) -> str:
         value = self.get(key)
         if value is None:

@@ -81,6 +81,8 @@ is, and the instants. One entry suffices: every event concerns one topic."""
 
 NOTHING: Final[Outcome] = ((), (), ())
 
+_LIST_ITEM_OR_VARIABLES: Final = ("ActionID", "ChanVariable")
+
 _TRANSFER_SIDES: Final = (
     ("Transferee", "TransferTarget", "SecondTransferer"),
     ("TransferTarget", "Transferee", "OrigTransferer"),
@@ -214,13 +216,18 @@ class State:
         handler, originate = found
         if handler is None:
             return NOTHING
-        if not originate and message.get("ActionID") is not None:
-            return NOTHING  # a list item of some action, not a live event
-        # ChanVariable lines come with manager.conf channelvars only, so one look-up
-        # rules them out before any scan. Events built from a channel pointer spell them
-        # ``ChanVariable(<channel>)`` (reference §3.1); of ours only OriginateResponse is.
-        if originate or message.get("ChanVariable") is not None:
+        # A list item of some action (an ActionID) is not a live event. ChanVariable
+        # lines come with manager.conf channelvars only, so a look-up rules them out
+        # before any scan; events built from a channel pointer spell them
+        # ``ChanVariable(<channel>)`` (reference §3.1): of ours only OriginateResponse is.
+        # Most events have neither: one call tells.
+        if originate:
             self._note_recording(message)
+        elif not message.lacks(_LIST_ITEM_OR_VARIABLES):
+            if message.get("ActionID") is not None:
+                return NOTHING
+            if message.get("ChanVariable") is not None:
+                self._note_recording(message)
         return handler(message)
 
     def _resolve(self, name: str | None) -> tuple[Callable[[Message], Outcome] | None, bool]:
