@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import figure, machine, note, parser
+from common import figure, machine, note, parser, ratio
 from stack import Daemon, LoadClient, Monitor, PauseDriver, collect_after_connecting, start_daemon
 from twisted.internet import defer, task
 
@@ -64,9 +64,16 @@ async def run(reactor: Any, kinds: list[str], clients: list[int], args: Any) -> 
 
         server = RedisServer().start()
     try:
+        results: dict[str, dict[str, dict[str, Any]]] = {}
         for n, store in enumerate(stores):
             url = server.url if store == "redis" and server is not None else ""
-            await run_store(reactor, kinds, clients, args, redis_url=url, prefix=f"e2e{n}:")
+            results[store] = await run_store(reactor, kinds, clients, args, redis_url=url, prefix=f"e2e{n}:")
+        if len(results) == 2:  # the Redis store's latency against the memory store's, same run
+            for name, r in results["redis"].items():
+                memory = results["memory"].get(name)
+                if memory is not None:
+                    ratio(f"e2e.redis-vs-memory.{name}.p99", r["p99_ms"], memory["p99_ms"])
+                    ratio(f"e2e.redis-vs-memory.{name}.p50", r["p50_ms"], memory["p50_ms"])
     finally:
         if server is not None:
             server.close()
@@ -74,7 +81,9 @@ async def run(reactor: Any, kinds: list[str], clients: list[int], args: Any) -> 
 
 async def run_store(
     reactor: Any, kinds: list[str], clients: list[int], args: Any, *, redis_url: str, prefix: str
-) -> None:
+) -> dict[str, dict[str, Any]]:
+    """The figures of one store; its results by ``<kind>.<clients>-clients``."""
+    results: dict[str, dict[str, Any]] = {}
     per_agent = args.per_agent
     with_clients = math.ceil(max(clients) / per_agent)
     daemon = await start_daemon(
@@ -105,6 +114,7 @@ async def run_store(
                 name = f"e2e.{store}{kind}.{n}-clients"
                 if per_agent > 1:
                     name += f"-on-{len(driven)}-agents"
+                results[name.removeprefix("e2e.").removeprefix(store)] = r
                 figure(f"{name}.p50", r["p50_ms"], "ms")
                 figure(f"{name}.p99", r["p99_ms"], "ms")
                 figure(f"{name}.max", r["max_ms"], "ms")
@@ -125,6 +135,7 @@ async def run_store(
     finally:
         await client.quit()
         await daemon.stop()
+    return results
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 from .ami.factory import OTHER_EVENTS
 from .tracker.filters import EVENT_NAMES
 
-__all__ = ["KNOWN_EVENTS", "PbxisCollector", "build_registry"]
+__all__ = ["KNOWN_EVENTS", "PbxisCollector", "RedisCollector", "build_registry"]
 
 KNOWN_EVENTS: frozenset[str] = frozenset(
     (
@@ -138,6 +138,94 @@ class PbxisCollector(Collector):
                 "AMI messages received for the last rebuild.",
                 value=rebuild.messages,
             )
+
+
+class RedisCollector(Collector):
+    """The shared store's figures, read on every scrape (duck-typed: this module does not
+    import the Redis client, which is an optional dependency).
+
+    * ``link``: ``connected``, ``sent_commands``, ``sent_bytes``, ``failed_commands``
+      (:class:`pbxis.store.redis_link.RedisLink`);
+    * ``store.health()``: ``pendingEvents`` and ``status`` (``ok``, ``buffering``,
+      ``degraded``); ``store.writes`` (:class:`pbxis.store.redis_store.RedisStore`);
+    * ``node.stats()`` (:class:`pbxis.store.redis_node.RedisNode`): the read loop and
+      the commands forwarded to, or executed for, other nodes.
+    """
+
+    STATES = ("ok", "buffering", "degraded")
+
+    def __init__(self, link: Any, store: Any, node: Any) -> None:
+        self._link = link
+        self._store = store
+        self._node = node
+
+    def collect(self) -> Iterator[Metric]:
+        link = self._link
+        health = self._store.health() if self._store is not None else {}
+        stats = self._node.stats() if self._node is not None else {}
+        gauge, counter = GaugeMetricFamily, CounterMetricFamily
+        yield gauge(
+            "pbxis_redis_up", "1 while the Redis command connection is up.", value=int(link.connected)
+        )
+        yield counter(
+            "pbxis_redis_commands_sent", "Commands sent on the command connection.", value=link.sent_commands
+        )
+        yield counter(
+            "pbxis_redis_command_failures",
+            "Commands refused (no connection) or unanswered in time.",
+            value=link.failed_commands,
+        )
+        yield counter("pbxis_redis_pipeline_bytes", "Bytes of pipelined writes sent.", value=link.sent_bytes)
+        yield counter(
+            "pbxis_redis_writes",
+            "Write pipelines Redis acknowledged.",
+            value=getattr(self._store, "writes", 0),
+        )
+        yield gauge(
+            "pbxis_redis_pending_events",
+            "Events logged, not yet acknowledged by Redis (buffered).",
+            value=health.get("pendingEvents", 0),
+        )
+        state = gauge("pbxis_redis_state", "The store's state: 1 for the current one.", labels=["state"])
+        for name in self.STATES:
+            state.add_metric([name], int(health.get("status") == name))
+        yield state
+        yield gauge(
+            "pbxis_redis_reader_up",
+            "1 while the read loop's connection is up.",
+            value=int(bool(stats.get("reader_connected"))),
+        )
+        yield counter("pbxis_redis_reads", "Blocking reads (XREAD) answered.", value=stats.get("reads", 0))
+        yield gauge(
+            "pbxis_redis_streams_followed", "Streams the read loop follows.", value=stats.get("following", 0)
+        )
+        forwarded = counter(
+            "pbxis_redis_commands_forwarded",
+            "Commands sent to the collector, and those that failed (no collector, timeout).",
+            labels=["outcome"],
+        )
+        for outcome, key in (
+            ("sent", "forwarded"),
+            ("no_collector", "no_collector"),
+            ("timeout", "timed_out"),
+        ):
+            forwarded.add_metric([outcome], stats.get(key, 0))
+        yield forwarded
+        yield counter(
+            "pbxis_redis_commands_executed",
+            "Commands from other nodes run here.",
+            value=stats.get("executed", 0),
+        )
+        yield gauge(
+            "pbxis_redis_collector_lease",
+            "1 while this node holds the collector lease.",
+            value=int(bool(stats.get("holds_lease"))),
+        )
+        yield gauge(
+            "pbxis_redis_command_lag_seconds",
+            "From the last command's arrival in Redis to its reading.",
+            value=stats.get("command_lag", 0.0),
+        )
 
 
 def build_registry(

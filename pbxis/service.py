@@ -95,13 +95,14 @@ class _SimulatorService(Service):
 class _CallCenterService(Service):
     """Starts the call center's AMI link with the daemon; at stop ends streams, logs off."""
 
-    def __init__(self, center: CallCenter, endpoint: Callable[[], IStreamClientEndpoint]) -> None:
+    def __init__(self, center: CallCenter, endpoint: Callable[[], IStreamClientEndpoint] | None) -> None:
         self.center = center
         self._endpoint = endpoint
 
     def startService(self) -> None:
         super().startService()
-        self.center.start(self._endpoint())
+        if self._endpoint is not None:  # None: a web node, no AMI link
+            self.center.start(self._endpoint())
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
@@ -146,10 +147,13 @@ class _RedisService(Service):
     def __init__(self, config: Config, reactor: Any) -> None:
         from .store.redis_keys import Keys
         from .store.redis_link import RedisLink
+        from .store.redis_node import RedisNode
         from .store.redis_store import RedisStore
 
         assert config.redis is not None
         self.link = RedisLink(config.redis, reactor)
+        #: the read loop and the commands this node runs or sends (pbxis.store.redis_node)
+        self.node = RedisNode(config, self.link, reactor)
         agents = config.agents
         self.store = RedisStore(
             self.link,
@@ -158,14 +162,17 @@ class _RedisService(Service):
             max_log=agents.max_log,
             max_log_bytes=agents.max_log_bytes,
             keep_closed_ms=int(agents.grace_period * 1000),
+            grace_ms=int(agents.grace_period * 1000),
             outage_seconds=config.redis.outage_buffer_seconds,
             outage_events=config.redis.outage_buffer_events,
         )
+        self.store.node = self.node
         self.loaded: Deferred[int] = Deferred()
         self._reactor = reactor
         self._keys = Keys(config.redis.key_prefix)
         #: webhook endpoints' outboxes (pbxis.webhooks.redis_outbox), loaded with the store
         self.outboxes: list[Any] = []
+        self.on_stop: list[Callable[[], object]] = []
 
     def outbox(self, webhook: Any) -> Any:
         """The engine's webhook outbox factory: durable in Redis, loaded on start."""
@@ -178,6 +185,7 @@ class _RedisService(Service):
     def startService(self) -> None:
         super().startService()
         self.link.start()
+        self.node.connect()
         log.info("Redis: connecting to {url}", url=self.link.config.safe_url)
         defer.ensureDeferred(self._load()).addCallbacks(self.loaded.callback, self._failed)
 
@@ -189,6 +197,7 @@ class _RedisService(Service):
                 for box in self.outboxes:  # pending deliveries go before any new one
                     if not box.loaded:
                         await box.load()
+                await self.node.start()  # commands: run them (the lease) or send them
                 return loaded
             except Exception as e:  # Redis went away mid-load: wait for it again
                 log.warn("Redis: loading the stored state failed ({e}); retrying", e=e)
@@ -202,9 +211,166 @@ class _RedisService(Service):
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
+        for stop in self.on_stop:
+            stop()
         drains = [self.store.drain(timeout=3.0), *(box.drain(timeout=3.0) for box in self.outboxes)]
-        d: Deferred[None] = defer.gatherResults(drains).addCallback(lambda _: self.link.stop())
-        return d
+        d: Deferred[Any] = defer.gatherResults(drains)
+        d.addCallback(lambda _: defer.ensureDeferred(self.node.stop()))
+        d.addCallback(lambda _: self.link.stop())
+        return d.addCallback(lambda _: None)
+
+    def share(self, center: CallCenter) -> Deferred[None]:
+        """Once loaded: what makes this node the writer for the others (issue #15) —
+        registrations made on web nodes, their questions, grace periods in Redis."""
+        from .store.redis_feed import RegistrationFeed
+        from .store.redis_grace import Liveness
+        from .store.redis_queries import QueryServer
+
+        hub, store = center.hub, self.store
+
+        def current(agent: str) -> tuple[str, Any, Any] | None:
+            registration = hub.get(agent)
+            if registration is None:
+                return None
+            return registration.token, registration.queues, registration.name
+
+        reader = self.node.reader
+        self.feed = RegistrationFeed(
+            self.link, reader, self._keys, self._reactor,
+            current=current, load=store._load_agent,
+            register=lambda agent, queues, name: _register_any(center, agent, queues, name),
+            unregister=lambda agent: _unregister_any(center, agent),
+        )  # fmt: skip
+        self.queries = QueryServer(self.link, reader, self._keys, lambda k, a: _answer(center, k, a))
+        self.liveness = Liveness(
+            self.link, self._keys, self._reactor,
+            grace_ms=store.grace_ms, listening=hub.listening, expire=hub.expire,
+        )  # fmt: skip
+        self.on_stop.append(self.liveness.stop)
+
+        async def start() -> None:
+            await self.feed.start()
+            await self.queries.start()
+            self.liveness.start()
+
+        return defer.ensureDeferred(start())
+
+
+class _RedisWebService(Service):
+    """A web node's Redis side (``[node] role = "web"``): the link, the node's one read
+    loop, the follower store (:mod:`pbxis.store.redis_follower`) and its grace refresh.
+    ``loaded`` fires once every registration is known (then the node listens)."""
+
+    def __init__(self, config: Config, reactor: Any) -> None:
+        from .store.redis_follower import FollowerStore
+        from .store.redis_keys import Keys
+        from .store.redis_link import RedisLink
+        from .store.redis_node import RedisNode
+        from .store.redis_queries import QueryClient
+
+        assert config.redis is not None
+        keys = Keys(config.redis.key_prefix)
+        self.keys = keys
+        self.link = RedisLink(config.redis, reactor)
+        #: the node's one read loop and the commands it sends (pbxis.store.redis_node)
+        self.node = RedisNode(config, self.link, reactor)
+        self.relay = self.node.send()
+        self.reader = self.node.reader
+        self.queries = QueryClient(self.link, self.reader, keys, self.node.name, reactor)
+        agents = config.agents
+        self.store = FollowerStore(
+            self.link, self.reader, self.queries, keys, reactor,
+            grace_ms=int(agents.grace_period * 1000),
+            max_log=agents.max_log, max_log_bytes=agents.max_log_bytes,
+        )  # fmt: skip
+        self.loaded: Deferred[int] = Deferred()
+        self.liveness: Any = None
+        self._reactor = reactor
+
+    def attach(self, hub: Any) -> None:
+        """The hub this store serves: its calls for what the read loop brings."""
+        from .store.redis_grace import Liveness
+
+        self.store.on_registered = lambda agent, queues, name: hub.register(agent, queues, name)
+        self.store.on_appended = hub.appended
+        self.store.on_ended = hub.ended
+        self.liveness = Liveness(
+            self.link, self.keys, self._reactor, grace_ms=self.store.grace_ms, listening=hub.listening
+        )
+
+    def startService(self) -> None:
+        super().startService()
+        self.link.start()
+        self.node.connect()
+        url = self.link.config.safe_url
+        log.info("Redis (web node {node}): connecting to {url}", node=self.node.name, url=url)
+        defer.ensureDeferred(self._load()).addCallbacks(self.loaded.callback, self.loaded.errback)
+
+    async def _load(self) -> int:
+        while True:
+            await self.link.when_connected()
+            try:
+                n = await self.store.load()
+                await self.queries.start()
+                await self.node.start()  # the replies to the commands it sends
+                return n
+            except Exception as e:
+                log.warn("Redis: loading the registrations failed ({e}); retrying", e=e)
+                from twisted.internet.task import deferLater
+
+                await deferLater(self._reactor, 1.0, lambda: None)
+
+    def follow(self) -> int:
+        """Registrations into the hub; then the read loop and the grace refresh run."""
+        n = self.store.adopt()
+        if self.liveness is not None:
+            self.liveness.start()
+        return n
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        if self.liveness is not None:
+            self.liveness.stop()
+        d: Deferred[Any] = defer.ensureDeferred(self.node.stop())
+        d.addCallback(lambda _: self.link.stop())
+        return d.addCallback(lambda _: None)
+
+
+def _register_any(center: CallCenter, key: str, queues: Any, name: str | None) -> None:
+    """A registration made on another node, into this (the writer's) engine."""
+    from .supervisors import is_supervisor_key
+
+    if is_supervisor_key(key):
+        center.register_supervisor(key.split(":", 1)[1], queues, name=name)
+    else:
+        center.register_agent(key, queues, name=name)
+
+
+def _unregister_any(center: CallCenter, key: str) -> None:
+    from .errors import CommandError
+    from .supervisors import is_supervisor_key
+
+    try:
+        if is_supervisor_key(key):
+            center.unregister_supervisor(key.split(":", 1)[1])
+        else:
+            center.unregister_agent(key)
+    except CommandError:
+        pass  # ended meanwhile
+
+
+def _answer(center: CallCenter, kind: str, args: dict[str, Any]) -> Any:
+    """The writer's answer to a web node's question (:mod:`pbxis.store.redis_queries`)."""
+    if kind == "snapshot":
+        span = center.hub.snapshot_span(str(args["agent"]), bool(args.get("reset")))
+        return None if span is None else [span.first, span.last, span.reset]
+    if kind == "agent":
+        return center.agent_state(str(args["agent"]))
+    if kind == "queues":
+        return center.queues()
+    if kind == "supervisor":
+        return center.supervisor_state(str(args["agent"]))
+    raise ValueError(f"unknown question {kind!r}")
 
 
 class PbxisService(MultiService):
@@ -233,18 +399,29 @@ class PbxisService(MultiService):
         self.freeze_gc = freeze_gc
         self.gc_bursts = gc_bursts
         self.redis: _RedisService | None = None
-        store = None
+        self.redis_web: _RedisWebService | None = None
+        store: Any = None
         check_supported(config)
-        if config.redis is not None:
+        if config.redis is not None and config.node.role == "web":
+            self.redis_web = _RedisWebService(config, reactor)
+            store = self.redis_web.store
+        elif config.redis is not None:
             self.redis = _RedisService(config, reactor)
             store = self.redis.store
+        relay = None
+        if self.redis_web is not None:
+            relay = self.redis_web.relay  # a web node: commands go to the collector
         self.center = CallCenter(
             reactor,
             config,
             now_ms=now_ms,
             store=store,
             outbox=None if self.redis is None else self.redis.outbox,
+            relay=relay,
         )
+        if self.redis is not None and config.node.has_ami:
+            # an 'all' or 'collector' node runs what web nodes send, as a local command
+            self.redis.node.execute(self.center.execute_remote)
         self.tracker = self.center.tracker
         self.hub = self.center.hub
         self.ami = self.center.ami
@@ -252,13 +429,25 @@ class PbxisService(MultiService):
 
         if self.redis is not None:
             self.redis.setServiceParent(self)
+        if self.redis_web is not None:
+            self.redis_web.attach(self.hub)
+            self.redis_web.setServiceParent(self)
         self.simulator_service: _SimulatorService | None = None
-        if config.demo:
+        if config.demo and config.node.has_ami:
             self.simulator_service = _SimulatorService(reactor, config)
             self.simulator_service.setServiceParent(self)
 
         http = config.http
-        self.app = build_app(self.center, http, clock=reactor)
+        collectors = []
+        redis_side = self.redis or self.redis_web
+        if redis_side is not None:
+            from .metrics import RedisCollector
+
+            collectors.append(RedisCollector(redis_side.link, redis_side.store, redis_side.node))
+        # a collector listens for /health and /metrics only (README, "Several nodes")
+        self.app = build_app(
+            self.center, http, clock=reactor, api=config.node.has_http_api, collectors=collectors
+        )
         self.site = build_site(
             self.app,
             http.allowed_origins,
@@ -269,8 +458,13 @@ class PbxisService(MultiService):
             reactor=reactor,
         )
         self.web = _WebService(serverFromString(reactor, http.server_endpoint), self.site)
-        self.center_service = _CallCenterService(self.center, self._ami_endpoint)
-        if self.redis is None:
+        self.center_service = _CallCenterService(
+            self.center, self._ami_endpoint if config.node.has_ami else None
+        )
+        if self.redis_web is not None:
+            # a web node: serves once every registration is known; no AMI link
+            self.redis_web.loaded.addCallbacks(self._web_loaded, self._web_failed)
+        elif self.redis is None:
             self.web.setServiceParent(self)
             self.center_service.setServiceParent(self)
         else:
@@ -284,6 +478,9 @@ class PbxisService(MultiService):
             lambda agent, queues, name: self.center.register_agent(agent, queues, name=name)
         )
         log.info("Redis: {n} registrations back, with their tokens and logs", n=len(adopted))
+        self.redis.share(self.center).addErrback(
+            lambda f: log.failure("Redis: following the other nodes failed", f)
+        )
         if self.center.webhooks is not None:
             self.center.webhooks.resume()  # deliveries left pending by the previous process
         try:
@@ -293,6 +490,22 @@ class PbxisService(MultiService):
             self.reactor.stop()
             return
         self.center_service.setServiceParent(self)
+
+    def _web_loaded(self, _: object) -> None:
+        assert self.redis_web is not None
+        n = self.redis_web.follow()
+        log.info("Redis: web node {node} serves {n} registrations", node=self.redis_web.node, n=n)
+        try:
+            self.web.setServiceParent(self)
+        except Exception:
+            log.failure("cannot listen for HTTP on {listen}", listen=self.config.http.listen)
+            self.reactor.stop()
+            return
+        self.center_service.setServiceParent(self)  # its stop ends the streams
+
+    def _web_failed(self, failure: Failure) -> None:
+        log.failure("Redis: cannot load the registrations", failure)
+        self.reactor.stop()
 
     def _ami_endpoint(self) -> IStreamClientEndpoint:
         if self.simulator_service is not None:
@@ -369,10 +582,12 @@ def check_supported(config: Config) -> None:
             raise ConfigError(
                 "[redis]: the Redis store needs the txredisapi package: pip install 'pbxis[redis]'"
             ) from None
-    if config.node.role != "all":
+    if config.node.role == "web" and config.redis is not None:
+        return  # a web node: streams and registrations from Redis (README, "Several nodes")
+    if config.node.role not in ("all", "collector"):
         raise ConfigError(
-            f"[node].role: {config.node.role!r} is not available yet; Redis is the durable store "
-            "of one 'all' node for now (README, \"Redis\")"
+            f"[node].role: {config.node.role!r} is not available yet; run 'all' or 'collector' "
+            'nodes for now (README, "Several nodes")'
         )
 
 

@@ -32,12 +32,20 @@ from pbxis.ami.client import AMIClientFactory, link_from_config
 from pbxis.call_control import SPY_MODES, TRANSFER_MODES, CallControl
 from pbxis.commands import Commands
 from pbxis.config import Config, ConfigError, load_config, parse_config
-from pbxis.errors import CommandError, Forbidden, InvalidArgument, UnknownAgent, UnknownPbx
+from pbxis.errors import (
+    CommandError,
+    Forbidden,
+    InvalidArgument,
+    PbxUnavailable,
+    UnknownAgent,
+    UnknownPbx,
+    UnknownSupervisor,
+)
 from pbxis.events import AgentEvent
 from pbxis.hub import Hub, LogEntry, Registration, RegistrationEnded, Subscription
 from pbxis.hub.store import HubStore
 from pbxis.names import AGENT_HINT, NUMBER_HINT, QUEUE_HINT, is_agent, is_number, is_queue, is_variable
-from pbxis.supervisors import is_supervisor_key
+from pbxis.supervisors import is_supervisor_key, supervisor_key
 from pbxis.sync import StateSync
 from pbxis.tracker import CurrentCall, Tracker
 from pbxis.webhooks.config import WebhookConfig
@@ -45,6 +53,7 @@ from pbxis.webhooks.delivery import Webhooks, treq_post
 from pbxis.webhooks.outbox import Outbox
 
 from .policy import OriginateGuard
+from .remote import ORIGINATE, QUEUE, RELAY_MARGIN, CommandRelay, result_of
 from .supervision import Supervision, SupervisorRegistration, supervisor_queues
 
 __all__ = [
@@ -129,7 +138,10 @@ class CallCenter:
 
     Build it with :func:`connect` (a library program) or construct it and :meth:`start`
     it (the daemon, which listens for HTTP before the link is up). ``link`` replaces the
-    AMI client (tests); ``now_ms`` stamps events (Unix epoch milliseconds).
+    AMI client (tests); ``now_ms`` stamps events (Unix epoch milliseconds). ``relay``:
+    a node without an AMI link (``[node] role = "web"``) sends originate and queue
+    actions there (:mod:`pbxis.engine.remote`); the node with the link runs them with
+    :meth:`execute_remote`.
     """
 
     def __init__(
@@ -141,8 +153,10 @@ class CallCenter:
         now_ms: Callable[[], int] | None = None,
         store: HubStore | None = None,
         outbox: Callable[[WebhookConfig], Outbox] | None = None,
+        relay: CommandRelay | None = None,
     ) -> None:
         self.config = config
+        self.relay = relay
         self.reactor = reactor
         self.now_ms: Callable[[], int] = now_ms or _wall_ms
         agents = config.agents
@@ -270,12 +284,53 @@ class CallCenter:
         if name is not None and not isinstance(name, str):
             raise InvalidArgument("name: must be a string or None")
         registration = self.hub.register(agent, wanted, name)
-        self.publish(self.tracker.register(agent, list(registration.queues), self.now_ms()))
-        self.sync.agent_registered(agent).addErrback(self._sync_failed, agent)
+        if self.config.node.has_ami:  # a web node tracks nothing: the writer's tracker does
+            self.publish(self.tracker.register(agent, list(registration.queues), self.now_ms()))
+            self.sync.agent_registered(agent).addErrback(self._sync_failed, agent)
         if listeners:
             self._subscribe(registration, None, LISTENER, tuple(listeners))
         log.info("agent {agent} registered for queues {queues}", agent=agent, queues=list(wanted))
         return self._view(registration, pbx)
+
+    def register_agent_async(
+        self, agent: str, queues: Iterable[str], *, name: str | None = None, pbx: str = DEFAULT_PBX
+    ) -> Deferred[AgentRegistration]:
+        """:meth:`register_agent` for the HTTP API: with a shared store the registration
+        is written there first (``prepare_register``), so that the token is the one every
+        node gives for the agent, also when another node registered it a moment ago."""
+        try:
+            self._pbx(pbx)
+            _check_agent(agent)
+            wanted = _check_queues(queues)
+            if name is not None and not isinstance(name, str):
+                raise InvalidArgument("name: must be a string or None")
+        except CommandError as e:
+            return defer.fail(e)
+        prepare = getattr(self.hub.store, "prepare_register", None)
+        if prepare is None:
+            return defer.maybeDeferred(self.register_agent, agent, wanted, name=name, pbx=pbx)
+        d = defer.ensureDeferred(_shared_store_call(prepare(agent, wanted, name)))
+        d.addCallback(lambda _: self.register_agent(agent, wanted, name=name, pbx=pbx))
+        return d
+
+    def register_supervisor_async(
+        self, supervisor: str, queues: Iterable[str], *, name: str | None = None, pbx: str = DEFAULT_PBX
+    ) -> Deferred[SupervisorRegistration]:
+        """:meth:`register_supervisor` for the HTTP API (see :meth:`register_agent_async`)."""
+        try:
+            self._pbx(pbx)
+            _check_agent(supervisor, "supervisor")
+            wanted = supervisor_queues(queues, _check_queues)
+            if name is not None and not isinstance(name, str):
+                raise InvalidArgument("name: must be a string or None")
+        except CommandError as e:
+            return defer.fail(e)
+        prepare = getattr(self.hub.store, "prepare_register", None)
+        if prepare is None:
+            return defer.maybeDeferred(self.register_supervisor, supervisor, wanted, name=name, pbx=pbx)
+        d = defer.ensureDeferred(_shared_store_call(prepare(supervisor_key(supervisor), wanted, name)))
+        d.addCallback(lambda _: self.register_supervisor(supervisor, wanted, name=name, pbx=pbx))
+        return d
 
     def unregister_agent(self, agent: str, *, pbx: str = DEFAULT_PBX) -> None:
         """End the registration: clients, listeners and sinks get ``closed``, then nothing.
@@ -421,6 +476,12 @@ class CallCenter:
                     f"variables: {str(key)[:40]!r}: a name of 1 to 64 of A-Za-z0-9_, not starting "
                     "with a digit, and a string value"
                 )
+        if self.relay is not None:
+            # the node with the AMI link checks the registration and applies [originate]
+            # (one rate limit for every web node)
+            args = {"agent": agent, "number": number, "callerId": caller_id,
+                    "variables": dict(variables or {}), "pbx": pbx, "caller": caller.value}  # fmt: skip
+            return str(await self._relayed(ORIGINATE, args))
         registration = self.hub.get(agent)
         if registration is None:
             # The failure of a click-to-call arrives on the agent's stream; without a
@@ -476,6 +537,11 @@ class CallCenter:
             raise InvalidArgument(
                 f"{action} takes no parameter {unknown[0]!r} (only: {', '.join(sorted(allowed)) or 'none'})"
             )
+        if self.relay is not None:
+            args = {"agent": agent, "queue": queue, "action": action, "pbx": pbx,
+                    "caller": caller.value, "params": params}  # fmt: skip
+            await self._relayed(QUEUE, args)
+            return
         registration = self.hub.get(agent)
         if caller is Caller.AGENT and (registration is None or queue not in registration.queues):
             raise Forbidden(
@@ -503,6 +569,52 @@ class CallCenter:
             await commands.queue_logoff(agent, queue)
         else:
             await commands.queue_pause(agent, queue, paused=action == "pause", reason=params.get("reason"))
+
+    # -- commands from another node -------------------------------------------------------
+    async def _relayed(self, kind: str, args: dict[str, Any]) -> Any:
+        assert self.relay is not None
+        timeout = self.config.ami.action_timeout + RELAY_MARGIN
+        return result_of(await self.relay.send(kind, args, timeout))
+
+    async def execute_remote(self, kind: str, args: dict[str, Any]) -> Any:
+        """Run a command a node without an AMI link sent (:mod:`pbxis.engine.remote`):
+        the same checks, policy and answers as when it is called here."""
+        if not isinstance(args, dict):
+            raise InvalidArgument("command: its arguments must be an object")
+        try:
+            caller = Caller(args.get("caller", Caller.CRM.value))
+        except ValueError:
+            raise InvalidArgument(f"caller: one of crm, agent, not {args.get('caller')!r}") from None
+        pbx = str(args.get("pbx", DEFAULT_PBX))
+        if kind == ORIGINATE:
+            variables = args.get("variables") or {}
+            if not isinstance(variables, dict):
+                raise InvalidArgument("variables: an object of names to strings")
+            caller_id = args.get("callerId")
+            if caller_id is not None and not isinstance(caller_id, str):
+                raise InvalidArgument("callerId: a string")
+            return await self.originate(
+                str(args.get("agent", "")),
+                str(args.get("number", "")),
+                caller_id=caller_id,
+                variables=variables,
+                pbx=pbx,
+                caller=caller,
+            )
+        if kind == QUEUE:
+            params = args.get("params") or {}
+            if not isinstance(params, dict):
+                raise InvalidArgument("params: an object")
+            await self.queue_action(
+                str(args.get("agent", "")),
+                str(args.get("queue", "")),
+                str(args.get("action", "")),
+                pbx=pbx,
+                caller=caller,
+                **{str(k): v for k, v in params.items()},
+            )
+            return None
+        raise InvalidArgument(f"command: {kind!r} is not one another node may send ({ORIGINATE}, {QUEUE})")
 
     # -- call control --------------------------------------------------------------------
     # Each acts on the agent's current call as the tracker knows it; no call: Conflict
@@ -569,14 +681,57 @@ class CallCenter:
         self._pbx(pbx)
         return self.tracker.queues_state()
 
+    def agent_state_async(self, agent: str, *, pbx: str = DEFAULT_PBX) -> Deferred[dict[str, Any]]:
+        """:meth:`agent_state` for the HTTP API: on a node that tracks nothing (a web
+        node), the document of the node that holds the AMI link, asked through the store."""
+        return self._document("agent", self.agent_state, agent, pbx=pbx)
+
+    def supervisor_state_async(self, supervisor: str, *, pbx: str = DEFAULT_PBX) -> Deferred[dict[str, Any]]:
+        """:meth:`supervisor_state` for the HTTP API (see :meth:`agent_state_async`)."""
+        return self._document("supervisor", self.supervisor_state, supervisor, pbx=pbx)
+
+    def queues_async(self, *, pbx: str = DEFAULT_PBX) -> Deferred[dict[str, Any]]:
+        """:meth:`queues` for the HTTP API (see :meth:`agent_state_async`)."""
+        return self._document("queues", self.queues, pbx=pbx)
+
+    def _document(
+        self, kind: str, local: Callable[..., dict[str, Any]], *args: Any, pbx: str
+    ) -> Deferred[Any]:
+        ask = getattr(self.hub.store, "ask", None)
+        if ask is None or self.config.node.has_ami:
+            return defer.maybeDeferred(local, *args, pbx=pbx)
+        try:
+            self._pbx(pbx)
+            if args:
+                _check_agent(args[0], "supervisor" if kind == "supervisor" else "agent")
+        except CommandError as e:
+            return defer.fail(e)
+
+        async def asked() -> dict[str, Any]:
+            answer = await _shared_store_call(ask(kind, {"agent": args[0]} if args else {}))
+            if "ok" in answer:
+                return dict(answer["ok"])
+            if answer.get("error") == "UnknownAgent":
+                raise UnknownAgent(str(answer.get("message", "")))
+            if answer.get("error") == "UnknownSupervisor":
+                raise UnknownSupervisor(str(answer.get("message", "")))
+            raise PbxUnavailable(f"the node holding the AMI link failed: {answer.get('message', '')}")
+
+        return defer.ensureDeferred(asked())
+
     def health(self) -> dict[str, Any]:
-        """``/health``'s body: link state, last event age, agents and clients by transport."""
+        """``/health``'s body: link state, last event age, agents and clients by transport.
+
+        A web node (no AMI link) is healthy when its shared store is reachable."""
         stats = self.ami.stats
         connected = self.connected
+        ok = connected or (
+            not self.config.node.has_ami and bool(self._store_health().get("redis", {}).get("connected"))
+        )
         last_event = stats.last_event_time
         hub_stats = self.hub.stats()
         return {
-            "status": "ok" if connected else "unavailable",
+            "status": "ok" if ok else "unavailable",
             "ami": {
                 "connected": connected,
                 "state": str(stats.state),
@@ -623,6 +778,17 @@ class CallCenter:
 
     def _sync_failed(self, failure: Failure, agent: str) -> None:
         log.failure("state sync for newly registered agent {agent} failed", failure, agent=agent)
+
+
+async def _shared_store_call(call: Any) -> Any:
+    """A shared store's asynchronous call; Redis down or no answer is a 503."""
+    from pbxis.store.redis_link import RedisTimeout, RedisUnavailable
+    from pbxis.store.redis_queries import QueryTimeout
+
+    try:
+        return await call
+    except (RedisUnavailable, RedisTimeout, QueryTimeout) as e:
+        raise PbxUnavailable(f"the shared store did not answer: {e}") from None
 
 
 def _wall_ms() -> int:

@@ -59,6 +59,8 @@ class Supervision:
     ) -> None:
         self.hub = hub
         self.now_ms = now_ms
+        #: False on a web node: the node holding the AMI link keeps the board
+        self.tracks = config.node.has_ami
         self.board = QueueBoard(agents_by_template(config.agents.interface))
         self.sync = SupervisorSync(
             ami,
@@ -77,9 +79,10 @@ class Supervision:
         """Register (again: same token, new queues and name); the board loads new queues."""
         key = supervisor_key(name)
         registration = self.hub.register(key, (), display_name)
-        self.sync.supervisor_registered(key, queues).addErrback(self._load_failed, name)
+        if self.tracks:
+            self.sync.supervisor_registered(key, queues).addErrback(self._load_failed, name)
         log.info("supervisor {name} registered for queues {queues}", name=name, queues=list(queues))
-        return self._view(name, registration, pbx), registration
+        return self._view(name, registration, pbx, queues), registration
 
     def unregister(self, name: str) -> None:
         key = supervisor_key(name)
@@ -117,8 +120,11 @@ class Supervision:
     def stop(self) -> None:
         self.sync.stop()
 
-    def _view(self, name: str, registration: Registration, pbx: str) -> SupervisorRegistration:
-        queues = self.board.queues_of(registration.agent) or ()
+    def _view(
+        self, name: str, registration: Registration, pbx: str, asked: tuple[str, ...] = ()
+    ) -> SupervisorRegistration:
+        # a web node has no board: the queues asked are the answer (the writer's board loads them)
+        queues = self.board.queues_of(registration.agent) or asked
         return SupervisorRegistration(name, pbx, tuple(queues), registration.name, registration.token)
 
     def _load_failed(self, failure: Failure, name: str) -> None:

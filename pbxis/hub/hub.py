@@ -341,6 +341,12 @@ class Hub:
         self._published = 0
         self._snapshots = 0
         self._stopped = False
+        # A shared store (issue #15) may count grace periods across nodes (its
+        # ``shared_grace``: no local timer, :meth:`expire` is called when it is over) and
+        # may be a follower that does not write the logs (its ``writes_logs`` is false:
+        # snapshots are prepared by :meth:`prepare`, ends arrive through :meth:`ended`).
+        self._local_grace = not getattr(self.store, "shared_grace", False)
+        self._follower = not getattr(self.store, "writes_logs", True)
 
     # registrations
 
@@ -371,9 +377,83 @@ class Hub:
         state = self._agents.get(agent)
         if state is None:
             return False
+        if self._follower:
+            # the log's writer ends it; ``closed`` comes back through the log (ended())
+            self.store.request_unregister(agent)  # type: ignore[attr-defined]
+            return True
         self._end_registration(state, "unregistered")
         log.info("Unregistered agent {agent}", agent=agent)
         return True
+
+    # a shared store's calls (issue #15)
+
+    def prepare(self, registration: Registration, since: int | None) -> Any:
+        """A Deferred that fires when :meth:`subscribe` can serve ``since`` at once.
+
+        In memory at once; a follower store first loads the log and has its writer
+        append the snapshot (or ``reset`` and a snapshot) a new client reads first."""
+        from twisted.internet import defer
+
+        prepare = getattr(self.store, "prepare", None)
+        if prepare is None:
+            return defer.succeed(None)
+        return defer.ensureDeferred(prepare(registration.agent, since, self.snapshot_window))
+
+    def lookup(self, token: str) -> Any:
+        """A Deferred :meth:`by_token`: a follower store that does not know the token
+        yet (issued on another node a moment ago) asks the shared store."""
+        from twisted.internet import defer
+
+        registration = self.store.by_token(token)
+        find = getattr(self.store, "find_token", None)
+        if registration is not None or find is None:
+            return defer.succeed(registration)
+        return defer.ensureDeferred(find(token))
+
+    def listening(self) -> list[str]:
+        """Agents with at least one connected client here (shared grace refreshes them)."""
+        return [agent for agent, state in self._agents.items() if state.subs]
+
+    def expire(self, agent: str) -> bool:
+        """The shared store says the grace period of ``agent`` is over: end it here."""
+        state = self._agents.get(agent)
+        if state is None or self._stopped:
+            return False
+        if state.timer is not None:
+            state.timer.cancel()
+        self._expire(state)
+        return True
+
+    def appended(self, agent: str, size: int) -> None:
+        """A follower's log of ``agent`` received ``size`` bytes: hand them over."""
+        state = self._agents.get(agent)
+        if state is not None:
+            self._offer(state, size)
+
+    def ended(self, agent: str, reason: str) -> None:
+        """A follower's log of ``agent`` received ``closed``: end its clients here."""
+        state = self._agents.get(agent)
+        if state is not None:
+            self._end_registration(state, reason, append=False)
+
+    def snapshot_span(self, agent: str, reset: bool) -> SnapshotSpan | None:
+        """For a client on another node: the snapshot it reads first (appended now, or
+        one appended within ``snapshot_window``), as :meth:`subscribe` does for its own."""
+        state = self._agents.get(agent)
+        if state is None or self._stopped:
+            return None
+        self._append(state, [])
+        elog = state.log
+        span = elog.snapshot
+        now = self.clock.seconds()
+        if span is None or now - span.at >= self.snapshot_window or (reset and span.reset is None):
+            self._append_snapshot(state, reset=reset)
+            span = elog.snapshot
+            if span is None:  # an agent with no state at all: an empty snapshot
+                last = elog.last_id
+                span = SnapshotSpan(last + 1, last, now, last if reset else None)
+        self._after_batch()
+        return span
 
     def get(self, agent: str) -> Registration | None:
         state = self._agents.get(agent)
@@ -463,7 +543,8 @@ class Hub:
             span = elog.snapshot
             reuse = (
                 span is not None
-                and now - span.at < self.snapshot_window
+                # a follower's span was prepared just now for this client (prepare())
+                and (now - span.at < self.snapshot_window or (self._follower and now - span.at < 1.0))
                 and (not since or span.reset is not None)
             )
             if reuse:
@@ -674,7 +755,7 @@ class Hub:
             self._start_grace(state)
 
     def _start_grace(self, state: _Agent) -> None:
-        if state.timer is None and not self._stopped:
+        if state.timer is None and not self._stopped and self._local_grace:
             state.timer = self.clock.callLater(self.grace_period, self._expire, state)
 
     def _expire(self, state: _Agent) -> None:
@@ -688,7 +769,7 @@ class Hub:
             except Exception:
                 log.failure("on_expired({agent}) failed", agent=agent)
 
-    def _end_registration(self, state: _Agent, reason: str) -> None:
+    def _end_registration(self, state: _Agent, reason: str, *, append: bool = True) -> None:
         registration = state.registration
         del self._agents[registration.agent]
         self._count_queues(registration.queues, -1)
@@ -697,11 +778,12 @@ class Hub:
         if state.timer is not None:
             state.timer.cancel()
             state.timer = None
-        state.log.append(
-            [AgentEvent(registration.agent, CLOSED, self._now_ms(), {"reason": reason})],
-            self.clock.seconds(),
-            state.fence,
-        )
+        if append:
+            state.log.append(
+                [AgentEvent(registration.agent, CLOSED, self._now_ms(), {"reason": reason})],
+                self.clock.seconds(),
+                state.fence,
+            )
         # a paused client is not sent ``closed``: it only gets end(reason)
         for sub in list(state.subs):
             if not sub.paused:

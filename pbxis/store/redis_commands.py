@@ -27,6 +27,8 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from pbxis.errors import PbxTimeout, PbxUnavailable
+
 from .redis_keys import Keys
 from .redis_link import RedisLink, RedisTimeout, RedisUnavailable, Script
 from .redis_reader import RawEntry, StreamReader
@@ -65,22 +67,47 @@ return 0
 """,
 )
 
+# KEYS: lease. ARGV: node -> 1 if this node held the lease (it is let go)
+RELEASE = Script(
+    "collector_release",
+    """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+""",
+)
 
-class NoCollector(RuntimeError):
-    """No node holds the AMI link right now; ``retry_after`` seconds is a fair wait."""
+
+class NoCollector(PbxUnavailable):
+    """No node holds the AMI link right now; ``retry_after`` seconds is a fair wait.
+
+    A :class:`~pbxis.errors.PbxUnavailable`: the engine and the HTTP answer (503 with
+    ``Retry-After``) treat it as a local command finding no AMI link."""
 
     def __init__(self, retry_after: int) -> None:
-        super().__init__("no collector node is connected to Redis")
-        self.retry_after = retry_after
+        super().__init__(
+            f"no collector node holds the AMI link (none is connected to Redis); retry in {retry_after} s",
+            retry_after=retry_after,
+        )
 
 
-class CommandTimeout(TimeoutError):
+class CommandTimeout(PbxTimeout, TimeoutError):
     """No answer in time. ``executed`` is ``False`` when the command certainly never ran
-    (and never will), ``None`` when the collector took it and its outcome is unknown."""
+    (and never will), ``None`` when the collector took it and its outcome is unknown.
+
+    A :class:`~pbxis.errors.PbxTimeout` (HTTP 504) either way; the message says which."""
 
     def __init__(self, executed: bool | None) -> None:
-        what = "was not executed" if executed is False else "was taken by the collector; outcome unknown"
-        super().__init__(f"the command {what}")
+        if executed is False:
+            text = "no collector took the command in time: it was not run and never will be; safe to retry"
+        else:
+            text = (
+                "the collector took the command but did not answer in time (it may have stopped): "
+                "it may or may not have run, and it is never sent again"
+            )
+        super().__init__(text)
         self.executed = executed
 
 
@@ -99,6 +126,10 @@ class CommandSender:
         self._pending: dict[str, defer.Deferred[Any]] = {}
         #: answers that came while a timed-out wait was being settled
         self._late: dict[str, Any] = {}
+        #: commands forwarded, refused at once for want of a collector, timed out (/metrics)
+        self.forwarded = 0
+        self.no_collector = 0
+        self.timed_out = 0
 
     async def start(self) -> None:
         stream = self.keys.replies(self.node)
@@ -108,6 +139,7 @@ class CommandSender:
     async def send(self, kind: str, args: dict[str, Any], timeout: float) -> Any:
         """The collector's answer to ``kind`` with ``args``; see the module docstring."""
         if await self.link.command("GET", self.keys.collector) is None:
+            self.no_collector += 1
             raise NoCollector(retry_after=5)
         command_id = uuid.uuid4().hex
         waiting: defer.Deferred[Any] = defer.Deferred()
@@ -118,6 +150,7 @@ class CommandSender:
                 [self.keys.commands],
                 [command_id, self.node, kind, json.dumps(args), int(timeout * 1000), STREAM_LEN],
             )
+            self.forwarded += 1
             try:
                 return await _within(waiting, timeout, self.clock)
             except defer.TimeoutError:
@@ -126,6 +159,7 @@ class CommandSender:
                 CLAIM_COMMAND, [self.keys.command(command_id)], ["abandoned", 3_600_000, 0]
             )
             if int(won):
+                self.timed_out += 1
                 raise CommandTimeout(executed=False) from None
             if command_id in self._late:
                 return self._late.pop(command_id)
@@ -134,6 +168,7 @@ class CommandSender:
             try:
                 return await _within(fresh, self.late, self.clock)
             except defer.TimeoutError:
+                self.timed_out += 1
                 raise CommandTimeout(executed=None) from None
         finally:
             self._pending.pop(command_id, None)
@@ -178,6 +213,9 @@ class CommandExecutor:
         self.execute = execute
         self.lease_ms = lease_ms
         self.executed = 0
+        #: seconds from a command's arrival in Redis to its reading here, for the last one
+        #: (the stream id is Redis's clock: meaningful where the clocks agree)
+        self.lag = 0.0
         self.holds_lease = False
         self._lease = task.LoopingCall(self._renew)
         self._lease.clock = clock
@@ -189,9 +227,17 @@ class CommandExecutor:
         self.reader.follow(self.keys.commands, str(last[0][0]) if last else "0-1", self._on_commands)
         self._lease.start(self.lease_ms / 3000, now=True)
 
-    def stop(self) -> None:
+    def stop(self) -> defer.Deferred[None]:
+        """Stop renewing and let the lease go at once: web nodes answer 503 from now on
+        instead of sending commands nobody will read (a crash lets it lapse instead)."""
         if self._lease.running:
             self._lease.stop()
+        held, self.holds_lease = self.holds_lease, False
+        if not held:
+            return defer.succeed(None)
+        d = self.link.script(RELEASE, [self.keys.collector], [self.node])
+        d.addErrback(lambda f: f.trap(RedisUnavailable, RedisTimeout))
+        return d.addCallback(lambda _: None)
 
     def _renew(self) -> None:
         d = self.link.script(LEASE, [self.keys.collector], [self.node, self.lease_ms])
@@ -206,6 +252,9 @@ class CommandExecutor:
         d.addCallbacks(held, down)
 
     def _on_commands(self, stream: str, items: list[RawEntry]) -> None:
+        if items:
+            sent_ms = int(items[-1][0].split("-", 1)[0])
+            self.lag = max(0.0, self.clock.seconds() - sent_ms / 1000)
         for _, fields in items:
             defer.ensureDeferred(self._run(fields)).addErrback(
                 lambda f: log.failure("command {f}", f, f=f.getErrorMessage())
@@ -222,11 +271,24 @@ class CommandExecutor:
         try:
             reply = {"ok": await self.execute(fields["kind"], json.loads(fields["args"]))}
         except Exception as e:
-            reply = {"error": type(e).__name__, "message": str(e)}
+            reply = {"error": type(e).__name__, "message": str(e), **_error_fields(e)}
         await self.link.command(
             "XADD", self.keys.replies(fields["from"]), "MAXLEN", "~", 1000, "*",
             "id", command_id, "reply", json.dumps(reply),
         )  # fmt: skip
+
+
+def _error_fields(error: Exception) -> dict[str, Any]:
+    """What a typed command error carries besides its message (its ``code``, its
+    ``retry_after``), so that the web node raises the same error (pbxis.engine.remote)."""
+    fields: dict[str, Any] = {}
+    code = getattr(error, "code", None)
+    if isinstance(code, str):
+        fields["code"] = code
+    retry_after = getattr(error, "retry_after", None)
+    if isinstance(retry_after, int):
+        fields["retry_after"] = retry_after
+    return fields
 
 
 async def _within(d: defer.Deferred[Any], seconds: float, clock: Any) -> Any:

@@ -20,6 +20,12 @@ key                      what
 ``commands``             STREAM: commands for the collector
 ``command:{id}``         STRING: who took the command (its one execution), with a TTL
 ``collector``            STRING: the node holding the AMI link, with a TTL (its lease)
+``registrations``        STREAM: ``op`` (``reg``, ``unreg``, ``end``) and ``agent``: registrations
+                         made on any node, unregistrations asked of the writer, ends it did
+``regpos``               STRING: the last ``registrations`` entry the writer handled
+``queries``              STREAM: a web node's questions to the writer (a snapshot for a
+                         new client, ``GET /agents/{agent}``, ``GET /queues``)
+``answers:{node}``       STREAM: the writer's answers to one web node
 ``webhook:{name}``       HASH: a webhook endpoint's pending deliveries, seq ->
                          ``[agent, webhook-id, enqueued, body]`` JSON (``redis_outbox``)
 =======================  =============================================================
@@ -40,7 +46,18 @@ def token_digest(token: str) -> str:
 class Keys:
     """Key names under one prefix."""
 
-    __slots__ = ("agents", "alive", "collector", "commands", "prefix", "queues", "tokens")
+    __slots__ = (
+        "agents",
+        "alive",
+        "collector",
+        "commands",
+        "prefix",
+        "queries",
+        "queues",
+        "registrations",
+        "regpos",
+        "tokens",
+    )
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -50,6 +67,9 @@ class Keys:
         self.commands = prefix + "commands"
         self.collector = prefix + "collector"
         self.queues = prefix + "queues"
+        self.registrations = prefix + "registrations"
+        self.regpos = prefix + "regpos"
+        self.queries = prefix + "queries"
 
     def queue(self, name: str) -> str:
         return f"{self.prefix}queue:{name}"
@@ -68,6 +88,9 @@ class Keys:
 
     def replies(self, node: str) -> str:
         return f"{self.prefix}replies:{node}"
+
+    def answers(self, node: str) -> str:
+        return f"{self.prefix}answers:{node}"
 
     def command(self, command_id: str) -> str:
         return f"{self.prefix}command:{command_id}"

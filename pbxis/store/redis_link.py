@@ -129,6 +129,8 @@ class RedisLink:
         #: commands and request bytes sent (benches, /metrics)
         self.sent_commands = 0
         self.sent_bytes = 0
+        #: commands refused (no connection) or unanswered in time (/metrics)
+        self.failed_commands = 0
         self._protocol: Any = None
         self._unusable = 0
         self._backoff = backoffPolicy(initialDelay=0.2, maxDelay=10.0)
@@ -220,8 +222,10 @@ class RedisLink:
 
         def translate(f: Any) -> Any:
             if f.check(defer.TimeoutError, defer.CancelledError):
+                self.failed_commands += 1
                 raise RedisTimeout(f"Redis did not answer within {seconds} s")
-            if f.check(txredisapi.ConnectionError):
+            if f.check(txredisapi.ConnectionError, RedisUnavailable):
+                self.failed_commands += 1
                 raise RedisUnavailable(str(f.value))
             return f
 
@@ -234,6 +238,7 @@ class RedisLink:
         try:
             p = self._conn()
         except RedisUnavailable as e:
+            self.failed_commands += 1
             return defer.fail(e)
         self.sent_commands += 1
         return self._deadline(p.execute_command(*args, apply_timeout=False), timeout)
@@ -244,6 +249,7 @@ class RedisLink:
         try:
             p = self._conn()
         except RedisUnavailable as e:
+            self.failed_commands += len(commands)
             return defer.fail(e)
         if not commands:
             return defer.succeed([])

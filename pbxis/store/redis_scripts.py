@@ -17,12 +17,14 @@ from __future__ import annotations
 from .redis_link import Script
 
 __all__ = [
+    "ALIVE",
     "APPEND",
     "CLAIM",
     "CLAIM_COMMAND",
     "DROP",
     "END",
     "EXPIRE_DUE",
+    "PICK_DUE",
     "REFRESH",
     "REGISTER",
     "SYNC",
@@ -289,5 +291,33 @@ redis.call('SREM', KEYS[4], ARGV[1])
 redis.call('DEL', KEYS[1], KEYS[5])
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4]))
 return 1
+""",
+)
+
+# KEYS: alive. ARGV: grace ms, agent, 'NX' or '': a registration made by the writer itself
+# starts its grace period now (REGISTER does it for the others); 'NX': only if it has none
+# (a registration written before grace periods were shared, found at start)
+ALIVE = Script(
+    "alive",
+    _NOW
+    + """
+if ARGV[3] == 'NX' then
+  redis.call('ZADD', KEYS[1], 'NX', now_ms() + tonumber(ARGV[1]), ARGV[2])
+else
+  redis.call('ZADD', KEYS[1], now_ms() + tonumber(ARGV[1]), ARGV[2])
+end
+return 1
+""",
+)
+
+# KEYS: alive. ARGV: limit -> the agents whose grace period is over, removed from ``alive``
+# in the same script: the one writer that picked them ends them, with ``closed`` in its log
+PICK_DUE = Script(
+    "pick_due",
+    _NOW
+    + """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms(), 'LIMIT', 0, tonumber(ARGV[1]))
+for _, agent in ipairs(due) do redis.call('ZREM', KEYS[1], agent) end
+return due
 """,
 )

@@ -51,11 +51,12 @@ from pbxis.hub.log import ENTRY_OVERHEAD
 from pbxis.hub.memory import MemoryLog, MemoryStore
 from pbxis.hub.registration import Registration
 from pbxis.hub.store import QueueState
+from pbxis.hub.tokens import new_token
 
 from .redis_backend import _pairs, encode_event, state_key
 from .redis_keys import Keys, token_digest
 from .redis_link import RedisError, RedisLink, RedisTimeout, RedisUnavailable
-from .redis_scripts import CLAIM, DROP, SYNC
+from .redis_scripts import ALIVE, CLAIM, DROP, REGISTER, SYNC
 
 __all__ = ["RedisLog", "RedisStore"]
 
@@ -63,6 +64,9 @@ log = Logger(namespace="pbxis.redis")
 
 #: entries sent per log per flush (a long outage's backlog goes out in several turns)
 SYNC_CHUNK = 2000
+
+#: entries kept in the ``registrations`` stream (approximately: ``MAXLEN ~``)
+REGISTRATIONS_LEN = 10_000
 
 #: seconds changes gather before they are written: one pipeline for many AMI events
 #: under load (measured: a pipeline per reactor turn cost the clients' p50), and the
@@ -142,6 +146,7 @@ class RedisStore(MemoryStore):
         max_log: int = 10_000,
         max_log_bytes: int = 256 * 1024 * 1024,
         keep_closed_ms: int = 60_000,
+        grace_ms: int = 0,
         outage_seconds: float = 30.0,
         outage_events: int = 100_000,
     ) -> None:
@@ -150,6 +155,11 @@ class RedisStore(MemoryStore):
         self.keys = keys
         self.clock = clock
         self.keep_closed_ms = keep_closed_ms
+        #: > 0: grace periods are counted in Redis for every node (``alive``), not by
+        #: the hub's timers (:mod:`pbxis.store.redis_grace`)
+        self.grace_ms = grace_ms
+        self.shared_grace = grace_ms > 0
+        self._fresh: set[str] = set()
         self.outage_seconds = outage_seconds
         self.outage_events = outage_events
         self._dirty: set[str] = set()
@@ -160,6 +170,7 @@ class RedisStore(MemoryStore):
         #: agent -> state key -> value: the last published state (only_changes)
         self._published: dict[str, dict[str, str]] = {}
         self._loaded: dict[str, tuple[Registration, RedisLog]] = {}
+        self._loading: dict[str, list[defer.Deferred[bool]]] = {}
         self._flushing = False
         self._drained: list[defer.Deferred[None]] = []
         self._scheduled: Any = None
@@ -168,6 +179,8 @@ class RedisStore(MemoryStore):
         self._rewrite = False
         self.writes = 0  # pipelines acknowledged (tests, /metrics)
         self.stale: set[str] = set()  # agents another writer took over
+        #: the node's read loop and commands (pbxis.store.redis_node), for /health
+        self.node: Any = None
         link.on_up.append(self._link_up)
         link.on_down.append(self._link_down)
 
@@ -184,34 +197,9 @@ class RedisStore(MemoryStore):
             self._epoch = str(await self.link.command("GET", k.prefix + "epoch"))
         agents = sorted(str(a) for a in await self.link.command("SMEMBERS", k.agents))
         for agent in agents:
-            reg, entries, state = await self.link.pipeline(
-                [
-                    ("HGETALL", k.reg(agent)),
-                    ("XRANGE", k.log(agent), "-", "+"),
-                    ("HGETALL", k.state(agent)),
-                ]
-            )
-            fields = _pairs(reg)
-            if "token" not in fields:
-                continue
-            fence = int(await self.link.script(CLAIM, [k.reg(agent)], []))
-            registration = Registration(
-                agent,
-                tuple(json.loads(fields["queues"])),
-                json.loads(fields["name"]),
-                fields["token"],
-                int(fields["created"]),
-            )
-            elog = RedisLog(self, agent, self.max_log, fence)
-            rows = [
-                (int(str(i).split("-", 1)[0]), f["t"], f["j"])
-                for i, f in ((i, _pairs(f)) for i, f in entries)
-            ]
-            last = int(fields["last"])
-            first = rows[0][0] if rows else last + 1
-            elog.load(first, last, rows[-self.max_log :], now, json.loads(fields.get("qv") or "[]"))
-            self._loaded[agent] = (registration, elog)
-            self._published[agent] = _pairs(state)
+            await self._load_agent(agent, now)
+            if self.grace_ms:
+                await self.link.script(ALIVE, [k.alive], [self.grace_ms, agent, "NX"])
         versions = [0]
         for queue in sorted(str(q) for q in await self.link.command("SMEMBERS", k.queues)):
             for kind, packed in sorted(_pairs(await self.link.command("HGETALL", k.queue(queue))).items()):
@@ -229,6 +217,84 @@ class RedisStore(MemoryStore):
             url=self.link.config.safe_url,
         )
         return len(self._loaded)
+
+    async def _load_agent(self, agent: str, now: float) -> bool:
+        """Read one registration, its log and its published state; claim its log.
+
+        Once per registration: a local registration (``prepare_register``) and the
+        ``registrations`` entry it made, read back by the feed, may ask at once, and a
+        second claim would make the first one's log stale."""
+        if agent in self._registrations or agent in self._loaded:
+            return True
+        waiters = self._loading.get(agent)
+        if waiters is not None:  # being read: wait for that read
+            mine: defer.Deferred[bool] = defer.Deferred()
+            waiters.append(mine)
+            return await mine
+        waiters = self._loading[agent] = []
+        try:
+            loaded = await self._read_agent(agent, now)
+        except BaseException as e:
+            for waiter in waiters:
+                waiter.errback(e)
+            raise
+        finally:
+            self._loading.pop(agent, None)
+        for waiter in waiters:
+            waiter.callback(loaded)
+        return loaded
+
+    async def _read_agent(self, agent: str, now: float) -> bool:
+        k = self.keys
+        reg, entries, state = await self.link.pipeline(
+            [
+                ("HGETALL", k.reg(agent)),
+                ("XRANGE", k.log(agent), "-", "+"),
+                ("HGETALL", k.state(agent)),
+            ]
+        )
+        fields = _pairs(reg)
+        if "token" not in fields:
+            return False
+        fence = int(await self.link.script(CLAIM, [k.reg(agent)], []))
+        registration = Registration(
+            agent,
+            tuple(json.loads(fields["queues"])),
+            json.loads(fields["name"]),
+            fields["token"],
+            int(fields["created"]),
+        )
+        elog = RedisLog(self, agent, self.max_log, fence)
+        rows = [
+            (int(str(i).split("-", 1)[0]), f["t"], f["j"]) for i, f in ((i, _pairs(f)) for i, f in entries)
+        ]
+        last = int(fields["last"])
+        first = rows[0][0] if rows else last + 1
+        elog.load(first, last, rows[-self.max_log :], now, json.loads(fields.get("qv") or "[]"))
+        self._loaded[agent] = (registration, elog)
+        self._published[agent] = _pairs(state)
+        return True
+
+    async def prepare_register(self, agent: str, queues: Sequence[str], name: str | None) -> None:
+        """Before the hub registers ``agent``: the registration in Redis first, so that the
+        token is the one every node gives (another node may have registered it), and a
+        ``registrations`` entry tells the other nodes."""
+        k = self.keys
+        token = new_token()
+        await self.link.script(
+            REGISTER,
+            [k.reg(agent), k.tokens, k.alive, k.log(agent), k.state(agent), k.agents],
+            [agent, token, token_digest(token), json.dumps(list(queues)),
+             json.dumps(name), int(self.clock.seconds() * 1000), self.grace_ms],
+        )  # fmt: skip
+        if agent not in self._registrations and agent not in self._loaded:
+            await self._load_agent(agent, self.clock.seconds())
+        await self.link.command(
+            "XADD", k.registrations, "MAXLEN", "~", REGISTRATIONS_LEN, "*", "op", "reg", "agent", agent
+        )
+
+    def holds(self, agent: str) -> bool:
+        return agent in self._registrations
 
     def adopt(self, register: Any) -> list[Registration]:
         """Call ``register(agent, queues, name)`` (the engine's) for each loaded
@@ -251,6 +317,8 @@ class RedisStore(MemoryStore):
         else:
             self._fences += 1
             elog = RedisLog(self, registration.agent, self.max_log, 0)
+            if self.shared_grace:
+                self._fresh.add(registration.agent)
         self._registrations[registration.agent] = registration
         self._tokens.add(registration.token, registration)
         self._logs[registration.agent] = elog
@@ -271,6 +339,7 @@ class RedisStore(MemoryStore):
         if registration is not None and isinstance(elog, RedisLog):
             pending = [(e.id, e.type, e.text) for e in elog.after(max(elog.synced, elog.first_id - 1), 10**9)]
             self._removed.append((agent, elog.fence, registration.token, elog.queue_versions_json(), pending))
+        self._fresh.discard(agent)
         self._dirty.discard(agent)
         self._published.pop(agent, None)
         self._dirty_state.pop(agent, None)
@@ -334,6 +403,18 @@ class RedisStore(MemoryStore):
             if self._down_since is None
             else round(self.clock.seconds() - self._down_since, 1),
             "staleAgents": sorted(self.stale),
+            **self._node_health(),
+        }
+
+    def _node_health(self) -> dict[str, Any]:
+        if self.node is None:
+            return {}
+        stats = self.node.stats()
+        return {
+            "node": self.node.name,
+            "readLoop": "connected" if stats["reader_connected"] else "reconnecting",
+            # a collector (or all node) runs web nodes' commands while it holds the lease
+            "commandLease": stats["holds_lease"],
         }
 
     # -- writing ---------------------------------------------------------------------
@@ -381,6 +462,7 @@ class RedisStore(MemoryStore):
             or self._dirty_state
             or self._removed
             or self._forgotten
+            or self._fresh
         )
 
     def drain(self, timeout: float) -> defer.Deferred[None]:
@@ -409,8 +491,11 @@ class RedisStore(MemoryStore):
                 self._dirty_queues.update(self._queues)
                 for agent, known in self._published.items():
                     self._dirty_state.setdefault(agent, {}).update(known)
+                if self.shared_grace:  # their grace periods start again
+                    self._fresh.update(self._registrations)
             self._rewrite = False  # only once the check got its answer
         removed, self._removed = self._removed, []
+        fresh, self._fresh = self._fresh, set()
         dirty, self._dirty = self._dirty, set()
         queues, self._dirty_queues = self._dirty_queues, set()
         forgotten, self._forgotten = self._forgotten, set()
@@ -423,6 +508,11 @@ class RedisStore(MemoryStore):
                 commands.append(
                     ("EVALSHA", DROP.sha, 5, k.reg(agent), k.log(agent), k.tokens, k.agents, k.state(agent),
                      agent, fence, token, self.keep_closed_ms)
+                )  # fmt: skip
+                # other nodes drop it too (their clients had ``closed`` through the log)
+                commands.append(
+                    ("XADD", k.registrations, "MAXLEN", "~", REGISTRATIONS_LEN, "*",
+                     "op", "end", "agent", agent)
                 )  # fmt: skip
             for agent in dirty | set(states):
                 registration = self._registrations.get(agent)
@@ -448,6 +538,9 @@ class RedisStore(MemoryStore):
                 if state is not None:
                     commands.append(("HSET", k.queue(queue), kind, f"{state.version}|{state.rest}"))
                     commands.append(("SADD", k.queues, queue))
+            for agent in fresh:
+                if agent in self._registrations:
+                    commands.append(("EVALSHA", ALIVE.sha, 1, k.alive, self.grace_ms, agent, ""))
             if not commands:
                 return
             replies = await self._send(commands)
@@ -457,12 +550,14 @@ class RedisStore(MemoryStore):
             self._dirty |= dirty
             self._dirty_queues |= queues
             self._forgotten |= forgotten
+            self._fresh |= fresh
             for agent, values in states.items():
                 self._requeue_state(agent, values)
             raise
         self.writes += 1
         replies_iter = iter(replies)
         for _ in removed:
+            next(replies_iter)
             next(replies_iter)
             next(replies_iter)
         for agent, elog, upto in syncs:
@@ -528,7 +623,7 @@ class RedisStore(MemoryStore):
         """The pipeline; scripts Redis does not know (restarted) are loaded and it goes again."""
         replies = await self.link.pipeline(commands)
         if any(isinstance(r, RedisError) and str(r).startswith("NOSCRIPT") for r in replies):
-            await self.link.pipeline([("SCRIPT", "LOAD", SYNC.source), ("SCRIPT", "LOAD", DROP.source)])
+            await self.link.pipeline([("SCRIPT", "LOAD", x.source) for x in (SYNC, DROP, ALIVE)])
             replies = await self.link.pipeline(commands)
         return replies
 

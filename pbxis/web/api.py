@@ -100,13 +100,13 @@ def add_api_routes(app: Klein, *, center: CallCenter, auth: Authenticator, publi
     """Install ``/agents/...`` and ``/queues`` on ``app``."""
 
     @app.route("/agents/<agent>", methods=["PUT"])
-    def put_agent(request: IRequest, agent: str) -> bytes:
+    async def put_agent(request: IRequest, agent: str) -> bytes:
         auth.require_crm(request)
         v.agent_name(agent)
         body = v.Fields(v.read_json_object(request), {"queues", "name"})
         queues = body.get("queues", v.queue_list, [])
         name = body.get("name", lambda value, key: v.text(value, key, max_length=64))
-        registration = _call(center.register_agent, agent, queues, name=name)
+        registration = await _run(center.register_agent_async(agent, queues, name=name))
         return json_response(
             request,
             {
@@ -129,15 +129,15 @@ def add_api_routes(app: Klein, *, center: CallCenter, auth: Authenticator, publi
         return b""
 
     @app.route("/agents/<agent>", methods=["GET"])
-    def get_agent(request: IRequest, agent: str) -> bytes:
+    async def get_agent(request: IRequest, agent: str) -> bytes:
         auth.require_agent(request, agent)
         v.agent_name(agent)
-        return json_response(request, _call(center.agent_state, agent))
+        return json_response(request, await _run(center.agent_state_async(agent)))
 
     @app.route("/queues", methods=["GET"])
-    def get_queues(request: IRequest) -> bytes:
+    async def get_queues(request: IRequest) -> bytes:
         auth.require_crm(request)
-        return json_response(request, center.queues())
+        return json_response(request, await _run(center.queues_async()))
 
     @app.route("/agents/<agent>/originate", methods=["POST"])
     async def originate(request: IRequest, agent: str) -> bytes:

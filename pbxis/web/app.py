@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from klein import Klein
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -48,6 +49,8 @@ log = Logger(namespace="pbxis.web")
 
 RETRY_AFTER_SECONDS = 5
 
+NOT_FOUND = "no such route; GET /openapi.json lists them"
+
 
 def build_app(
     center: CallCenter,
@@ -56,11 +59,16 @@ def build_app(
     clock: IReactorTime | None = None,
     streams: StreamOptions | None = None,
     client_routes: bool = True,
+    api: bool = True,
+    collectors: Sequence[Collector] = (),
 ) -> Klein:
     """The app over ``center``, configured by the ``[http]`` section as is.
 
     ``clock`` (the reactor by default) drives the streams' heartbeats and timeouts;
-    ``streams`` overrides their tuning (tests).
+    ``streams`` overrides their tuning (tests). ``api=False`` is a collector node's
+    listener: ``/health`` and ``/metrics`` only, every other path a 404 (no stream, no
+    registration, no command: those are the web nodes'). ``collectors``: more collectors
+    for ``/metrics`` (the Redis link's, :mod:`pbxis.store.redis_metrics`).
     """
     if clock is None:
         from twisted.internet import reactor
@@ -69,22 +77,28 @@ def build_app(
     app = Klein()
     auth = Authenticator(http.api_keys, center)
 
+    not_found = NOT_FOUND if api else "no such route: a collector node serves /health and /metrics only"
+
     @app.handle_errors(Exception)
     def render_error(request: IRequest, failure: Failure) -> bytes | None:
-        return _render_error(request, failure, http.allowed_origins)
+        return _render_error(request, failure, http.allowed_origins, not_found)
 
-    add_api_routes(app, center=center, auth=auth, public_base_url=http.public_url.rstrip("/"))
-    add_call_control_routes(app, center=center, auth=auth)
-    add_supervisor_routes(app, center=center, auth=auth, public_base_url=http.public_url.rstrip("/"))
-    stream_routes = add_stream_routes(
-        app, center.hub, allowed_origins=http.allowed_origins, clock=clock, **dict(streams or {})
-    )
-    if client_routes:
-        add_client_routes(app)
+    stream_routes = None
+    if api:
+        add_api_routes(app, center=center, auth=auth, public_base_url=http.public_url.rstrip("/"))
+        add_call_control_routes(app, center=center, auth=auth)
+        add_supervisor_routes(app, center=center, auth=auth, public_base_url=http.public_url.rstrip("/"))
+        stream_routes = add_stream_routes(
+            app, center.hub, allowed_origins=http.allowed_origins, clock=clock, **dict(streams or {})
+        )
+        if client_routes:
+            add_client_routes(app)
+        _add_openapi_route(app, http)
     registry = build_registry(ami=center.ami, hub=center.hub, streams=stream_routes, sync=center.sync)
     if center.webhooks is not None:
         registry.register(WebhookCollector(center.webhooks))
-    document = json.dumps(openapi_document(http.public_url.rstrip("/") or "/")).encode("utf-8")
+    for extra in collectors:
+        registry.register(extra)
     # Who answers: a CRM that sees another id knows pbxis restarted (and, with the
     # in-memory store, that every registration and token is gone).
     instance = {"id": secrets.token_hex(8), "startedAt": center.now_ms()}
@@ -92,7 +106,7 @@ def build_app(
     @app.route("/health", methods=["GET"])
     def health(request: IRequest) -> bytes:
         body = {**center.health(), "instance": instance}
-        if not body["ami"]["connected"]:
+        if body["status"] != "ok":  # a web node: its shared store answers
             request.setHeader(b"retry-after", str(RETRY_AFTER_SECONDS).encode())
             return json_response(request, body, 503)
         return json_response(request, body)
@@ -104,12 +118,16 @@ def build_app(
         request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
         return bytes(generate_latest(registry))
 
+    return app
+
+
+def _add_openapi_route(app: Klein, http: HTTPConfig) -> None:
+    document = json.dumps(openapi_document(http.public_url.rstrip("/") or "/")).encode("utf-8")
+
     @app.route("/openapi.json", methods=["GET"])
     def openapi(request: IRequest) -> bytes:
         request.setHeader(b"content-type", b"application/json")
         return document
-
-    return app
 
 
 def _loggable_path(request: IRequest) -> str:
@@ -118,7 +136,9 @@ def _loggable_path(request: IRequest) -> str:
     return redact_url(path).decode("utf-8", "replace")
 
 
-def _render_error(request: IRequest, failure: Failure, origins: Sequence[str]) -> bytes | None:
+def _render_error(
+    request: IRequest, failure: Failure, origins: Sequence[str], not_found: str = ""
+) -> bytes | None:
     error = cast(BaseException, failure.value)
     if isinstance(error, MethodNotAllowed) and request.method == b"OPTIONS":
         # A CORS preflight: werkzeug found the route but no OPTIONS rule, which is
@@ -128,7 +148,7 @@ def _render_error(request: IRequest, failure: Failure, origins: Sequence[str]) -
         request.setHeader(b"allow", ", ".join(sorted(error.valid_methods or ())).encode())
         request.setResponseCode(204)
         return b""
-    api_error = _as_api_error(error)
+    api_error = _as_api_error(error, not_found or NOT_FOUND)
     if api_error is None:
         log.failure(
             "unhandled error answering {method} {path}",
@@ -147,11 +167,11 @@ def _render_error(request: IRequest, failure: Failure, origins: Sequence[str]) -
     return api_error.body()
 
 
-def _as_api_error(error: BaseException) -> ApiError | None:
+def _as_api_error(error: BaseException, not_found: str = "") -> ApiError | None:
     if isinstance(error, ApiError):
         return error
     if isinstance(error, NotFound):
-        return ApiError(404, "not_found", "no such route; GET /openapi.json lists them")
+        return ApiError(404, "not_found", not_found or NOT_FOUND)
     if isinstance(error, MethodNotAllowed):
         allowed = ", ".join(sorted(error.valid_methods or ()))
         return ApiError(

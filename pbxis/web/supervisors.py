@@ -14,7 +14,7 @@ from ..config import SupervisorsConfig
 from ..engine import CallCenter
 from ..supervisors import supervisor_key
 from . import validation as v
-from .api import _call, _stream_urls, json_response
+from .api import _call, _run, _stream_urls, json_response
 from .auth import Authenticator
 from .client import STATIC_DIR
 from .client import _html_headers as html_headers
@@ -34,13 +34,13 @@ def add_supervisor_routes(
     settings = center.config.supervisors
 
     @app.route("/supervisors/<name>", methods=["PUT"])
-    def put_supervisor(request: IRequest, name: str) -> bytes:
+    async def put_supervisor(request: IRequest, name: str) -> bytes:
         auth.require_crm(request)
         v.agent_name(name, "supervisor")
         body = v.Fields(v.read_json_object(request), {"queues", "name"})
         queues = body.get("queues", v.queue_list, [])
         display = body.get("name", lambda value, key: v.text(value, key, max_length=64))
-        registration = _call(center.register_supervisor, name, queues, name=display)
+        registration = await _run(center.register_supervisor_async(name, queues, name=display))
         base = public_base_url or request_base_url(request)
         return json_response(
             request,
@@ -65,10 +65,10 @@ def add_supervisor_routes(
         return b""
 
     @app.route("/supervisors/<name>", methods=["GET"])
-    def get_supervisor(request: IRequest, name: str) -> bytes:
+    async def get_supervisor(request: IRequest, name: str) -> bytes:
         v.agent_name(name, "supervisor")
         auth.require_agent(request, supervisor_key(name))
-        return json_response(request, _call(center.supervisor_state, name))
+        return json_response(request, await _run(center.supervisor_state_async(name)))
 
     @app.route("/wallboard", methods=["GET", "HEAD"])
     def wallboard(request: IRequest) -> bytes:

@@ -38,7 +38,7 @@ class Node:
 
     async def stop(self) -> None:
         for e in self.executors:
-            e.stop()
+            await e.stop()
         await self.reader.stop()
         await self.link.stop()
         await self.reading.stop()

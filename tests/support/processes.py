@@ -101,6 +101,8 @@ class Daemons:
     ami_port: int
     http: int
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: the simulator process (None with ``simulator=False``)
+    simulator: subprocess.Popen[bytes] | None = None
 
     def start(self, *, wait: bool = True) -> subprocess.Popen[bytes]:
         daemon = subprocess.Popen(
@@ -141,7 +143,7 @@ listen = "tcp:{http_port}:interface=127.0.0.1"
 {extra_config}""",
         "utf-8",
     )
-    daemons = Daemons(config, tmp_path, ami_port, http_port)
+    daemons = Daemons(config, tmp_path, ami_port, http_port, simulator=sim)
     try:
         yield daemons
     finally:

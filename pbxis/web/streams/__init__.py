@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 
-from pbxis.hub import Hub
+from pbxis.hub import Hub, Registration
 from pbxis.web.cors import apply_cors
 from pbxis.web.errors import ApiError
 
@@ -27,8 +27,10 @@ from ._common import (
     WEBSOCKET,
     StreamConfig,
     find_registration,
+    looked_up,
     parse_last_event_id,
     parse_since,
+    prepared,
     query_arg,
 )
 from .poll import LongPoll, parse_timeout
@@ -83,21 +85,29 @@ def add_stream_routes(
     ws_resource = make_ws_resource(config)
 
     @app.route("/stream/<token>/sse", methods=["GET"], endpoint="stream_sse")
-    def sse(request: IRequest, token: str) -> Deferred[None]:
-        registration = find_registration(hub, token)
-        last_event_id = request.getHeader(b"last-event-id")
-        if last_event_id is not None:
-            since = parse_last_event_id(last_event_id)
-        else:
-            since = parse_since(query_arg(request, "since"))
-        return SSEStream(config, request, registration, since).start()
+    def sse(request: IRequest, token: str) -> Deferred[Any]:
+        def found(registration: Registration) -> Deferred[Any]:
+            last_event_id = request.getHeader(b"last-event-id")
+            if last_event_id is not None:
+                since = parse_last_event_id(last_event_id)
+            else:
+                since = parse_since(query_arg(request, "since"))
+            d = prepared(hub, registration, since)
+            d.addCallback(lambda _: SSEStream(config, request, registration, since).start())
+            return d
+
+        return looked_up(hub, token).addCallback(found)
 
     @app.route("/stream/<token>/poll", methods=["GET"], endpoint="stream_poll")
-    def poll(request: IRequest, token: str) -> Deferred[bytes]:
-        registration = find_registration(hub, token)
-        since = parse_since(query_arg(request, "since"))
-        timeout = parse_timeout(query_arg(request, "timeout"))
-        return LongPoll(config, request, registration, since, timeout).start()
+    def poll(request: IRequest, token: str) -> Deferred[Any]:
+        def found(registration: Registration) -> Deferred[Any]:
+            since = parse_since(query_arg(request, "since"))
+            timeout = parse_timeout(query_arg(request, "timeout"))
+            d = prepared(hub, registration, since)
+            d.addCallback(lambda _: LongPoll(config, request, registration, since, timeout).start())
+            return d
+
+        return looked_up(hub, token).addCallback(found)
 
     @app.route("/stream/<token>/ws", methods=["GET"], endpoint="stream_ws")
     def ws(request: IRequest, token: str) -> Any:

@@ -6,9 +6,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from pbxis.hub import Hub, LogEntry, Registration, RegistrationEnded, Subscription, TooManyClients
@@ -24,7 +26,9 @@ __all__ = [
     "Stream",
     "StreamConfig",
     "find_registration",
+    "looked_up",
     "parse_since",
+    "prepared",
     "query_arg",
 ]
 
@@ -166,6 +170,38 @@ def _not_found() -> ApiError:
         "No stream for this token: the registration ended or never existed. "
         "Register the agent again (PUT /agents/{agent}) for a new token.",
     )
+
+
+def prepared(hub: Hub, registration: Registration, since: int | None) -> Deferred[None]:
+    """Fires when the hub can serve ``since`` at once (:meth:`Hub.prepare`: at once in
+    memory; a web node first loads the log and has the writer append the snapshot).
+    The shared store not answering is a 503 with ``Retry-After``."""
+
+    def unavailable(failure: Failure) -> None:
+        log.warn("Stream of {agent}: not ready ({e})", agent=registration.agent, e=failure.value)
+        raise ApiError(
+            503,
+            "store_unavailable",
+            "The shared store did not answer in time: retry in a few seconds.",
+            headers={"Retry-After": "2"},
+        )
+
+    d: Deferred[None] = hub.prepare(registration, since)
+    d.addErrback(unavailable)
+    return d
+
+
+def looked_up(hub: Hub, token: str) -> Deferred[Registration]:
+    """:func:`find_registration`, also for a token issued on another node a moment ago
+    (:meth:`Hub.lookup`: a web node asks Redis when its copy does not know it yet)."""
+    d: Deferred[Registration | None] = hub.lookup(token)
+
+    def found(registration: Registration | None) -> Registration:
+        if registration is None:
+            raise _not_found()
+        return registration
+
+    return d.addCallback(found)
 
 
 def find_registration(hub: Hub, token: str) -> Registration:

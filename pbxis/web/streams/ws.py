@@ -88,9 +88,10 @@ class StreamProtocol(WebSocketServerProtocol):
     _registration: Registration | None = None
     _since: int | None = None
     _sub: Subscription | None = None
+    _since_error: str | None = None
     _unanswered = False  # a ping went out and no pong came back yet
 
-    def onConnect(self, request: ConnectionRequest) -> None:
+    def onConnect(self, request: ConnectionRequest) -> Any:
         """Decide now, tell the client after the handshake (see the module docstring)."""
         config = self.factory.config
         origin = request.headers.get("origin")
@@ -100,14 +101,28 @@ class StreamProtocol(WebSocketServerProtocol):
             return
         segments = request.path.rstrip("/").split("/")
         token = unquote(segments[-2]) if len(segments) >= 2 else ""
-        self._registration = config.hub.by_token(token)
-        if self._registration is None:
-            self._refusal = (CLOSE_UNKNOWN_TOKEN, "unknown stream token")
-            return
         try:
             self._since = parse_since(request.params.get("since", [None])[0])
         except ApiError as e:
-            self._refusal = (CLOSE_BAD_SINCE, e.message)
+            self._since_error = e.message
+
+        def found(registration: Registration | None) -> Any:
+            self._registration = registration
+            if registration is None:
+                self._refusal = (CLOSE_UNKNOWN_TOKEN, "unknown stream token")
+                return None
+            if self._since_error is not None:
+                self._refusal = (CLOSE_BAD_SINCE, self._since_error)
+                return None
+            # the handshake completes once the hub can serve ``since`` (a web node loads
+            # the log and has the snapshot appended first); the store not answering:
+            # open anyway
+            d = config.hub.prepare(registration, self._since)
+            d.addErrback(lambda f: log.warn("WebSocket stream: not prepared ({e})", e=f.value))
+            return d
+
+        looked: Any = config.hub.lookup(token)
+        return looked.addCallback(found)
 
     def onOpen(self) -> None:
         if self._refusal is not None:

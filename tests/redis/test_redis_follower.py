@@ -1,0 +1,203 @@
+"""A web node's hub on the follower store, beside the writer's hub, on a real Redis (one process).
+
+The wiring is the daemon's (pbxis.service), minus HTTP and AMI: each node has one read
+loop; the writer follows the registrations stream and answers the web node's questions.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest_twisted
+from twisted.internet import reactor, task
+
+from pbxis.config import RedisConfig
+from pbxis.events import AGENT_COMPLETE, EXTENSION_STATUS, RESET, AgentEvent
+from pbxis.hub import Hub
+from pbxis.hub.log import Budget
+from pbxis.store.redis_backend import StoredEntry
+from pbxis.store.redis_feed import RegistrationFeed
+from pbxis.store.redis_follower import FollowerLog, FollowerStore
+from pbxis.store.redis_keys import Keys
+from pbxis.store.redis_link import RedisLink
+from pbxis.store.redis_queries import QueryClient, QueryServer
+from pbxis.store.redis_reader import StreamReader
+from pbxis.store.redis_store import RedisStore
+
+
+async def _until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await task.deferLater(reactor, 0.02, lambda: None)
+    raise AssertionError("condition not reached")
+
+
+class Writer:
+    """The node holding the AMI link: its hub on the Redis store, the feed, the answers."""
+
+    def __init__(self, config: RedisConfig) -> None:
+        keys = Keys(config.key_prefix)
+        self.link = RedisLink(config, reactor)
+        self.reads = RedisLink(config, reactor, name="reads")
+        self.reader = StreamReader(self.reads, self.link, keys, "writer")
+        self.store = RedisStore(self.link, keys, reactor, max_log=100, grace_ms=60_000)
+        self.hub = Hub(reactor, grace_period=60, snapshot=self.snapshot, store=self.store)
+        self.feed = RegistrationFeed(
+            self.link,
+            self.reader,
+            keys,
+            reactor,
+            current=self.current,
+            load=self.store._load_agent,
+            register=lambda agent, queues, name: self.hub.register(agent, queues, name),
+            unregister=self.hub.unregister,
+        )
+        self.answers = QueryServer(self.link, self.reader, keys, self.answer)
+
+    def snapshot(self, agent: str) -> list[AgentEvent]:
+        return [AgentEvent(agent, EXTENSION_STATUS, 9, {"status": "snapshot"})]
+
+    def current(self, agent: str) -> tuple[str, Any, Any] | None:
+        r = self.hub.get(agent)
+        return None if r is None else (r.token, r.queues, r.name)
+
+    def answer(self, kind: str, args: dict[str, Any]) -> Any:
+        assert kind == "snapshot"
+        span = self.hub.snapshot_span(args["agent"], bool(args["reset"]))
+        return None if span is None else [span.first, span.last, span.reset]
+
+    async def start(self) -> Writer:
+        self.link.start()
+        self.reads.start()
+        await self.link.when_connected(10)
+        await self.store.load()
+        await self.feed.start()
+        await self.answers.start()
+        self.reader.start()
+        return self
+
+    async def stop(self) -> None:
+        self.hub.close_all()
+        await self.store.drain(5)
+        await self.reader.stop()
+        await self.link.stop()
+        await self.reads.stop()
+
+
+class Web:
+    """A web node: its hub on the follower store."""
+
+    def __init__(self, config: RedisConfig, name: str = "web") -> None:
+        keys = Keys(config.key_prefix)
+        self.link = RedisLink(config, reactor)
+        self.reads = RedisLink(config, reactor, name="reads")
+        self.reader = StreamReader(self.reads, self.link, keys, name)
+        self.queries = QueryClient(self.link, self.reader, keys, name, reactor)
+        self.store = FollowerStore(self.link, self.reader, self.queries, keys, reactor, grace_ms=60_000)
+        self.hub = Hub(reactor, grace_period=60, snapshot=lambda agent: [], store=self.store)
+        self.store.on_registered = lambda agent, queues, name: self.hub.register(agent, queues, name)
+        self.store.on_appended = self.hub.appended
+        self.store.on_ended = self.hub.ended
+
+    async def start(self) -> Web:
+        self.link.start()
+        self.reads.start()
+        await self.link.when_connected(10)
+        await self.store.load()
+        await self.queries.start()
+        self.store.adopt()
+        self.reader.start()
+        return self
+
+    async def register(self, agent: str) -> str:
+        await self.store.prepare_register(agent, ["sales"], None)
+        return self.hub.register(agent, ["sales"], None).token
+
+    async def client(self, token: str, since: int | None) -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = []
+        registration = await self.hub.lookup(token)
+        assert registration is not None
+        await self.hub.prepare(registration, since)
+        sub = self.hub.subscribe(registration, since, "sse", lambda es: got.extend(e.json for e in es), print)
+        sub.resumeProducing()
+        return got
+
+    async def stop(self) -> None:
+        self.hub.close_all()
+        await self.reader.stop()
+        await self.link.stop()
+        await self.reads.stop()
+
+
+def done(n: int) -> AgentEvent:
+    return AgentEvent("1001", AGENT_COMPLETE, n, {"n": n})
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_web_client_reads_the_writers_snapshot_first_then_live_events_and_resumes(
+    redis_config: RedisConfig,
+) -> None:
+    writer = await Writer(redis_config).start()
+    web = await Web(redis_config).start()
+    try:
+        token = await web.register("1001")
+        await _until(lambda: writer.hub.get("1001") is not None)  # the feed brought it
+        assert writer.hub.get("1001").token == token  # type: ignore[union-attr]
+        writer.hub.publish([done(1)])  # before the client: not for it
+        got = await web.client(token, None)
+        assert [e["type"] for e in got] == [EXTENSION_STATUS]  # snapshot first
+        first = got[0]["id"]
+        writer.hub.publish([done(2), done(3)])
+        await _until(lambda: len(got) == 3)
+        assert [e["id"] for e in got] == [first, first + 1, first + 2]
+        assert [e.get("n") for e in got[1:]] == [2, 3]
+        # a resume from an id this log never had: reset, then the writer's fresh snapshot
+        again = await web.client(token, 10**9)
+        assert [e["type"] for e in again] == [RESET, EXTENSION_STATUS]
+        # a resume from a real id: exactly what came after it
+        resumed = await web.client(token, first)
+        assert [e.get("n") for e in resumed[:2]] == [2, 3]
+    finally:
+        await web.stop()
+        await writer.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_token_issued_elsewhere_a_moment_ago_is_found_in_redis(redis_config: RedisConfig) -> None:
+    writer = await Writer(redis_config).start()
+    a = await Web(redis_config, "a").start()
+    b = await Web(redis_config, "b").start()
+    try:
+        token = await a.register("1001")
+        assert b.hub.by_token(token) is None or b.hub.by_token(token).agent == "1001"  # type: ignore[union-attr]
+        found = await b.hub.lookup(token)  # at once, before or after b's feed brought it
+        assert found is not None and found.agent == "1001" and found.token == token
+        assert await b.hub.lookup(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+        assert await b.register("1001") == token  # registering again on b: the same token
+    finally:
+        await b.stop()
+        await a.stop()
+        await writer.stop()
+
+
+def test_a_gap_in_a_replica_drops_its_head_so_that_readers_get_reset() -> None:
+    """The writer trimmed past what this node had read: never a silent gap."""
+
+    class Holder:
+        budget = Budget()
+
+    elog = FollowerLog(100, Holder(), 0)  # type: ignore[arg-type]
+    rows = [StoredEntry(i, "agentComplete", f'{{"id":{i},"type":"agentComplete"}}') for i in (1, 2, 3)]
+    elog.load(1, 3, rows, 0.0)
+    assert elog.can_replay(1) and len(elog) == 3
+    size, closed = elog.receive(
+        [StoredEntry(6, "closed", '{"id":6,"type":"closed","reason":"expired"}')], 1.0
+    )
+    assert size > 0 and closed == "expired"
+    assert elog.first_id == 6 and elog.last_id == 6
+    assert not elog.can_replay(3)  # a reader at 3 is ended with overflow, then gets reset
+    assert elog.can_replay(5)
+    assert Holder.budget.used == elog.bytes
