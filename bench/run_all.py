@@ -23,6 +23,7 @@ BENCHES = (
     "bench_e2e",
     "bench_scale",
     "bench_ingest",
+    "bench_webnodes",
 )
 
 

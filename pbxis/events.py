@@ -97,19 +97,21 @@ class AgentEvent:
     time: int
     data: Mapping[str, Any] = field(default_factory=dict)
 
-    def to_json(self, event_id: int) -> dict[str, Any]:
+    def to_json(self, event_id: int, pbx: str | None = None) -> dict[str, Any]:
         """The contract's JSON object: ``id``, ``type``, ``agent`` (or ``supervisor``),
-        ``time`` and the fields."""
+        ``pbx`` (the log's PBX, given by the hub that numbers it), ``time`` and the fields."""
         agent = self.agent
         if agent.startswith(SUPERVISOR_PREFIX):
             out: dict[str, Any] = {
                 "id": event_id,
                 "type": self.type,
                 "supervisor": agent[len(SUPERVISOR_PREFIX) :],
-                "time": self.time,
             }
         else:
-            out = {"id": event_id, "type": self.type, "agent": agent, "time": self.time}
+            out = {"id": event_id, "type": self.type, "agent": agent}
+        if pbx is not None:
+            out["pbx"] = pbx
+        out["time"] = self.time
         out.update(self.data)
         return out
 

@@ -10,7 +10,7 @@ needs observing as it happens, through the AMI client's action listener into a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -20,7 +20,15 @@ from prometheus_client.registry import Collector
 from .ami.factory import OTHER_EVENTS
 from .tracker.filters import EVENT_NAMES
 
-__all__ = ["KNOWN_EVENTS", "PbxisCollector", "RedisCollector", "build_registry"]
+__all__ = [
+    "KNOWN_EVENTS",
+    "AmiTotals",
+    "PbxCollector",
+    "PbxisCollector",
+    "RedisCollector",
+    "build_registry",
+    "pbx_registry",
+]
 
 KNOWN_EVENTS: frozenset[str] = frozenset(
     (
@@ -49,7 +57,8 @@ ACTION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 
 
 class _AMI(Protocol):
-    stats: Any
+    @property
+    def stats(self) -> Any: ...
 
     @property
     def connected(self) -> bool: ...
@@ -246,4 +255,96 @@ def build_registry(
         latency.labels(name, outcome).observe(seconds)
 
     ami.add_action_listener(observe)
+    return registry
+
+
+class PbxSource(Protocol):
+    """What :class:`PbxCollector` reads of one PBX (a :class:`~pbxis.engine.unit.PbxUnit`)."""
+
+    name: str
+    ami: Any
+    hub: Any
+    sync: Any
+
+
+class PbxCollector(Collector):
+    """The per-PBX series, labelled ``pbx``: link up, logins, reconnects, AMI events,
+    agents and the last rebuild. ``pbxes`` is read at scrape time (a tenant's key is
+    shown only its own)."""
+
+    def __init__(self, pbxes: Callable[[], Sequence[PbxSource]]) -> None:
+        self._pbxes = pbxes
+
+    def collect(self) -> Iterator[Metric]:
+        pbxes = self._pbxes()
+        up = GaugeMetricFamily(
+            "pbxis_pbx_up", "1 while the PBX's AMI link is up and logged in.", labels=["pbx"]
+        )
+        logins = CounterMetricFamily("pbxis_pbx_logins", "Successful AMI logins to the PBX.", labels=["pbx"])
+        reconnects = CounterMetricFamily(
+            "pbxis_pbx_reconnects", "Connections made to the PBX after losing its link.", labels=["pbx"]
+        )
+        events = CounterMetricFamily(
+            "pbxis_pbx_ami_events", "AMI events received from the PBX.", labels=["pbx"]
+        )
+        agents = GaugeMetricFamily(
+            "pbxis_pbx_agents", "Registered agents and supervisors of the PBX.", labels=["pbx"]
+        )
+        actions = GaugeMetricFamily(
+            "pbxis_pbx_rebuild_actions", "AMI actions sent by the PBX's last rebuild.", labels=["pbx"]
+        )
+        duration = GaugeMetricFamily(
+            "pbxis_pbx_rebuild_duration_seconds",
+            "How long the PBX's last state rebuild took.",
+            labels=["pbx"],
+        )
+        for pbx in pbxes:
+            stats = pbx.ami.stats
+            up.add_metric([pbx.name], int(bool(pbx.ami.connected)))
+            logins.add_metric([pbx.name], getattr(stats, "logins", 0))
+            reconnects.add_metric([pbx.name], getattr(stats, "reconnects", 0))
+            events.add_metric([pbx.name], sum(dict(getattr(stats, "events_in", {})).values()))
+            agents.add_metric([pbx.name], pbx.hub.stats().get("agents", 0))
+            rebuild = getattr(pbx.sync, "last_rebuild", None)
+            if rebuild is not None:
+                actions.add_metric([pbx.name], rebuild.actions)
+                duration.add_metric([pbx.name], rebuild.duration)
+        yield from (up, logins, reconnects, events, agents, actions, duration)
+
+
+class AmiTotals:
+    """Several AMI links read as one by :class:`PbxisCollector` (its unlabelled series
+    sum every PBX; the ``pbxis_pbx_*`` series split them)."""
+
+    def __init__(self, links: list[Any]) -> None:
+        self._links = links
+
+    @property
+    def connected(self) -> bool:
+        return all(link.connected for link in self._links)
+
+    @property
+    def stats(self) -> Any:
+        from collections import Counter
+        from types import SimpleNamespace
+
+        events: Counter[str] = Counter()
+        for link in self._links:
+            events.update(dict(getattr(link.stats, "events_in", {})))
+        return SimpleNamespace(
+            connects=sum(getattr(link.stats, "connects", 0) for link in self._links),
+            logins=sum(getattr(link.stats, "logins", 0) for link in self._links),
+            reconnects=sum(getattr(link.stats, "reconnects", 0) for link in self._links),
+            events_in=events,
+        )
+
+    def add_action_listener(self, listener: Callable[[str, float, str], None]) -> None:
+        for link in self._links:
+            link.add_action_listener(listener)
+
+
+def pbx_registry(pbxes: Callable[[], Sequence[PbxSource]]) -> CollectorRegistry:
+    """A registry of the per-PBX series only: what a key limited to some PBXes is shown."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PbxCollector(pbxes))
     return registry

@@ -18,7 +18,7 @@ from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocol,
@@ -95,7 +95,9 @@ class _SimulatorService(Service):
 class _CallCenterService(Service):
     """Starts the call center's AMI link with the daemon; at stop ends streams, logs off."""
 
-    def __init__(self, center: CallCenter, endpoint: Callable[[], IStreamClientEndpoint] | None) -> None:
+    def __init__(
+        self, center: CallCenter, endpoint: Callable[[], IStreamClientEndpoint | None] | None
+    ) -> None:
         self.center = center
         self._endpoint = endpoint
 
@@ -148,7 +150,7 @@ class _RedisService(Service):
         from .store.redis_keys import Keys
         from .store.redis_link import RedisLink
         from .store.redis_node import RedisNode
-        from .store.redis_store import RedisStore
+        from .store.redis_store import COLLECTOR_FLUSH_DELAY, FLUSH_DELAY, RedisStore
 
         assert config.redis is not None
         self.link = RedisLink(config.redis, reactor)
@@ -165,6 +167,7 @@ class _RedisService(Service):
             grace_ms=int(agents.grace_period * 1000),
             outage_seconds=config.redis.outage_buffer_seconds,
             outage_events=config.redis.outage_buffer_events,
+            flush_delay=COLLECTOR_FLUSH_DELAY if config.node.role == "collector" else FLUSH_DELAY,
         )
         self.store.node = self.node
         self.loaded: Deferred[int] = Deferred()
@@ -295,7 +298,12 @@ class _RedisWebService(Service):
         self.store.on_appended = hub.appended
         self.store.on_ended = hub.ended
         self.liveness = Liveness(
-            self.link, self.keys, self._reactor, grace_ms=self.store.grace_ms, listening=hub.listening
+            self.link,
+            self.keys,
+            self._reactor,
+            grace_ms=self.store.grace_ms,
+            listening=hub.listening,
+            sweep=self.store.sweep,
         )
 
     def startService(self) -> None:
@@ -337,13 +345,23 @@ class _RedisWebService(Service):
 
 
 def _register_any(center: CallCenter, key: str, queues: Any, name: str | None) -> None:
-    """A registration made on another node, into this (the writer's) engine."""
+    """A registration found in Redis (made on another node, or before a restart), into
+    this (the writer's) engine. One that cannot be taken is logged, never fatal."""
+    from .errors import CommandError
     from .supervisors import is_supervisor_key
 
-    if is_supervisor_key(key):
-        center.register_supervisor(key.split(":", 1)[1], queues, name=name)
-    else:
-        center.register_agent(key, queues, name=name)
+    try:
+        if not is_supervisor_key(key):
+            center.register_agent(key, queues, name=name)
+        elif queues:
+            center.register_supervisor(key.split(":", 1)[1], queues, name=name)
+        else:
+            # the hub keeps a supervisor with no queues of its own (they are the board's):
+            # its token and log go on; its board is loaded when the CRM registers it again
+            center.hub.register(key, (), name)
+            log.warn("Redis: supervisor {key} is back without its queues; register it again", key=key)
+    except CommandError as e:
+        log.error("Redis: registration {key} from Redis not taken: {e}", key=key, e=e)
 
 
 def _unregister_any(center: CallCenter, key: str) -> None:
@@ -475,7 +493,7 @@ class PbxisService(MultiService):
     def _redis_loaded(self, _: object) -> None:
         assert self.redis is not None
         adopted = self.redis.store.adopt(
-            lambda agent, queues, name: self.center.register_agent(agent, queues, name=name)
+            lambda agent, queues, name: _register_any(self.center, agent, queues, name)
         )
         log.info("Redis: {n} registrations back, with their tokens and logs", n=len(adopted))
         self.redis.share(self.center).addErrback(
@@ -507,15 +525,15 @@ class PbxisService(MultiService):
         log.failure("Redis: cannot load the registrations", failure)
         self.reactor.stop()
 
-    def _ami_endpoint(self) -> IStreamClientEndpoint:
+    def _ami_endpoint(self) -> IStreamClientEndpoint | None:
+        """The demo's simulator; ``None``: each PBX's own ``[ami]``/``[[pbx]]`` endpoint."""
         if self.simulator_service is not None:
             # The simulator may still be binding; connect once it listens.
             return _DeferredEndpoint(self.reactor, self.simulator_service.ready)
-        endpoint: IStreamClientEndpoint = clientFromString(self.reactor, self.config.ami.client_endpoint)
-        return endpoint
+        return None
 
     def startService(self) -> None:
-        if not self.config.http.api_keys:
+        if not self.config.http.api_keys and not self.config.tenants:
             log.warn("no [http].api_keys configured: the command API is open to anyone who can reach it")
         super().startService()
         if self.freeze_gc:

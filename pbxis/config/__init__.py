@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pbxis.names import AGENT_HINT, AGENT_PATTERN, QUEUE_HINT, QUEUE_PATTERN
+from pbxis.names import AGENT_HINT, AGENT_PATTERN, PBX_PATTERN, QUEUE_HINT, QUEUE_PATTERN
 
 from ..webhooks.config import WebhookConfig, WebhookConfigError, parse_webhooks
 
@@ -33,9 +33,11 @@ __all__ = [
     "HTTPConfig",
     "NodeConfig",
     "OriginateConfig",
+    "PbxConfig",
     "RedisConfig",
     "SimulatorConfig",
     "SupervisorsConfig",
+    "TenantConfig",
     "Thresholds",
     "load_config",
     "parse_config",
@@ -230,6 +232,30 @@ class NodeConfig:
         return self.role in ("all", "web")
 
 
+DEFAULT_PBX = "default"
+"""The name of the one PBX of a config with a lone ``[ami]`` table (or none: the demo)."""
+
+
+@dataclass(frozen=True)
+class PbxConfig:
+    """One Asterisk server: a ``[[pbx]]`` table (or the lone ``[ami]``, named ``default``).
+
+    ``agents`` is the top-level ``[agents]`` with this PBX's ``[pbx.agents]`` overrides."""
+
+    name: str
+    ami: AMIConfig = AMIConfig()
+    agents: AgentsConfig = AgentsConfig()
+
+
+@dataclass(frozen=True)
+class TenantConfig:
+    """A ``[[tenants]]`` table: API keys that see only ``pbxes`` (every other PBX is a 404)."""
+
+    name: str
+    pbxes: tuple[str, ...]
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+
+
 @dataclass(frozen=True)
 class Config:
     ami: AMIConfig = AMIConfig()
@@ -243,6 +269,14 @@ class Config:
     #: ``None``: the in-memory store, one process (the embedded default)
     redis: RedisConfig | None = None
     node: NodeConfig = NodeConfig()
+    #: the ``[[pbx]]`` tables; empty: one PBX ``default`` from ``ami`` and ``agents``
+    pbx_tables: tuple[PbxConfig, ...] = ()
+    tenants: tuple[TenantConfig, ...] = ()
+
+    @property
+    def pbxes(self) -> tuple[PbxConfig, ...]:
+        """Every configured PBX, in config order (a lone ``[ami]``: one named ``default``)."""
+        return self.pbx_tables or (PbxConfig(DEFAULT_PBX, self.ami, self.agents),)
 
     @property
     def demo(self) -> bool:
@@ -569,10 +603,12 @@ def parse_config(
             except WebhookConfigError as e:
                 raise ConfigError(str(e)) from None
             continue
+        if section in ARRAY_SECTIONS:  # [[pbx]], [[tenants]]: below, once [agents] is known
+            continue
         if section not in SCHEMA:
             raise ConfigError(
                 f"[{section}]: unknown section; expected one of "
-                f"{', '.join(f'[{s}]' for s in SCHEMA)}, [[webhooks]]"
+                f"{', '.join(f'[{s}]' for s in SCHEMA)}, [[webhooks]], [[pbx]], [[tenants]]"
             )
         if not isinstance(body, dict):
             raise ConfigError(f"{section}: expected a table [{section}], got {_show(body)}")
@@ -587,12 +623,7 @@ def parse_config(
             out[key] = checks[key](name, value)
         values[section] = out
 
-    ami = dict(values.get("ami", {}))
-    ami["secret"] = _resolve_secret(ami, environ, base)
-    ami.pop("secret_file", None)
-    ami.pop("secret_env", None)
-    if ami.get("reconnect_min_delay", 0.5) > ami.get("reconnect_max_delay", 30.0):
-        raise ConfigError("[ami].reconnect_min_delay: must not exceed [ami].reconnect_max_delay")
+    ami = _ami_values(dict(values.get("ami", {})), "[ami]", environ, base)
 
     http = dict(values.get("http", {}))
     keys = list(http.get("api_keys", ()))
@@ -621,7 +652,12 @@ def parse_config(
     if "enabled" not in sim:
         # No Asterisk configured at all: run the demo on the embedded simulator
         # (a web node has no AMI link: nothing to simulate).
-        sim["enabled"] = "ami" not in data and node.role != "web"
+        sim["enabled"] = "ami" not in data and "pbx" not in data and node.role != "web"
+    if sim["enabled"] and "pbx" in data:
+        raise ConfigError(
+            "[simulator].enabled: the embedded simulator plays one PBX; with [[pbx]] tables run "
+            "one simulator per PBX (python -m pbxis.simulator) and point each [[pbx]] at it"
+        )
     if sim["enabled"] and node.role == "web":
         raise ConfigError(
             "[simulator].enabled: a 'web' node has no AMI link; run the simulator on the collector"
@@ -629,7 +665,31 @@ def parse_config(
     agents = dict(values.get("agents", {}))
     if sim["enabled"]:
         _match_simulated_driver(sim, agents)
+    pbx_tables = _pbx_tables(data, agents, environ, base)
+    if redis is not None and len(pbx_tables) > 1:
+        raise ConfigError(
+            "[redis]: several [[pbx]] tables run in one process without Redis for now; "
+            "sharing them through Redis (one collector per PBX) is not built yet"
+        )
+    tenants = _tenants(data.get("tenants"), {p.name for p in pbx_tables} or {DEFAULT_PBX}, base)
+    if tenants:
+        full = set(http["api_keys"])
+        for tenant in tenants:
+            for key in tenant.api_keys:
+                if key in full:
+                    raise ConfigError(
+                        f"[[tenants]] {tenant.name}.api_keys: a key of [http].api_keys (which sees "
+                        "every PBX) cannot also be a tenant's"
+                    )
+                full.add(key)
+        if http.get("metrics_public", True):
+            raise ConfigError(
+                "[http].metrics_public: set it to false with [[tenants]]: public metrics would "
+                "show every tenant's PBX to anyone"
+            )
     return Config(
+        pbx_tables=pbx_tables,
+        tenants=tenants,
         ami=AMIConfig(**ami),
         http=HTTPConfig(**http),
         agents=AgentsConfig(**agents),
@@ -703,14 +763,140 @@ def _match_simulated_driver(sim: dict[str, Any], agents: dict[str, Any]) -> None
         )
 
 
-def _resolve_secret(ami: dict[str, Any], environ: Mapping[str, str], base: Path | None) -> str:
+def _ami_values(
+    ami: dict[str, Any], section: str, environ: Mapping[str, str], base: Path | None
+) -> dict[str, Any]:
+    """Checked ``[ami]`` keys (or a ``[[pbx]]`` table's) as :class:`AMIConfig` arguments."""
+    ami["secret"] = _resolve_secret(ami, environ, base, section)
+    ami.pop("secret_file", None)
+    ami.pop("secret_env", None)
+    if ami.get("reconnect_min_delay", 0.5) > ami.get("reconnect_max_delay", 30.0):
+        raise ConfigError(f"{section}.reconnect_min_delay: must not exceed {section}.reconnect_max_delay")
+    return ami
+
+
+ARRAY_SECTIONS = ("pbx", "tenants")
+"""Arrays of tables besides ``[[webhooks]]``, validated by :func:`_pbx_tables` and :func:`_tenants`."""
+
+_PBX = re.compile(PBX_PATTERN)
+_PBX_KEYS = ("name", *SCHEMA["ami"], "agents")
+
+
+def _tables(key: str, value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not value or not all(isinstance(t, dict) for t in value):
+        raise ConfigError(f"{key}: expected one or more [{key[2:-2]}] tables, got {_show(value)}")
+    return value
+
+
+def _table_name(key: str, index: int, table: dict[str, Any], taken: dict[str, int]) -> str:
+    where = f"{key} #{index}"
+    name = table.get("name")
+    if name is None:
+        raise ConfigError(f"{where}.name: required (1-32 of A-Z a-z 0-9 _ . -)")
+    if not isinstance(name, str) or not _PBX.match(name):
+        raise ConfigError(f"{where}.name: {_show(name)} is not a name (1-32 of A-Z a-z 0-9 _ . -)")
+    if name in taken:
+        raise ConfigError(f"{where}.name: {name!r} is already the name of {key} #{taken[name]}")
+    taken[name] = index
+    return name
+
+
+def _pbx_tables(
+    data: Mapping[str, Any], agents: dict[str, Any], environ: Mapping[str, str], base: Path | None
+) -> tuple[PbxConfig, ...]:
+    """``[[pbx]]`` tables: ``name``, ``[ami]``'s keys flat, ``[pbx.agents]`` over ``[agents]``."""
+    if "pbx" not in data:
+        return ()
+    if "ami" in data:
+        raise ConfigError(
+            "[ami]: give either one [ami] table (one PBX named 'default') or [[pbx]] tables, not both"
+        )
+    out: list[PbxConfig] = []
+    taken: dict[str, int] = {}
+    for index, table in enumerate(_tables("[[pbx]]", data["pbx"]), start=1):
+        name = _table_name("[[pbx]]", index, table, taken)
+        section = f"[pbx.{name}]"
+        ami: dict[str, Any] = {}
+        overrides: dict[str, Any] = {}
+        for key, value in table.items():
+            if key == "name":
+                continue
+            if key == "agents":
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{section}.agents: expected a table [pbx.agents], got {_show(value)}")
+                for akey, avalue in value.items():
+                    checks = SCHEMA["agents"]
+                    if akey not in checks:
+                        raise ConfigError(
+                            f"[pbx.{name}.agents].{akey}: unknown key (known: {', '.join(checks)})"
+                        )
+                    overrides[akey] = checks[akey](f"[pbx.{name}.agents].{akey}", avalue)
+                continue
+            if key not in SCHEMA["ami"]:
+                near = _nearest(key, dict.fromkeys(_PBX_KEYS))
+                hint = f"; did you mean {near!r}?" if near else ""
+                raise ConfigError(f"{section}.{key}: unknown key{hint} (known: {', '.join(_PBX_KEYS)})")
+            ami[key] = SCHEMA["ami"][key](f"{section}.{key}", value)
+        ami = _ami_values(ami, section, environ, base)
+        out.append(PbxConfig(name, AMIConfig(**ami), AgentsConfig(**{**agents, **overrides})))
+    return tuple(out)
+
+
+_TENANT_CHECKS: dict[str, Check] = {
+    "name": _string(allow_empty=False),
+    "pbxes": _string_list(),
+    "api_keys": _string_list(),
+    "api_keys_file": _string(),
+}
+
+
+def _tenants(value: Any, pbxes: set[str], base: Path | None) -> tuple[TenantConfig, ...]:
+    """``[[tenants]]``: ``name``, ``pbxes`` (configured PBX names) and their ``api_keys``."""
+    if value is None:
+        return ()
+    out: list[TenantConfig] = []
+    taken: dict[str, int] = {}
+    seen_keys: dict[str, str] = {}
+    for index, table in enumerate(_tables("[[tenants]]", value), start=1):
+        name = _table_name("[[tenants]]", index, table, taken)
+        where = f"[[tenants]] {name}"
+        for key, item in table.items():
+            if key not in _TENANT_CHECKS:
+                raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(_TENANT_CHECKS)})")
+            _TENANT_CHECKS[key](f"{where}.{key}", item)
+        wanted = tuple(table.get("pbxes", ()))
+        if not wanted:
+            raise ConfigError(f"{where}.pbxes: required: the names of the [[pbx]] this tenant may see")
+        for pbx in wanted:
+            if pbx not in pbxes:
+                raise ConfigError(
+                    f"{where}.pbxes: {pbx!r} is not a configured PBX (known: {', '.join(sorted(pbxes))})"
+                )
+        keys = list(table.get("api_keys", ()))
+        if table.get("api_keys_file"):
+            keys.extend(_read_keys_file(table["api_keys_file"], base, f"{where}.api_keys_file"))
+        if not keys:
+            raise ConfigError(f"{where}.api_keys: required: at least one key (or api_keys_file)")
+        for k in keys:
+            if len(k) < 16:
+                raise ConfigError(f"{where}.api_keys: every API key must be at least 16 characters long")
+            if k in seen_keys:
+                raise ConfigError(f"{where}.api_keys: a key of tenant {seen_keys[k]} too; give each key once")
+            seen_keys[k] = name
+        out.append(TenantConfig(name, tuple(dict.fromkeys(wanted)), tuple(keys)))
+    return tuple(out)
+
+
+def _resolve_secret(
+    ami: dict[str, Any], environ: Mapping[str, str], base: Path | None, section: str = "[ami]"
+) -> str:
     given = [k for k in ("secret", "secret_file", "secret_env") if ami.get(k)]
     if len(given) > 1:
-        raise ConfigError(f"[ami].{given[1]}: set only one of secret, secret_file, secret_env")
+        raise ConfigError(f"{section}.{given[1]}: set only one of secret, secret_file, secret_env")
     if "secret_env" in given:
         name = ami["secret_env"]
         if name not in environ:
-            raise ConfigError(f"[ami].secret_env: environment variable {name} is not set")
+            raise ConfigError(f"{section}.secret_env: environment variable {name} is not set")
         return environ[name]
     if "secret_file" in given:
         path = Path(ami["secret_file"])
@@ -719,18 +905,18 @@ def _resolve_secret(ami: dict[str, Any], environ: Mapping[str, str], base: Path 
         try:
             return path.read_text("utf-8").strip()
         except OSError as e:
-            raise ConfigError(f"[ami].secret_file: cannot read {path} ({e.strerror})") from None
+            raise ConfigError(f"{section}.secret_file: cannot read {path} ({e.strerror})") from None
     return str(ami.get("secret", ""))
 
 
-def _read_keys_file(name: str, base: Path | None) -> list[str]:
+def _read_keys_file(name: str, base: Path | None, key: str = "[http].api_keys_file") -> list[str]:
     path = Path(name)
     if base is not None and not path.is_absolute():
         path = base / path
     try:
         text = path.read_text("utf-8")
     except OSError as e:
-        raise ConfigError(f"[http].api_keys_file: cannot read {path} ({e.strerror})") from None
+        raise ConfigError(f"{key}: cannot read {path} ({e.strerror})") from None
     return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 

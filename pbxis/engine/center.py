@@ -28,9 +28,10 @@ from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pbxis.ami.client import AMIClientFactory, link_from_config
+from pbxis.ami.client import AMIClientFactory
 from pbxis.call_control import SPY_MODES, TRANSFER_MODES, CallControl
 from pbxis.commands import Commands
+from pbxis.config import DEFAULT_PBX as CONFIG_DEFAULT_PBX
 from pbxis.config import Config, ConfigError, load_config, parse_config
 from pbxis.errors import (
     CommandError,
@@ -41,11 +42,10 @@ from pbxis.errors import (
     UnknownPbx,
     UnknownSupervisor,
 )
-from pbxis.events import AgentEvent
 from pbxis.hub import Hub, LogEntry, Registration, RegistrationEnded, Subscription
 from pbxis.hub.store import HubStore
 from pbxis.names import AGENT_HINT, NUMBER_HINT, QUEUE_HINT, is_agent, is_number, is_queue, is_variable
-from pbxis.supervisors import is_supervisor_key, supervisor_key
+from pbxis.supervisors import supervisor_key
 from pbxis.sync import StateSync
 from pbxis.tracker import CurrentCall, Tracker
 from pbxis.webhooks.config import WebhookConfig
@@ -55,6 +55,7 @@ from pbxis.webhooks.outbox import Outbox
 from .policy import OriginateGuard
 from .remote import ORIGINATE, QUEUE, RELAY_MARGIN, CommandRelay, result_of
 from .supervision import Supervision, SupervisorRegistration, supervisor_queues
+from .unit import PbxUnit
 
 __all__ = [
     "DEFAULT_PBX",
@@ -69,7 +70,7 @@ __all__ = [
 
 log = Logger(namespace="pbxis.engine")
 
-DEFAULT_PBX: Final = "default"
+DEFAULT_PBX: Final = CONFIG_DEFAULT_PBX
 """The name of the PBX of a config with one ``[ami]`` table."""
 
 EventListener = Callable[[dict[str, Any]], object]
@@ -159,46 +160,13 @@ class CallCenter:
         self.relay = relay
         self.reactor = reactor
         self.now_ms: Callable[[], int] = now_ms or _wall_ms
-        agents = config.agents
-        # queue_events: a queue's caller count is one event, not one per watching agent
-        self.tracker = Tracker(
-            interface_template=agents.interface, hint_context=agents.hint_context, queue_events=True
-        )
-        self.hub = Hub(
-            reactor,
-            grace_period=agents.grace_period,
-            snapshot=self._snapshot,
-            max_log=agents.max_log,
-            max_log_bytes=agents.max_log_bytes,
-            max_clients=agents.max_clients,
-            snapshot_window=agents.snapshot_window,
-            queue_tick=agents.queue_tick,
-            store=store,
-            now_ms=self.now_ms,
-        )
-        self.hub.on_expired = self._expired
-        # A durable store knows the last published state: after a restart the tracker's
-        # rebuild then publishes only what really changed (pbxis.store.redis_store).
-        only_changes = getattr(store, "only_changes", None)
-        self.publish: Callable[[list[Any]], None] = (
-            self.hub.publish
-            if only_changes is None
-            else (lambda events: self.hub.publish(only_changes(events)))
-        )
-        self.ami = link if link is not None else link_from_config(config.ami, clock=reactor)
-        self.sync = StateSync(self.ami, self.tracker, self.publish, clock=reactor, now_ms=self.now_ms)
-        self.ami.add_observer(self.sync)
-        self.supervision = Supervision(reactor, config, self.hub, self.ami, self.sync, self.now_ms)
-        self.commands = Commands(self.ami, self.tracker, agents)
-        self.guard = OriginateGuard(reactor, config.originate)
-        self.call_control = CallControl(
-            self.commands,
-            self.tracker,
-            self.hub.publish,
-            self.now_ms,
-            transfer_context=agents.transfer_context or agents.originate_context,
-            spy_context=agents.spy_context,
-        )
+        pbxes = config.pbxes
+        if (link is not None or store is not None) and len(pbxes) > 1:
+            raise ConfigError("[[pbx]]: a test link or a shared store serves one PBX only")
+        #: one unit per configured PBX, in config order (pbxis.engine.unit)
+        self.units: dict[str, PbxUnit] = {
+            pbx.name: PbxUnit(reactor, config, pbx, self.now_ms, link=link, store=store) for pbx in pbxes
+        }
         # Webhooks read every agent's log as the hub writes it (``[[webhooks]]``); with
         # none configured nothing is built and the hub has no observer.
         # Only a node that ingests the AMI stream delivers them: a web node's hub replays
@@ -210,56 +178,123 @@ class CallCenter:
             self.webhooks = Webhooks(
                 config.webhooks, reactor, treq_post(reactor), wall=time.time, outbox=outbox
             )
-            self.hub.observers.append(self.webhooks.hub_observer(DEFAULT_PBX))
+            for unit in self.units.values():
+                unit.hub.observers.append(self.webhooks.hub_observer(unit.name))
         self._started = False
+
+    # -- the parts of the first PBX (the only one of a config with one [ami] table) -------
+    @property
+    def primary(self) -> PbxUnit:
+        """The PBX ``default`` if configured, else the first ``[[pbx]]``."""
+        return self.units.get(DEFAULT_PBX) or next(iter(self.units.values()))
+
+    @property
+    def tracker(self) -> Tracker:
+        return self.primary.tracker
+
+    @property
+    def hub(self) -> Hub:
+        return self.primary.hub
+
+    @property
+    def ami(self) -> AMIClientFactory:
+        return self.primary.ami
+
+    @property
+    def sync(self) -> StateSync:
+        return self.primary.sync
+
+    @property
+    def supervision(self) -> Supervision:
+        return self.primary.supervision
+
+    @property
+    def commands(self) -> Commands:
+        return self.primary.commands
+
+    @property
+    def guard(self) -> OriginateGuard:
+        return self.primary.guard
+
+    @property
+    def call_control(self) -> CallControl:
+        return self.primary.call_control
+
+    @property
+    def publish(self) -> Callable[[list[Any]], None]:
+        return self.primary.publish
+
+    def unit(self, pbx: str) -> PbxUnit:
+        """The unit of PBX ``pbx``; :class:`~pbxis.errors.UnknownPbx` if none is configured."""
+        unit = self.units.get(pbx) if isinstance(pbx, str) else None
+        if unit is None:
+            raise UnknownPbx(
+                f"no PBX named {str(pbx)[:40]!r} is configured (known: {', '.join(self.units)}); "
+                "address another one as /pbx/{pbx}/..."
+            )
+        return unit
 
     # -- life cycle ----------------------------------------------------------------------
     @property
     def pbxes(self) -> tuple[str, ...]:
-        """The configured PBXes by name (one today: ``default``)."""
-        return (DEFAULT_PBX,)
+        """The configured PBXes by name, in config order."""
+        return tuple(self.units)
 
     @property
     def grace_period(self) -> float:
-        return self.config.agents.grace_period
+        return self.primary.config.agents.grace_period
+
+    def grace_period_of(self, pbx: str) -> float:
+        return self.unit(pbx).config.agents.grace_period
 
     @property
     def connected(self) -> bool:
-        """True while the AMI link is up and logged in."""
-        return bool(self.ami.connected)
+        """True while every PBX's AMI link is up and logged in."""
+        return all(unit.connected for unit in self.units.values())
 
     @property
     def ready(self) -> bool:
-        """True once logged in and the state rebuilt after that login."""
-        return self.connected and bool(self.sync.ready)
+        """True once every PBX is logged in and its state rebuilt after that login."""
+        return all(unit.ready for unit in self.units.values())
 
-    def start(self, endpoint: IStreamClientEndpoint | None = None) -> None:
-        """Connect to Asterisk (``[ami]`` of the config unless ``endpoint`` is given) and
-        keep reconnecting until :meth:`disconnect`."""
-        if endpoint is None:
-            from twisted.internet.endpoints import clientFromString
-
-            endpoint = clientFromString(self.reactor, self.config.ami.client_endpoint)
+    def start(
+        self,
+        endpoint: IStreamClientEndpoint | None = None,
+        *,
+        endpoints: Mapping[str, IStreamClientEndpoint] | None = None,
+    ) -> None:
+        """Connect every PBX (its ``[ami]``/``[[pbx]]`` keys, or ``endpoints[name]``;
+        ``endpoint``: the one PBX's) and keep reconnecting until :meth:`disconnect`."""
+        chosen = dict(endpoints or {})
+        if endpoint is not None:
+            chosen.setdefault(self.primary.name, endpoint)
+        for name in chosen:
+            self.unit(name)
         self._started = True
-        self.ami.connect(endpoint)
+        for unit in self.units.values():
+            unit.start(chosen.get(unit.name))
 
     def when_ready(self) -> Deferred[CallCenter]:
-        """Fires with this call center once the link is logged in and the state rebuilt."""
-        return self.sync.when_ready().addCallback(lambda _: self)
+        """Fires with this call center once every PBX link is logged in and rebuilt."""
+        waits = [unit.sync.when_ready() for unit in self.units.values()]
+        if len(waits) == 1:
+            return waits[0].addCallback(lambda _: self)
+        return defer.gatherResults(waits, consumeErrors=True).addCallback(lambda _: self)
 
     def disconnect(self) -> Deferred[None]:
         """End every stream, listener and sink (``shutdown``) and log off from Asterisk.
 
         No listener or sink is called after this fires; no timer of the hub is left.
         """
-        self.hub.close_all("shutdown")
+        for unit in self.units.values():
+            unit.close("shutdown")
         if self.webhooks is not None:
             self.webhooks.stop()  # what is pending stays in the outbox (kept in Redis if durable)
-        self.supervision.stop()
         if not self._started:
             return defer.succeed(None)
         self._started = False
-        return self.ami.stop()
+        stops = [d for d in (unit.stop() for unit in self.units.values()) if d is not None]
+        return defer.gatherResults(stops, consumeErrors=True).addCallback(lambda _: None)
 
     # -- registrations -------------------------------------------------------------------
     def register_agent(
@@ -278,18 +313,23 @@ class CallCenter:
         with every event of the agent from now on, snapshot first, until
         :meth:`unregister_agent` (which they hear as ``closed``) or :meth:`disconnect`.
         """
-        self._pbx(pbx)
+        unit = self.unit(pbx)
         _check_agent(agent)
         wanted = _check_queues(queues)
         if name is not None and not isinstance(name, str):
             raise InvalidArgument("name: must be a string or None")
-        registration = self.hub.register(agent, wanted, name)
+        registration = unit.hub.register(agent, wanted, name)
         if self.config.node.has_ami:  # a web node tracks nothing: the writer's tracker does
-            self.publish(self.tracker.register(agent, list(registration.queues), self.now_ms()))
-            self.sync.agent_registered(agent).addErrback(self._sync_failed, agent)
+            unit.publish(unit.tracker.register(agent, list(registration.queues), self.now_ms()))
+            unit.sync.agent_registered(agent).addErrback(self._sync_failed, agent)
         if listeners:
-            self._subscribe(registration, None, LISTENER, tuple(listeners))
-        log.info("agent {agent} registered for queues {queues}", agent=agent, queues=list(wanted))
+            self._subscribe(unit, registration, None, LISTENER, tuple(listeners))
+        log.info(
+            "agent {agent} of PBX {pbx} registered for queues {queues}",
+            agent=agent,
+            pbx=pbx,
+            queues=list(wanted),
+        )
         return self._view(registration, pbx)
 
     def register_agent_async(
@@ -306,7 +346,7 @@ class CallCenter:
                 raise InvalidArgument("name: must be a string or None")
         except CommandError as e:
             return defer.fail(e)
-        prepare = getattr(self.hub.store, "prepare_register", None)
+        prepare = getattr(self.unit(pbx).hub.store, "prepare_register", None)
         if prepare is None:
             return defer.maybeDeferred(self.register_agent, agent, wanted, name=name, pbx=pbx)
         d = defer.ensureDeferred(_shared_store_call(prepare(agent, wanted, name)))
@@ -325,7 +365,7 @@ class CallCenter:
                 raise InvalidArgument("name: must be a string or None")
         except CommandError as e:
             return defer.fail(e)
-        prepare = getattr(self.hub.store, "prepare_register", None)
+        prepare = getattr(self.unit(pbx).hub.store, "prepare_register", None)
         if prepare is None:
             return defer.maybeDeferred(self.register_supervisor, supervisor, wanted, name=name, pbx=pbx)
         d = defer.ensureDeferred(_shared_store_call(prepare(supervisor_key(supervisor), wanted, name)))
@@ -337,16 +377,15 @@ class CallCenter:
 
         Raises :class:`~pbxis.errors.UnknownAgent` when it is not registered.
         """
-        self._pbx(pbx)
-        if not self.hub.unregister(agent):
-            raise _unknown_agent(agent)
-        self.tracker.unregister(agent)
-        self.guard.forget(agent)
-        log.info("agent {agent} unregistered", agent=agent)
+        unit = self.unit(pbx)
+        if not unit.hub.unregister(agent):
+            raise _unknown_agent(agent, pbx)
+        unit.tracker.unregister(agent)
+        unit.guard.forget(agent)
+        log.info("agent {agent} of PBX {pbx} unregistered", agent=agent, pbx=pbx)
 
     def registration(self, agent: str, *, pbx: str = DEFAULT_PBX) -> AgentRegistration | None:
-        self._pbx(pbx)
-        registration = self.hub.get(agent)
+        registration = self.unit(pbx).hub.get(agent)
         return None if registration is None else self._view(registration, pbx)
 
     def register_supervisor(
@@ -364,29 +403,40 @@ class CallCenter:
         ``queueMember`` and ``queueCallers`` per queue (:mod:`pbxis.supervisors`);
         ``listeners`` get every event, snapshot first, as an agent's do.
         """
-        self._pbx(pbx)
+        unit = self.unit(pbx)
         _check_agent(supervisor, "supervisor")
         wanted = supervisor_queues(queues, _check_queues)
         if name is not None and not isinstance(name, str):
             raise InvalidArgument("name: must be a string or None")
-        view, registration = self.supervision.register(supervisor, wanted, name, pbx)
+        view, registration = unit.supervision.register(supervisor, wanted, name, pbx)
         if listeners:
-            self._subscribe(registration, None, LISTENER, tuple(listeners))
+            self._subscribe(unit, registration, None, LISTENER, tuple(listeners))
         return view
 
     def unregister_supervisor(self, supervisor: str, *, pbx: str = DEFAULT_PBX) -> None:
         """As :meth:`unregister_agent`; :class:`~pbxis.errors.UnknownSupervisor` if unknown."""
-        self._pbx(pbx)
-        self.supervision.unregister(supervisor)
+        self.unit(pbx).supervision.unregister(supervisor)
 
     def supervisor_state(self, supervisor: str, *, pbx: str = DEFAULT_PBX) -> dict[str, Any]:
         """``GET /supervisors/{name}``: stats, waiting callers and members per queue."""
-        self._pbx(pbx)
-        return self.supervision.state(supervisor, pbx)
+        return self.unit(pbx).supervision.state(supervisor, pbx)
 
     def by_token(self, token: str) -> Registration | None:
-        """The live registration a stream token belongs to (constant time), else ``None``."""
-        return self.hub.by_token(token)
+        """The live registration a stream token belongs to (constant time per PBX), else ``None``."""
+        for unit in self.units.values():
+            registration = unit.hub.by_token(token)
+            if registration is not None:
+                return registration
+        return None
+
+    def pbx_of_token(self, token: str) -> tuple[str, Registration] | None:
+        """The PBX and live registration of a stream token, else ``None``: a token
+        resolves to its own PBX's registration only (1001 on east is not 1001 on west)."""
+        for unit in self.units.values():
+            registration = unit.hub.by_token(token)
+            if registration is not None:
+                return unit.name, registration
+        return None
 
     def attach_sink(
         self,
@@ -401,16 +451,17 @@ class CallCenter:
         The semantics of a stream client: a ``since`` the log cannot serve gives
         ``reset`` and a fresh snapshot, never a silent gap.
         """
-        self._pbx(pbx)
-        registration = self.hub.get(agent)
+        unit = self.unit(pbx)
+        registration = unit.hub.get(agent)
         if registration is None:
-            raise _unknown_agent(agent)
+            raise _unknown_agent(agent, pbx)
         if since is not None and (not isinstance(since, int) or isinstance(since, bool) or since < 0):
             raise InvalidArgument("since: the id of the last event seen (0 or more), or None")
-        return self._subscribe(registration, since, SINK, (sink,))
+        return self._subscribe(unit, registration, since, SINK, (sink,))
 
     def _subscribe(
         self,
+        unit: PbxUnit,
         registration: Registration,
         since: int | None,
         transport: str,
@@ -433,9 +484,9 @@ class CallCenter:
 
         try:
             # in-process code, not a remote token holder: not held to [agents] max_clients
-            sub = self.hub.subscribe(registration, since, transport, deliver, end, counted=False)
+            sub = unit.hub.subscribe(registration, since, transport, deliver, end, counted=False)
         except RegistrationEnded:
-            raise _unknown_agent(agent) from None
+            raise _unknown_agent(agent, unit.name) from None
         sub.resumeProducing()
         return SinkHandle(sub)
 
@@ -466,7 +517,7 @@ class CallCenter:
         pbx: str,
         caller: Caller,
     ) -> str:
-        self._pbx(pbx)
+        unit = self.unit(pbx)
         _check_agent(agent)
         if not is_number(number):
             raise InvalidArgument(f"number: use {NUMBER_HINT}")
@@ -482,11 +533,11 @@ class CallCenter:
             args = {"agent": agent, "number": number, "callerId": caller_id,
                     "variables": dict(variables or {}), "pbx": pbx, "caller": caller.value}  # fmt: skip
             return str(await self._relayed(ORIGINATE, args))
-        registration = self.hub.get(agent)
+        registration = unit.hub.get(agent)
         if registration is None:
             # The failure of a click-to-call arrives on the agent's stream; without a
             # registration nobody would ever hear of it.
-            raise _unknown_agent(agent)
+            raise _unknown_agent(agent, pbx)
         if (
             caller_id is not None
             and caller is Caller.AGENT
@@ -496,8 +547,8 @@ class CallCenter:
                 "callerId: only the CRM's API key may set it "
                 "([originate].agents_may_set_caller_id = true lets agents)"
             )
-        self.guard.admit(agent, number)
-        action_id = await self.commands.originate(
+        unit.guard.admit(agent, number)
+        action_id = await unit.commands.originate(
             agent, number, caller_id=caller_id, variables=variables, name=registration.name
         )
         log.info("agent {agent}: originate {action_id} queued", agent=agent, action_id=action_id)
@@ -525,7 +576,7 @@ class CallCenter:
     async def _queue_action(
         self, agent: str, queue: str, action: str, pbx: str, caller: Caller, params: dict[str, Any]
     ) -> None:
-        self._pbx(pbx)
+        unit = self.unit(pbx)
         _check_agent(agent)
         if not is_queue(queue):
             raise InvalidArgument(f"queue: use {QUEUE_HINT}")
@@ -542,13 +593,13 @@ class CallCenter:
                     "caller": caller.value, "params": params}  # fmt: skip
             await self._relayed(QUEUE, args)
             return
-        registration = self.hub.get(agent)
+        registration = unit.hub.get(agent)
         if caller is Caller.AGENT and (registration is None or queue not in registration.queues):
             raise Forbidden(
                 f"agent {agent} is not registered for queue {queue}: its token acts on its "
                 "registered queues only (the CRM registers it for more with PUT /agents/{agent})"
             )
-        commands = self.commands
+        commands = unit.commands
         if action == "login":
             penalty = params.get("penalty", 0)
             if not isinstance(penalty, int) or isinstance(penalty, bool) or not 0 <= penalty < 2**31:
@@ -573,7 +624,7 @@ class CallCenter:
     # -- commands from another node -------------------------------------------------------
     async def _relayed(self, kind: str, args: dict[str, Any]) -> Any:
         assert self.relay is not None
-        timeout = self.config.ami.action_timeout + RELAY_MARGIN
+        timeout = self.primary.config.ami.action_timeout + RELAY_MARGIN
         return result_of(await self.relay.send(kind, args, timeout))
 
     async def execute_remote(self, kind: str, args: dict[str, Any]) -> Any:
@@ -632,7 +683,7 @@ class CallCenter:
             return defer.fail(InvalidArgument(f"mode: one of {', '.join(TRANSFER_MODES)}, not {mode!r}"))
         try:
             # the transfer dials ``to`` on the PBX's bill, as an originate does
-            self.guard.numbers.check(to)
+            self.unit(pbx).guard.numbers.check(to)
         except CommandError as e:
             return defer.fail(e)
         return defer.ensureDeferred(self._control(agent, pbx, lambda c: c.transfer(agent, to, mode)))
@@ -661,25 +712,23 @@ class CallCenter:
         return defer.ensureDeferred(self._control(agent, pbx, lambda c: c.spy(agent, supervisor, mode)))
 
     async def _control(self, agent: str, pbx: str, command: Callable[[CallControl], Any]) -> Any:
-        self._pbx(pbx)
+        unit = self.unit(pbx)
         _check_agent(agent)
-        if self.hub.get(agent) is None:
-            raise _unknown_agent(agent)
-        return await command(self.call_control)
+        if unit.hub.get(agent) is None:
+            raise _unknown_agent(agent, pbx)
+        return await command(unit.call_control)
 
     # -- state documents -----------------------------------------------------------------
     def agent_state(self, agent: str, *, pbx: str = DEFAULT_PBX) -> dict[str, Any]:
         """``GET /agents/{agent}``: the state the agent has been shown, as one document."""
-        self._pbx(pbx)
-        state = self.tracker.agent_state(agent)
+        state = self.unit(pbx).tracker.agent_state(agent)
         if state is None:
-            raise _unknown_agent(agent)
+            raise _unknown_agent(agent, pbx)
         return state
 
     def queues(self, *, pbx: str = DEFAULT_PBX) -> dict[str, Any]:
         """``GET /queues``: every tracked queue, its waiting callers and members."""
-        self._pbx(pbx)
-        return self.tracker.queues_state()
+        return self.unit(pbx).tracker.queues_state()
 
     def agent_state_async(self, agent: str, *, pbx: str = DEFAULT_PBX) -> Deferred[dict[str, Any]]:
         """:meth:`agent_state` for the HTTP API: on a node that tracks nothing (a web
@@ -719,34 +768,45 @@ class CallCenter:
 
         return defer.ensureDeferred(asked())
 
-    def health(self) -> dict[str, Any]:
-        """``/health``'s body: link state, last event age, agents and clients by transport.
+    def health(self, pbxes: Iterable[str] | None = None) -> dict[str, Any]:
+        """``/health``'s body over ``pbxes`` (default: all; a tenant's key: its own).
 
-        A web node (no AMI link) is healthy when its shared store is reachable."""
-        stats = self.ami.stats
-        connected = self.connected
+        ``ami`` and ``synced`` sum up those PBXes (connected: every one of them);
+        ``pbx`` has each one's link state, last event age, agents and clients. A web node
+        (no AMI link) is healthy when its shared store is reachable.
+        """
+        shown = [self.units[p] for p in (self.pbxes if pbxes is None else pbxes) if p in self.units]
+        per_pbx = {unit.name: unit.health() for unit in shown}
+        connected = all(h["connected"] for h in per_pbx.values())
         ok = connected or (
             not self.config.node.has_ami and bool(self._store_health().get("redis", {}).get("connected"))
         )
-        last_event = stats.last_event_time
-        hub_stats = self.hub.stats()
+        clients: dict[str, int] = {}
+        for h in per_pbx.values():
+            for transport, count in h["clients"].items():
+                clients[transport] = clients.get(transport, 0) + count
+        ages = [h["lastEventAge"] for h in per_pbx.values() if h["lastEventAge"] is not None]
+        states = {h["state"] for h in per_pbx.values()}
         return {
             "status": "ok" if ok else "unavailable",
             "ami": {
                 "connected": connected,
-                "state": str(stats.state),
-                "lastEventAge": None
-                if last_event is None
-                else round(max(0.0, self.reactor.seconds() - last_event), 3),
-                "reconnects": stats.reconnects,
+                "state": states.pop() if len(states) == 1 else "mixed",
+                "lastEventAge": max(ages) if ages else None,
+                "reconnects": sum(h["reconnects"] for h in per_pbx.values()),
             },
-            "synced": bool(self.sync.ready),
-            # the hub counts every registration; supervisors are listed apart
-            "agents": hub_stats.get("agents", 0) - self.supervision.count,
-            "supervisors": self.supervision.count,
-            "clients": dict(hub_stats.get("clients", {})),
+            "synced": all(h["synced"] for h in per_pbx.values()),
+            "agents": sum(h["agents"] for h in per_pbx.values()),
+            "supervisors": sum(h["supervisors"] for h in per_pbx.values()),
+            "clients": clients,
+            "pbx": per_pbx,
             **self._store_health(),
         }
+
+    def pbx_health(self, pbx: str) -> dict[str, Any]:
+        """``/health/pbx/{pbx}``'s body: that PBX's link; ``status`` ok once logged in."""
+        health = self.unit(pbx).health()
+        return {"pbx": pbx, "status": "ok" if health["connected"] else "unavailable", **health}
 
     # -- internals -----------------------------------------------------------------------
     def _store_health(self) -> dict[str, Any]:
@@ -755,26 +815,12 @@ class CallCenter:
         return {} if health is None else {"redis": health()}
 
     def _pbx(self, pbx: str) -> None:
-        if pbx not in self.pbxes:
-            raise UnknownPbx(f"no PBX named {pbx!r} is configured (known: {', '.join(self.pbxes)})")
+        self.unit(pbx)  # UnknownPbx unless configured
 
     def _view(self, registration: Registration, pbx: str) -> AgentRegistration:
         return AgentRegistration(
             registration.agent, pbx, tuple(registration.queues), registration.name, registration.token
         )
-
-    def _snapshot(self, key: str) -> list[AgentEvent]:
-        if is_supervisor_key(key):
-            return self.supervision.snapshot(key)
-        return self.tracker.snapshot(key, self.now_ms())
-
-    def _expired(self, agent: str) -> None:
-        if is_supervisor_key(agent):
-            self.supervision.expired(agent)
-            return
-        log.info("agent {agent}: no client for the grace period; registration ended", agent=agent)
-        self.tracker.unregister(agent)
-        self.guard.forget(agent)
 
     def _sync_failed(self, failure: Failure, agent: str) -> None:
         log.failure("state sync for newly registered agent {agent} failed", failure, agent=agent)
@@ -795,8 +841,11 @@ def _wall_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _unknown_agent(agent: str) -> UnknownAgent:
-    return UnknownAgent(f"agent {agent} is not registered; register it with PUT /agents/{agent}")
+def _unknown_agent(agent: str, pbx: str = DEFAULT_PBX) -> UnknownAgent:
+    where = "" if pbx == DEFAULT_PBX else f"/pbx/{pbx}"
+    return UnknownAgent(
+        f"agent {agent} is not registered on PBX {pbx}; register it with PUT {where}/agents/{agent}"
+    )
 
 
 def _check_agent(agent: object, what: str = "agent") -> None:

@@ -303,6 +303,7 @@ class Hub:
         queue_tick: float = 0.2,
         store: HubStore | None = None,
         now_ms: Callable[[], int] | None = None,
+        pbx: str | None = None,
     ) -> None:
         if grace_period < 0:
             raise ValueError("grace_period must not be negative")
@@ -313,6 +314,8 @@ class Hub:
         if queue_tick < 0:
             raise ValueError("queue_tick must not be negative")
         self.queue_tick = queue_tick
+        #: the PBX this hub's registrations belong to: every event of theirs names it
+        self.pbx = pbx
         self.clock = clock
         self.grace_period = grace_period
         self.max_log = max_log
@@ -365,6 +368,8 @@ class Hub:
             return state.registration
         registration = Registration(agent, tuple(queues), name, new_token(), self._now_ms())
         elog = self.store.add(registration)
+        if self.pbx is not None:
+            elog.pbx = self.pbx
         state = _Agent(registration, elog, self.store.claim(agent), json.dumps(agent))
         self._agents[agent] = state
         self._count_queues(registration.queues, +1)

@@ -113,6 +113,8 @@ class EventLog:
         #: bytes this log charges to ``budget``
         self.bytes = 0
         self.last_id = 0
+        #: the PBX named in every entry (``"pbx"``), set by the hub that owns the log
+        self.pbx: str | None = None
         # One item per entry in each list; the entry with id ``n`` is at ``n - _base``
         # and the live ones start at index ``_start``.
         self._base = 1
@@ -142,9 +144,10 @@ class EventLog:
         encode = encode_compact
         types, texts, touched, frames = self._types, self._texts, self._touched, self._frames
         last_id = self.last_id
+        pbx = self.pbx
         try:
             for event in events:
-                text = encode(event.to_json(last_id + 1))  # may raise: nothing appended yet
+                text = encode(event.to_json(last_id + 1, pbx))  # may raise: nothing appended yet
                 last_id += 1
                 types.append(event.type)
                 texts.append(text)

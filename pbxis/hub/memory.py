@@ -9,6 +9,7 @@ at most once per that many bytes appended, not per append.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
 
 from pbxis.events import AgentEvent
@@ -43,7 +44,8 @@ class MemoryLog(EventLog):
     def append_queue_state(self, state: QueueState, agent_json: str, now: float, fence: int) -> int:
         self._check(fence)
         self._queue_versions[(state.queue, state.type)] = state.version
-        rest = f'"type":"{state.type}","agent":{agent_json},{state.rest}'
+        pbx = "" if self.pbx is None else f'"pbx":{json.dumps(self.pbx)},'
+        rest = f'"type":"{state.type}","agent":{agent_json},{pbx}{state.rest}'
         return self.append_rendered(state.type, rest, now)
 
     def queue_version(self, queue: str, type: str) -> int:

@@ -116,6 +116,9 @@ class SnapshotSpan:
 class RegistrationLog(Protocol):
     """One registration's numbered log (ids ``first_id..last_id``, never reused)."""
 
+    #: the PBX every entry names (``"pbx"``); set by the hub, ``None``: no such field
+    pbx: str | None
+
     @property
     def first_id(self) -> int:
         """The oldest retained id; ``last_id + 1`` when empty."""

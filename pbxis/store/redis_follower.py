@@ -95,6 +95,14 @@ class FollowerLog(MemoryLog):
         self._base = base
         self._start = 0
 
+    def unload(self) -> None:
+        """Back to the state before :meth:`load` (ids kept): nothing held."""
+        self._clear(self.last_id + 1)
+        self._snapshot = None
+        self._absent.clear()
+        self.loaded = False
+        self.loading = None
+
     def receive(self, entries: list[StoredEntry], now: float) -> tuple[int, str | None]:
         """Entries read from Redis, in order: ``(bytes added, reason of a closed)``."""
         size = 0
@@ -169,6 +177,8 @@ class FollowerStore(MemoryStore):
         self._by_stream: dict[str, str] = {}
         self._chain: defer.Deferred[None] = defer.succeed(None)
         self._position = "0-1"
+        #: agent -> since when no client here reads its (loaded) log
+        self._idle: dict[str, float] = {}
 
     # -- start -----------------------------------------------------------------------
 
@@ -224,6 +234,7 @@ class FollowerStore(MemoryStore):
         return 0
 
     def remove(self, agent: str) -> None:
+        self._idle.pop(agent, None)
         stream = self.keys.log(agent)
         self.reader.unfollow(stream)
         self._by_stream.pop(stream, None)
@@ -286,7 +297,13 @@ class FollowerStore(MemoryStore):
         elog = self._logs.get(agent)
         if not isinstance(elog, FollowerLog):
             return
+        self._idle.pop(agent, None)  # not dropped while its client is being prepared
         await self._ensure_loaded(agent, elog)
+        if since and since > elog.last_id:
+            # the client saw ``since`` on another node, whose read loop was faster than
+            # ours: what Redis has first (a resume is not a reset because of our lag)
+            rows = await self.link.command("XRANGE", self.keys.log(agent), f"({elog.last_id}-0", "+")
+            self._on_log(self.keys.log(agent), [(str(i), _pairs(f)) for i, f in rows])
         if since and elog.can_replay(since):
             return
         span = elog.snapshot
@@ -301,6 +318,24 @@ class FollowerStore(MemoryStore):
         await elog.reached(max(last, reset or 0), self.clock, SNAPSHOT_WAIT)
         if self._logs.get(agent) is elog:
             elog.note_snapshot(SnapshotSpan(first, last, self.clock.seconds(), reset))
+
+    def sweep(self, listening: set[str]) -> None:
+        """Drop the copy of each log no client here has read for a grace period: memory
+        follows this node's clients, not every agent ever served. A client that comes
+        back loads it again from Redis (:meth:`prepare`)."""
+        now = self.clock.seconds()
+        grace = self.grace_ms / 1000
+        for agent, elog in list(self._logs.items()):
+            if not isinstance(elog, FollowerLog) or not elog.loaded or agent in listening:
+                self._idle.pop(agent, None)
+                continue
+            if now - self._idle.setdefault(agent, now) < grace:
+                continue
+            del self._idle[agent]
+            stream = self.keys.log(agent)
+            self.reader.unfollow(stream)
+            self._by_stream.pop(stream, None)
+            elog.unload()
 
     async def ask(self, kind: str, args: dict[str, Any]) -> Any:
         """The writer's answer to a question (``agent``, ``queues``): see redis_queries."""

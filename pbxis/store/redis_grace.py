@@ -40,6 +40,7 @@ class Liveness:
         listening: Callable[[], list[str]],
         expire: Callable[[str], bool] | None = None,
         ended: Callable[[str], None] | None = None,
+        sweep: Callable[[set[str]], None] | None = None,
     ) -> None:
         self.link = link
         self.keys = keys
@@ -47,6 +48,9 @@ class Liveness:
         self.listening = listening
         self.expire = expire
         self.ended = ended
+        #: called each tick with the agents listened to here (a web node drops the
+        #: copies of logs nobody here reads any more)
+        self.sweep = sweep
         self.expired = 0  # registrations this node ended for their grace period (tests)
         self.tick = max(0.05, min(1.0, grace_ms / 4000))
         self._previous: set[str] = set()
@@ -79,6 +83,8 @@ class Liveness:
 
     async def _run(self) -> None:
         now = set(self.listening())
+        if self.sweep is not None:
+            self.sweep(now)
         chosen = sorted(now | self._previous)
         self._previous = now
         if chosen:

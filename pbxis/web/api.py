@@ -36,6 +36,7 @@ from ..errors import (
 from . import validation as v
 from .auth import Authenticator, Principal
 from .errors import ApiError
+from .scope import Scope, pbx_route
 from .site import request_base_url
 
 __all__ = ["add_api_routes", "api_error_for", "json_response", "request_base_url"]
@@ -96,17 +97,20 @@ def _caller(principal: Principal) -> Caller:
     return Caller.CRM if principal.is_crm else Caller.AGENT
 
 
-def add_api_routes(app: Klein, *, center: CallCenter, auth: Authenticator, public_base_url: str) -> None:
-    """Install ``/agents/...`` and ``/queues`` on ``app``."""
+def add_api_routes(
+    app: Klein, *, center: CallCenter, auth: Authenticator, public_base_url: str, scope: Scope | None = None
+) -> None:
+    """Install ``/agents/...`` and ``/queues`` on ``app`` (and under ``/pbx/{pbx}``)."""
+    scope = scope or Scope(center, auth)
 
-    @app.route("/agents/<agent>", methods=["PUT"])
-    async def put_agent(request: IRequest, agent: str) -> bytes:
-        auth.require_crm(request)
+    @pbx_route(app, "/agents/<agent>", ["PUT"])
+    async def put_agent(request: IRequest, agent: str, pbx: str | None = None) -> bytes:
+        where = scope.crm(request, pbx)
         v.agent_name(agent)
         body = v.Fields(v.read_json_object(request), {"queues", "name"})
         queues = body.get("queues", v.queue_list, [])
         name = body.get("name", lambda value, key: v.text(value, key, max_length=64))
-        registration = await _run(center.register_agent_async(agent, queues, name=name))
+        registration = await _run(center.register_agent_async(agent, queues, name=name, pbx=where))
         return json_response(
             request,
             {
@@ -116,32 +120,32 @@ def add_api_routes(app: Klein, *, center: CallCenter, auth: Authenticator, publi
                 "name": registration.name,
                 "token": registration.token,
                 "streams": _stream_urls(public_base_url or request_base_url(request), registration.token),
-                "gracePeriod": center.grace_period,
+                "gracePeriod": center.grace_period_of(where),
             },
         )
 
-    @app.route("/agents/<agent>", methods=["DELETE"])
-    def delete_agent(request: IRequest, agent: str) -> bytes:
-        auth.require_crm(request)
+    @pbx_route(app, "/agents/<agent>", ["DELETE"])
+    def delete_agent(request: IRequest, agent: str, pbx: str | None = None) -> bytes:
+        where = scope.crm(request, pbx)
         v.agent_name(agent)
-        _call(center.unregister_agent, agent)
+        _call(center.unregister_agent, agent, pbx=where)
         request.setResponseCode(204)
         return b""
 
-    @app.route("/agents/<agent>", methods=["GET"])
-    async def get_agent(request: IRequest, agent: str) -> bytes:
-        auth.require_agent(request, agent)
+    @pbx_route(app, "/agents/<agent>", ["GET"])
+    async def get_agent(request: IRequest, agent: str, pbx: str | None = None) -> bytes:
+        _, where = scope.agent(request, agent, pbx)
         v.agent_name(agent)
-        return json_response(request, await _run(center.agent_state_async(agent)))
+        return json_response(request, await _run(center.agent_state_async(agent, pbx=where)))
 
-    @app.route("/queues", methods=["GET"])
-    async def get_queues(request: IRequest) -> bytes:
-        auth.require_crm(request)
-        return json_response(request, await _run(center.queues_async()))
+    @pbx_route(app, "/queues", ["GET"])
+    async def get_queues(request: IRequest, pbx: str | None = None) -> bytes:
+        where = scope.crm(request, pbx)
+        return json_response(request, await _run(center.queues_async(pbx=where)))
 
-    @app.route("/agents/<agent>/originate", methods=["POST"])
-    async def originate(request: IRequest, agent: str) -> bytes:
-        principal = auth.require_agent(request, agent)
+    @pbx_route(app, "/agents/<agent>/originate", ["POST"])
+    async def originate(request: IRequest, agent: str, pbx: str | None = None) -> bytes:
+        principal, where = scope.agent(request, agent, pbx)
         v.agent_name(agent)
         body = v.Fields(v.read_json_object(request), {"number", "callerId", "variables"})
         number = body.get("number", v.phone_number)
@@ -151,7 +155,7 @@ def add_api_routes(app: Klein, *, center: CallCenter, auth: Authenticator, publi
         variables = body.get("variables", v.variables, {})
         action_id = await _run(
             center.originate(
-                agent, number, caller_id=caller_id, variables=variables, caller=_caller(principal)
+                agent, number, caller_id=caller_id, variables=variables, caller=_caller(principal), pbx=where
             )
         )
         return json_response(request, {"actionId": action_id}, 202)
@@ -159,40 +163,53 @@ def add_api_routes(app: Klein, *, center: CallCenter, auth: Authenticator, publi
     def queue_route(action: str) -> str:
         return f"/agents/<agent>/queues/<queue>/{action}"
 
-    @app.route(queue_route("login"), methods=["POST"])
-    async def queue_login(request: IRequest, agent: str, queue: str) -> bytes:
-        caller = _check_names(request, auth, agent, queue)
+    def checked(request: IRequest, agent: str, queue: str, pbx: str | None) -> tuple[Caller, str]:
+        principal, where = scope.agent(request, agent, pbx)
+        v.agent_name(agent)
+        v.queue_name(queue)
+        return _caller(principal), where
+
+    @pbx_route(app, queue_route("login"), ["POST"])
+    async def queue_login(request: IRequest, agent: str, queue: str, pbx: str | None = None) -> bytes:
+        caller, where = checked(request, agent, queue, pbx)
         body = v.Fields(v.read_json_object(request), {"penalty", "paused", "memberName"})
         penalty = body.get("penalty", lambda x, k: v.integer(x, k, minimum=0, maximum=v.MAX_PENALTY), 0)
         paused = body.get("paused", v.boolean, False)
         member_name = body.get("memberName", lambda value, key: v.text(value, key, max_length=64))
         await _run(
             center.queue_action(
-                agent, queue, "login", caller=caller, penalty=penalty, paused=paused, member_name=member_name
+                agent,
+                queue,
+                "login",
+                pbx=where,
+                caller=caller,
+                penalty=penalty,
+                paused=paused,
+                member_name=member_name,
             )
         )
         return json_response(request, {"agent": agent, "queue": queue, "loggedIn": True, "paused": paused})
 
-    @app.route(queue_route("logoff"), methods=["POST"])
-    async def queue_logoff(request: IRequest, agent: str, queue: str) -> bytes:
-        caller = _check_names(request, auth, agent, queue)
+    @pbx_route(app, queue_route("logoff"), ["POST"])
+    async def queue_logoff(request: IRequest, agent: str, queue: str, pbx: str | None = None) -> bytes:
+        caller, where = checked(request, agent, queue, pbx)
         v.Fields(v.read_json_object(request), set())
-        await _run(center.queue_action(agent, queue, "logoff", caller=caller))
+        await _run(center.queue_action(agent, queue, "logoff", pbx=where, caller=caller))
         return json_response(request, {"agent": agent, "queue": queue, "loggedIn": False})
 
-    @app.route(queue_route("pause"), methods=["POST"])
-    async def queue_pause(request: IRequest, agent: str, queue: str) -> bytes:
-        caller = _check_names(request, auth, agent, queue)
+    @pbx_route(app, queue_route("pause"), ["POST"])
+    async def queue_pause(request: IRequest, agent: str, queue: str, pbx: str | None = None) -> bytes:
+        caller, where = checked(request, agent, queue, pbx)
         body = v.Fields(v.read_json_object(request), {"reason"})
         reason = body.get("reason", lambda value, key: v.text(value, key, max_length=128))
-        await _run(center.queue_action(agent, queue, "pause", caller=caller, reason=reason))
+        await _run(center.queue_action(agent, queue, "pause", pbx=where, caller=caller, reason=reason))
         return json_response(request, {"agent": agent, "queue": queue, "paused": True})
 
-    @app.route(queue_route("unpause"), methods=["POST"])
-    async def queue_unpause(request: IRequest, agent: str, queue: str) -> bytes:
-        caller = _check_names(request, auth, agent, queue)
+    @pbx_route(app, queue_route("unpause"), ["POST"])
+    async def queue_unpause(request: IRequest, agent: str, queue: str, pbx: str | None = None) -> bytes:
+        caller, where = checked(request, agent, queue, pbx)
         v.Fields(v.read_json_object(request), set())
-        await _run(center.queue_action(agent, queue, "unpause", caller=caller))
+        await _run(center.queue_action(agent, queue, "unpause", pbx=where, caller=caller))
         return json_response(request, {"agent": agent, "queue": queue, "paused": False})
 
 
@@ -202,10 +219,3 @@ def _call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return function(*args, **kwargs)
     except CommandError as e:
         raise api_error_for(e) from None
-
-
-def _check_names(request: IRequest, auth: Authenticator, agent: str, queue: str) -> Caller:
-    principal = auth.require_agent(request, agent)
-    v.agent_name(agent)
-    v.queue_name(queue)
-    return _caller(principal)

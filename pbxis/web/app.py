@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from klein import Klein
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.registry import Collector
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -27,16 +27,19 @@ from werkzeug.routing import RequestRedirect
 
 from ..config import HTTPConfig
 from ..engine import CallCenter
-from ..metrics import build_registry
+from ..hub import Hub
+from ..hub.hubs import HubSet
+from ..metrics import AmiTotals, PbxCollector, build_registry, pbx_registry
 from ..webhooks.metrics import WebhookCollector
 from .api import add_api_routes, json_response
-from .auth import Authenticator
+from .auth import Authenticator, Principal
 from .call_control import add_call_control_routes
 from .client import add_client_routes
 from .cors import apply_cors
 from .errors import ApiError
 from .openapi import openapi_document
 from .redact import redact_url
+from .scope import Scope
 from .streams import add_stream_routes
 from .supervisors import add_supervisor_routes
 
@@ -75,7 +78,9 @@ def build_app(
 
         clock = cast(IReactorTime, reactor)
     app = Klein()
-    auth = Authenticator(http.api_keys, center)
+    tenants = center.config.tenants
+    auth = Authenticator(http.api_keys, center, tenants=[(t.api_keys, t.pbxes) for t in tenants])
+    scope = Scope(center, auth)
 
     not_found = NOT_FOUND if api else "no such route: a collector node serves /health and /metrics only"
 
@@ -83,18 +88,31 @@ def build_app(
     def render_error(request: IRequest, failure: Failure) -> bytes | None:
         return _render_error(request, failure, http.allowed_origins, not_found)
 
+    units = list(center.units.values())
+    # one PBX: its hub itself; several: one token space over their hubs (pbxis.hub.hubs)
+    hubs: Hub | HubSet = center.hub if len(units) == 1 else HubSet([unit.hub for unit in units])
     stream_routes = None
     if api:
-        add_api_routes(app, center=center, auth=auth, public_base_url=http.public_url.rstrip("/"))
-        add_call_control_routes(app, center=center, auth=auth)
-        add_supervisor_routes(app, center=center, auth=auth, public_base_url=http.public_url.rstrip("/"))
+        public = http.public_url.rstrip("/")
+        add_api_routes(app, center=center, auth=auth, public_base_url=public, scope=scope)
+        add_call_control_routes(app, center=center, auth=auth, scope=scope)
+        add_supervisor_routes(app, center=center, auth=auth, public_base_url=public, scope=scope)
         stream_routes = add_stream_routes(
-            app, center.hub, allowed_origins=http.allowed_origins, clock=clock, **dict(streams or {})
+            app, hubs, allowed_origins=http.allowed_origins, clock=clock, **dict(streams or {})
         )
         if client_routes:
             add_client_routes(app)
         _add_openapi_route(app, http)
-    registry = build_registry(ami=center.ami, hub=center.hub, streams=stream_routes, sync=center.sync)
+    if len(units) == 1:
+        registry = build_registry(ami=center.ami, hub=center.hub, streams=stream_routes, sync=center.sync)
+    else:
+        totals = AmiTotals([unit.ami for unit in units])
+        registry = build_registry(ami=totals, hub=hubs, streams=stream_routes, sync=None)
+    registry.register(PbxCollector(lambda: units))
+
+    def limited_registry(pbxes: list[str]) -> CollectorRegistry:
+        return pbx_registry(lambda: [center.units[p] for p in pbxes])
+
     if center.webhooks is not None:
         registry.register(WebhookCollector(center.webhooks))
     for extra in collectors:
@@ -105,17 +123,42 @@ def build_app(
 
     @app.route("/health", methods=["GET"])
     def health(request: IRequest) -> bytes:
-        body = {**center.health(), "instance": instance}
+        principal = auth.optional(request)
+        visible = scope.visible(principal)
+        if visible or not center.pbxes:
+            body = {**center.health(visible), "instance": instance}
+        else:
+            # [[tenants]] and no key: whether this node is up, nothing of any PBX
+            overall = center.health()
+            body = {
+                "status": overall["status"],
+                "ami": {"connected": overall["ami"]["connected"]},
+                "synced": overall["synced"],
+                "instance": instance,
+            }
         if body["status"] != "ok":  # a web node: its shared store answers
+            request.setHeader(b"retry-after", str(RETRY_AFTER_SECONDS).encode())
+            return json_response(request, body, 503)
+        return json_response(request, body)
+
+    @app.route("/health/pbx/<pbx>", methods=["GET"])
+    def pbx_health(request: IRequest, pbx: str) -> bytes:
+        principal = auth.optional(request)
+        if principal is None:
+            # public as /health, unless PBXes are hidden from some keys: then a key's own
+            principal = auth.authenticate(request) if tenants else Principal()
+        body = center.pbx_health(scope.pbx(principal, pbx))
+        if not body["connected"]:
             request.setHeader(b"retry-after", str(RETRY_AFTER_SECONDS).encode())
             return json_response(request, body, 503)
         return json_response(request, body)
 
     @app.route("/metrics", methods=["GET"])
     def metrics(request: IRequest) -> bytes:
-        if not http.metrics_public:
-            auth.require_crm(request)
+        principal = auth.require_crm(request) if not http.metrics_public else auth.optional(request)
         request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode())
+        if principal is not None and principal.pbxes is not None:
+            return bytes(generate_latest(limited_registry(scope.visible(principal))))
         return bytes(generate_latest(registry))
 
     return app

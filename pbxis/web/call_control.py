@@ -22,6 +22,7 @@ from . import validation as v
 from .api import _run, json_response
 from .auth import Authenticator
 from .errors import ApiError
+from .scope import Scope, pbx_route
 
 __all__ = ["SharedResponses", "add_call_control_routes", "call_control_paths", "call_control_schemas"]
 
@@ -37,63 +38,67 @@ def _choice(choices: Sequence[str]) -> Callable[[object, str], str]:
     return check
 
 
-def add_call_control_routes(app: Klein, *, center: CallCenter, auth: Authenticator) -> None:
-    """Install the call-control routes of the contract on ``app``."""
+def add_call_control_routes(
+    app: Klein, *, center: CallCenter, auth: Authenticator, scope: Scope | None = None
+) -> None:
+    """Install the call-control routes of the contract on ``app`` (and under ``/pbx/{pbx}``)."""
+    scope = scope or Scope(center, auth)
 
-    def allowed(request: IRequest, agent: str, *, crm_only: bool = False) -> None:
+    def allowed(request: IRequest, agent: str, pbx: str | None, *, crm_only: bool = False) -> str:
         if crm_only:
-            auth.require_crm(request)
+            where = scope.crm(request, pbx)
         else:
-            auth.require_agent(request, agent)
+            _, where = scope.agent(request, agent, pbx)
         v.agent_name(agent)
+        return where
 
-    @app.route("/agents/<agent>/hangup", methods=["POST"])
-    async def hangup(request: IRequest, agent: str) -> bytes:
-        allowed(request, agent)
+    @pbx_route(app, "/agents/<agent>/hangup", ["POST"])
+    async def hangup(request: IRequest, agent: str, pbx: str | None = None) -> bytes:
+        where = allowed(request, agent, pbx)
         v.Fields(v.read_json_object(request), set())
-        await _run(center.hangup(agent))
-        log.info("agent {agent}: call hung up through the API", agent=agent)
+        await _run(center.hangup(agent, pbx=where))
+        log.info("agent {agent} of {pbx}: call hung up through the API", agent=agent, pbx=where)
         return json_response(request, {"agent": agent, "hungUp": True})
 
-    @app.route("/agents/<agent>/transfer", methods=["POST"])
-    async def transfer(request: IRequest, agent: str) -> bytes:
-        allowed(request, agent)
+    @pbx_route(app, "/agents/<agent>/transfer", ["POST"])
+    async def transfer(request: IRequest, agent: str, pbx: str | None = None) -> bytes:
+        where = allowed(request, agent, pbx)
         body = v.Fields(v.read_json_object(request), {"to", "mode"})
         to = body.get("to", lambda value, key: v.phone_number(value, key))
         if to is None:
             raise ApiError(400, "invalid_field", 'to: required, e.g. {"to": "1002", "mode": "blind"}')
         mode = body.get("mode", _choice(TRANSFER_MODES), "blind")
-        action_id = await _run(center.transfer(agent, to, mode=mode))
+        action_id = await _run(center.transfer(agent, to, mode=mode, pbx=where))
         log.info("agent {agent}: {mode} transfer to {to} ({id})", agent=agent, mode=mode, to=to, id=action_id)
         return json_response(request, {"actionId": action_id}, 202)
 
-    @app.route("/agents/<agent>/transfer/cancel", methods=["POST"])
-    async def cancel_transfer(request: IRequest, agent: str) -> bytes:
-        allowed(request, agent)
+    @pbx_route(app, "/agents/<agent>/transfer/cancel", ["POST"])
+    async def cancel_transfer(request: IRequest, agent: str, pbx: str | None = None) -> bytes:
+        where = allowed(request, agent, pbx)
         v.Fields(v.read_json_object(request), set())
-        action_id = await _run(center.cancel_transfer(agent))
+        action_id = await _run(center.cancel_transfer(agent, pbx=where))
         return json_response(request, {"actionId": action_id, "cancelled": True})
 
-    async def recording(request: IRequest, agent: str, paused: bool) -> bytes:
-        allowed(request, agent)
+    async def recording(request: IRequest, agent: str, pbx: str | None, paused: bool) -> bytes:
+        where = allowed(request, agent, pbx)
         v.Fields(v.read_json_object(request), set())
         change = center.pause_recording if paused else center.resume_recording
-        call = await _run(change(agent))
+        call = await _run(change(agent, pbx=where))
         return json_response(
             request, {"uniqueId": call.unique_id, "recording": call.recording, "paused": paused}
         )
 
-    @app.route("/agents/<agent>/recording/pause", methods=["POST"])
-    async def recording_pause(request: IRequest, agent: str) -> bytes:
-        return await recording(request, agent, True)
+    @pbx_route(app, "/agents/<agent>/recording/pause", ["POST"])
+    async def recording_pause(request: IRequest, agent: str, pbx: str | None = None) -> bytes:
+        return await recording(request, agent, pbx, True)
 
-    @app.route("/agents/<agent>/recording/resume", methods=["POST"])
-    async def recording_resume(request: IRequest, agent: str) -> bytes:
-        return await recording(request, agent, False)
+    @pbx_route(app, "/agents/<agent>/recording/resume", ["POST"])
+    async def recording_resume(request: IRequest, agent: str, pbx: str | None = None) -> bytes:
+        return await recording(request, agent, pbx, False)
 
-    @app.route("/agents/<agent>/spy", methods=["POST"])
-    async def spy(request: IRequest, agent: str) -> bytes:
-        allowed(request, agent, crm_only=True)  # a team lead's power, not the agent's
+    @pbx_route(app, "/agents/<agent>/spy", ["POST"])
+    async def spy(request: IRequest, agent: str, pbx: str | None = None) -> bytes:
+        where = allowed(request, agent, pbx, crm_only=True)  # a team lead's power, not the agent's
         body = v.Fields(v.read_json_object(request), {"supervisor", "mode"})
         supervisor = body.get(
             "supervisor", lambda value, key: v.agent_name(value if isinstance(value, str) else "", key)
@@ -101,7 +106,7 @@ def add_call_control_routes(app: Klein, *, center: CallCenter, auth: Authenticat
         if supervisor is None:
             raise ApiError(400, "invalid_field", 'supervisor: required, e.g. {"supervisor": "1003"}')
         mode = body.get("mode", _choice(SPY_MODES), "listen")
-        action_id = await _run(center.spy(agent, supervisor, mode=mode))
+        action_id = await _run(center.spy(agent, supervisor, mode=mode, pbx=where))
         log.info("agent {agent}: {who} spies ({mode})", agent=agent, who=supervisor, mode=mode)
         return json_response(request, {"actionId": action_id}, 202)
 

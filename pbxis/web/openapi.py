@@ -9,10 +9,11 @@ same boundaries the code checks.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from .. import __version__
-from ..names import AGENT_PATTERN, NUMBER_PATTERN, QUEUE_PATTERN
+from ..names import AGENT_PATTERN, NUMBER_PATTERN, PBX_PATTERN, QUEUE_PATTERN
 from . import validation
 from .call_control import SharedResponses, call_control_paths, call_control_schemas
 from .openapi_supervisors import supervisor_paths, supervisor_schemas
@@ -498,12 +499,15 @@ def _schemas() -> dict[str, Any]:
         },
         "Health": {
             "type": "object",
-            "required": ["status", "ami", "agents", "clients"],
+            "required": ["status", "ami"],
+            "description": "With [[tenants]], a caller without a key gets status, ami.connected"
+            " and synced only; a tenant's key, its PBXes' figures.",
             "properties": {
                 "status": {"type": "string", "enum": ["ok", "unavailable"]},
                 "ami": {
                     "type": "object",
-                    "required": ["connected", "state", "lastEventAge"],
+                    "description": "Every PBX the caller may see together (connected: all of them).",
+                    "required": ["connected"],
                     "properties": {
                         "connected": {"type": "boolean"},
                         "state": {"type": "string"},
@@ -528,9 +532,75 @@ def _schemas() -> dict[str, Any]:
                 "agents": {"type": "integer"},
                 "supervisors": {"type": "integer"},
                 "clients": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "pbx": {
+                    "type": "object",
+                    "description": "Per PBX the caller may see: link state, last event age, agents, clients.",
+                    "additionalProperties": _ref("PbxHealth"),
+                },
+            },
+        },
+        "PbxHealth": {
+            "type": "object",
+            "required": ["connected", "state", "lastEventAge", "synced"],
+            "properties": {
+                "pbx": {"type": "string"},
+                "status": {"type": "string", "enum": ["ok", "unavailable"]},
+                "connected": {"type": "boolean"},
+                "state": {"type": "string"},
+                "lastEventAge": {"type": ["number", "null"]},
+                "reconnects": {"type": "integer"},
+                "synced": {"type": "boolean"},
+                "agents": {"type": "integer"},
+                "supervisors": {"type": "integer"},
+                "clients": {"type": "object", "additionalProperties": {"type": "integer"}},
             },
         },
     }
+
+
+#: the routes that also exist under ``/pbx/{pbx}`` (pbxis.web.scope)
+_PBX_SCOPED = ("/agents/", "/queues", "/supervisors/")
+
+
+def _pbx_param() -> dict[str, Any]:
+    return {
+        "name": "pbx",
+        "in": "path",
+        "required": True,
+        "description": "A PBX of the config's [[pbx]] tables; the unprefixed route is the PBX `default`.",
+        "schema": {"type": "string", "pattern": PBX_PATTERN, "example": "east"},
+    }
+
+
+def _with_pbx_prefix(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every agent, queue and supervisor path again under ``/pbx/{pbx}``."""
+    out = dict(paths)
+    for path, item in paths.items():
+        if path.startswith(_PBX_SCOPED):
+            scoped = copy.deepcopy(item)
+            scoped["parameters"] = [_pbx_param(), *scoped.get("parameters", [])]
+            for operation in scoped.values():
+                if isinstance(operation, dict) and "responses" in operation:
+                    operation["responses"].setdefault(
+                        "404", _error("No such PBX (or not one this key may see), or no such agent.")
+                    )
+            out[f"/pbx/{{pbx}}{path}"] = scoped
+    out["/health/pbx/{pbx}"] = {
+        "get": {
+            "tags": ["operations"],
+            "summary": "200 when that PBX's AMI link is up and logged in, else 503.",
+            "description": "Public as /health; with [[tenants]], an API key is needed and sees its"
+            " PBXes only.",
+            "security": [{}, {"bearerAuth": []}],
+            "parameters": [_pbx_param()],
+            "responses": {
+                "200": _json(_ref("PbxHealth"), "The PBX's link is up and logged in."),
+                "404": _error("No such PBX (or not one this key may see)."),
+                "503": _json(_ref("PbxHealth"), "The PBX's link is down.", headers=_RETRY_AFTER),
+            },
+        }
+    }
+    return out
 
 
 def _call_control_paths() -> dict[str, Any]:
@@ -558,7 +628,7 @@ def openapi_document(public_base_url: str) -> dict[str, Any]:
             {"name": "client"},
             {"name": "operations"},
         ],
-        "paths": {**_paths(), **_call_control_paths(), **supervisor_paths()},
+        "paths": _with_pbx_prefix({**_paths(), **_call_control_paths(), **supervisor_paths()}),
         "components": {
             "securitySchemes": {
                 "bearerAuth": {

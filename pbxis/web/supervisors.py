@@ -19,6 +19,7 @@ from .auth import Authenticator
 from .client import STATIC_DIR
 from .client import _html_headers as html_headers
 from .client import _script_json as script_json
+from .scope import Scope, pbx_route
 from .site import request_base_url
 
 __all__ = ["add_supervisor_routes"]
@@ -28,19 +29,21 @@ _CONFIG_MARK = "{{config}}"
 
 
 def add_supervisor_routes(
-    app: Klein, *, center: CallCenter, auth: Authenticator, public_base_url: str
+    app: Klein, *, center: CallCenter, auth: Authenticator, public_base_url: str, scope: Scope | None = None
 ) -> None:
-    """Install ``/supervisors/<name>`` (PUT, GET, DELETE) and ``GET /wallboard``."""
+    """Install ``/supervisors/<name>`` (PUT, GET, DELETE; also under ``/pbx/{pbx}``) and
+    ``GET /wallboard``."""
     settings = center.config.supervisors
+    scope = scope or Scope(center, auth)
 
-    @app.route("/supervisors/<name>", methods=["PUT"])
-    async def put_supervisor(request: IRequest, name: str) -> bytes:
-        auth.require_crm(request)
+    @pbx_route(app, "/supervisors/<name>", ["PUT"])
+    async def put_supervisor(request: IRequest, name: str, pbx: str | None = None) -> bytes:
+        where = scope.crm(request, pbx)
         v.agent_name(name, "supervisor")
         body = v.Fields(v.read_json_object(request), {"queues", "name"})
         queues = body.get("queues", v.queue_list, [])
         display = body.get("name", lambda value, key: v.text(value, key, max_length=64))
-        registration = await _run(center.register_supervisor_async(name, queues, name=display))
+        registration = await _run(center.register_supervisor_async(name, queues, name=display, pbx=where))
         base = public_base_url or request_base_url(request)
         return json_response(
             request,
@@ -52,23 +55,23 @@ def add_supervisor_routes(
                 "token": registration.token,
                 "streams": _stream_urls(base, registration.token),
                 "wallboard": f"{base.rstrip('/')}/wallboard?token={registration.token}",
-                "gracePeriod": center.grace_period,
+                "gracePeriod": center.grace_period_of(where),
             },
         )
 
-    @app.route("/supervisors/<name>", methods=["DELETE"])
-    def delete_supervisor(request: IRequest, name: str) -> bytes:
-        auth.require_crm(request)
+    @pbx_route(app, "/supervisors/<name>", ["DELETE"])
+    def delete_supervisor(request: IRequest, name: str, pbx: str | None = None) -> bytes:
+        where = scope.crm(request, pbx)
         v.agent_name(name, "supervisor")
-        _call(center.unregister_supervisor, name)
+        _call(center.unregister_supervisor, name, pbx=where)
         request.setResponseCode(204)
         return b""
 
-    @app.route("/supervisors/<name>", methods=["GET"])
-    async def get_supervisor(request: IRequest, name: str) -> bytes:
+    @pbx_route(app, "/supervisors/<name>", ["GET"])
+    async def get_supervisor(request: IRequest, name: str, pbx: str | None = None) -> bytes:
         v.agent_name(name, "supervisor")
-        auth.require_agent(request, supervisor_key(name))
-        return json_response(request, await _run(center.supervisor_state_async(name)))
+        _, where = scope.agent(request, supervisor_key(name), pbx)
+        return json_response(request, await _run(center.supervisor_state_async(name, pbx=where)))
 
     @app.route("/wallboard", methods=["GET", "HEAD"])
     def wallboard(request: IRequest) -> bytes:

@@ -39,6 +39,9 @@ class ModelClient:
     lost_to_overflow: bool = False
     ended: list[str] = field(default_factory=list)
     resets: int = 0
+    #: id X -> when the events after X were lost in flight (a drop took them): the log
+    #: keeps them for the grace period from *then*, not from the client's last drop.
+    gap_since: dict[int, float] = field(default_factory=dict)
 
     @property
     def last_seen(self) -> int | None:
@@ -65,6 +68,7 @@ class HubMachine(RuleBasedStateMachine):
         for c in self.clients:
             assert c.sub is None
             c.seen.clear()
+            c.gap_since.clear()
             c.left_at = None
 
     # the client side
@@ -84,6 +88,7 @@ class HubMachine(RuleBasedStateMachine):
             if entry.type != "reset" and client.expect_types:
                 assert entry.type == client.expect_types.pop(0)
             client.last_in_connection = entry.id
+            client.gap_since.pop(entry.id - 1, None)  # the gap after entry.id - 1 is filled
             client.seen.append((entry.id, self.clock.seconds()))
 
     def _end(self, client: ModelClient, reason: str) -> None:
@@ -128,7 +133,11 @@ class HubMachine(RuleBasedStateMachine):
         if client.sub is not None or client.last_seen is None:
             return
         resets = client.resets
-        within_grace = client.left_at is not None and self.clock.seconds() - client.left_at < GRACE
+        # Since when the client has missed the event after its last id: its last drop, or an
+        # earlier one that took that event in flight (a later connection's events lost too
+        # bring it back to an id whose successor it lost long ago).
+        missed_since = client.gap_since.get(client.last_seen, client.left_at)
+        within_grace = missed_since is not None and self.clock.seconds() - missed_since < GRACE
         self._subscribe(i, client.last_seen)
         if self.STRICT and within_grace and not client.lost_to_overflow:
             assert client.resets == resets, "a resume within the grace period was reset"
@@ -147,6 +156,8 @@ class HubMachine(RuleBasedStateMachine):
         while lose and client.seen and client.seen[-1][1] == now:
             client.seen.pop()
             lose -= 1
+            if client.last_seen is not None:
+                client.gap_since.setdefault(client.last_seen, now)
 
     @rule(i=st.integers(0, CLIENTS - 1))
     def pause(self, i: int) -> None:

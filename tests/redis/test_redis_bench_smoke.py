@@ -31,3 +31,10 @@ def test_bench_e2e_runs_on_the_redis_store_beside_the_memory_store() -> None:
         assert figures[f"e2e.{store}sse.10-clients.p99"] > 0
     assert 0 < figures["e2e.redis.sse.10-clients.redis-commands"] < 10
     assert figures["e2e.redis.sse.10-clients.redis-bytes"] > 0
+
+
+def test_bench_webnodes_runs_a_collector_and_one_then_two_web_nodes() -> None:
+    figures = run_quick("bench_webnodes.py", timeout=240)
+    for nodes in (1, 2):
+        assert figures[f"webnodes.{nodes}-nodes.10-clients.p99"] > 0
+        assert f"webnodes.{nodes}-nodes.max-clients-p99-under-50ms" in figures

@@ -90,13 +90,13 @@ class Writer:
 class Web:
     """A web node: its hub on the follower store."""
 
-    def __init__(self, config: RedisConfig, name: str = "web") -> None:
+    def __init__(self, config: RedisConfig, name: str = "web", grace_ms: int = 60_000) -> None:
         keys = Keys(config.key_prefix)
         self.link = RedisLink(config, reactor)
         self.reads = RedisLink(config, reactor, name="reads")
         self.reader = StreamReader(self.reads, self.link, keys, name)
         self.queries = QueryClient(self.link, self.reader, keys, name, reactor)
-        self.store = FollowerStore(self.link, self.reader, self.queries, keys, reactor, grace_ms=60_000)
+        self.store = FollowerStore(self.link, self.reader, self.queries, keys, reactor, grace_ms=grace_ms)
         self.hub = Hub(reactor, grace_period=60, snapshot=lambda agent: [], store=self.store)
         self.store.on_registered = lambda agent, queues, name: self.hub.register(agent, queues, name)
         self.store.on_appended = self.hub.appended
@@ -201,3 +201,63 @@ def test_a_gap_in_a_replica_drops_its_head_so_that_readers_get_reset() -> None:
     assert not elog.can_replay(3)  # a reader at 3 is ended with overflow, then gets reset
     assert elog.can_replay(5)
     assert Holder.budget.used == elog.bytes
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_resume_from_an_id_this_node_has_not_read_yet_is_no_reset(redis_config: RedisConfig) -> None:
+    """The client saw id N on a faster node; this node's read loop is behind: it reads
+    what Redis has first, and the client gets exactly what came after N."""
+    writer = await Writer(redis_config).start()
+    web = await Web(redis_config).start()
+    try:
+        token = await web.register("1001")
+        await _until(lambda: writer.hub.get("1001") is not None)
+        first = await web.client(token, None)  # loads this node's copy of the log
+        await web.reader.stop()  # this node's read loop falls behind
+        writer.hub.publish([done(1), done(2), done(3)])
+        await writer.store.drain(5)
+        elog = writer.hub.store.log("1001")
+        assert elog is not None
+        seen = elog.last_id - 1  # the client saw done(2) on another node
+        got = await web.client(token, seen)
+        assert [e.get("n") for e in got] == [3]
+        assert RESET not in [e["type"] for e in got]
+        assert [e["id"] for e in first] == [1, 2, 3, 4]  # its other client got them too, once
+    finally:
+        await web.stop()
+        await writer.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_log_nobody_reads_here_is_dropped_and_loaded_again_for_a_resume(
+    redis_config: RedisConfig,
+) -> None:
+    writer = await Writer(redis_config).start()
+    web = await Web(redis_config, grace_ms=50).start()
+    try:
+        token = await web.register("1001")
+        await _until(lambda: writer.hub.get("1001") is not None)
+        registration = web.hub.by_token(token)
+        assert registration is not None
+        await web.hub.prepare(registration, None)
+        got: list[dict[str, Any]] = []
+        sub = web.hub.subscribe(registration, None, "sse", lambda es: got.extend(e.json for e in es), print)
+        sub.resumeProducing()
+        writer.hub.publish([done(1)])
+        await _until(lambda: len(got) == 2)
+        sub.stopProducing()  # the client left this node
+        stream = web.store.keys.log("1001")
+        assert stream in web.reader.following()
+        web.store.sweep(set(web.hub.listening()))
+        await task.deferLater(reactor, 0.1, lambda: None)
+        web.store.sweep(set(web.hub.listening()))
+        elog = web.store.log("1001")
+        assert isinstance(elog, FollowerLog) and not elog.loaded and len(elog) == 0
+        assert stream not in web.reader.following()  # the read loop no longer reads it
+        writer.hub.publish([done(2)])
+        await writer.store.drain(5)
+        resumed = await web.client(token, got[0]["id"])  # loaded again from Redis
+        assert [e.get("n") for e in resumed] == [1, 2]
+    finally:
+        await web.stop()
+        await writer.stop()

@@ -109,7 +109,7 @@ def _key(event: dict[str, Any]) -> tuple[str, ...] | None:
 
 
 def _value(event: dict[str, Any]) -> Any:
-    data = {k: v for k, v in event.items() if k not in ("id", "type", "agent", "time")}
+    data = {k: v for k, v in event.items() if k not in ("id", "type", "agent", "pbx", "time")}
     if event["type"] == "phoneNumber" and data.get("number") is None:
         return None
     return data

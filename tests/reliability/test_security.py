@@ -18,7 +18,15 @@ from tests.reliability.rel_stack import start_fast
 from tests.support.stack import API_KEY, Stack, stop_stack
 
 CRM = "https://crm.example"
-PUBLIC = {"/health", "/openapi.json", "/client", "/client/{tech}/{agent}", "/static/{name}", "/wallboard"}
+PUBLIC = {
+    "/health",
+    "/health/pbx/{pbx}",  # public without [[tenants]] (tests/multipbx/test_tenants.py: with them)
+    "/openapi.json",
+    "/client",
+    "/client/{tech}/{agent}",
+    "/static/{name}",
+    "/wallboard",
+}
 EVIL = ["1\r\nAction: Command\r\nCommand: core stop now", "1\nAction: Command", "1\rX: y", "a\x00b"]
 
 
@@ -39,7 +47,14 @@ async def register(stack: Stack, agent: str, queues: list[str]) -> str:
 
 
 def fill(path: str, token: str = "not-a-token") -> str:
-    values = {"agent": "1001", "queue": "sales", "tech": "sse", "name": "pbxis.js", "token": token}
+    values = {
+        "agent": "1001",
+        "queue": "sales",
+        "tech": "sse",
+        "name": "pbxis.js",
+        "token": token,
+        "pbx": "default",
+    }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
 

@@ -542,3 +542,22 @@ def test_poll_timeout_takes_plain_digits_only(raw: str) -> None:
     with pytest.raises(ApiError):
         parse_timeout(raw)
     assert parse_timeout("10") == 10.0 and parse_timeout(" 0.5 ") == 0.5 and parse_timeout("120") == 120.0
+
+
+# -- the /pbx/{pbx} prefix with one PBX (issue 16) -----------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_one_pbx_is_also_served_under_its_prefix(env: Env, api: Server) -> None:
+    status, doc, _ = await api.call("PUT", "/pbx/default/agents/1001", {"queues": ["sales"]})
+    assert status == 200 and doc["pbx"] == "default"
+    status, again, _ = await api.call("GET", "/agents/1001")
+    assert status == 200  # the same registration unprefixed
+    status, doc, _ = await api.call("GET", "/pbx/default/agents/1001")
+    assert status == 200 and doc == again
+    status, doc, _ = await api.call("GET", "/pbx/default/queues")
+    assert status == 200
+    for method, path in (("PUT", "/pbx/east/agents/1001"), ("GET", "/pbx/east/queues")):
+        status, doc, _ = await api.call(method, path, {"queues": []} if method == "PUT" else None)
+        assert status == 404 and doc["error"]["code"] == "unknown_pbx", path
+    assert env.fakes.center.registration("1001") is not None

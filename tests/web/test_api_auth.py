@@ -129,8 +129,8 @@ async def test_secrets_never_reach_the_log(env: Env) -> None:
 
 
 class _Tokens:
-    def by_token(self, token: str) -> Any:
-        return type("R", (), {"agent": "1001"})() if token == "tok" else None
+    def pbx_of_token(self, token: str) -> Any:
+        return ("default", type("R", (), {"agent": "1001"})()) if token == "tok" else None
 
 
 class _Request:
@@ -146,7 +146,7 @@ class _Request:
     [
         (b"Bearer key-1", Principal()),
         (b"bearer   key-2  ", Principal()),
-        (b"Bearer tok", Principal(agent="1001")),
+        (b"Bearer tok", Principal(agent="1001", pbx="default")),
     ],
 )
 def test_authenticator_principals(header: bytes, expected: Principal) -> None:

@@ -104,6 +104,18 @@ async def test_health_up(env: Env) -> None:
         "agents": 1,
         "supervisors": 0,
         "clients": {"listener": 1},
+        "pbx": {
+            "default": {
+                "connected": True,
+                "state": "connected",
+                "lastEventAge": 2.5,
+                "reconnects": 0,
+                "synced": True,
+                "agents": 1,
+                "supervisors": 0,
+                "clients": {"listener": 1},
+            }
+        },
     }
     assert headers.getRawHeaders(b"retry-after") is None
 

@@ -54,7 +54,12 @@ class Options(usage.Options):
             raise SystemExit(2) from None
         if self["check"]:
             cfg = self.config
-            target = "embedded simulator (demo)" if cfg.demo else cfg.ami.client_endpoint
+            if cfg.demo:
+                target = "embedded simulator (demo)"
+            elif cfg.pbx_tables:  # [[pbx]] tables: each PBX's endpoint by name
+                target = ", ".join(f"{p.name}={p.ami.client_endpoint}" for p in cfg.pbxes)
+            else:
+                target = cfg.ami.client_endpoint
             sys.stdout.write(f"pbxis: {cfg.source} is valid; AMI: {target}; HTTP: {cfg.http.listen}\n")
             raise SystemExit(0)
 

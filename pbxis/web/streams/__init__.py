@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 
 from pbxis.hub import Hub, Registration
+from pbxis.hub.hubs import HubSet
 from pbxis.web.cors import apply_cors
 from pbxis.web.errors import ApiError
 
@@ -63,7 +64,7 @@ class StreamRoutes:
 
 def add_stream_routes(
     app: Klein,
-    hub: Hub,
+    hub: Hub | HubSet,
     *,
     allowed_origins: Sequence[str],
     clock: IReactorTime | None = None,

@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from pbxis.hub import Hub, LogEntry, Registration, RegistrationEnded, Subscription, TooManyClients
+from pbxis.hub.hubs import HubSet
 from pbxis.web.errors import ApiError
 
 __all__ = [
@@ -110,7 +111,7 @@ class Heartbeat:
 class StreamConfig:
     """The settings and the bookkeeping every transport reads and updates."""
 
-    hub: Hub
+    hub: Hub | HubSet
     allowed_origins: Sequence[str]
     clock: IReactorTime
     heartbeat: float
@@ -172,7 +173,7 @@ def _not_found() -> ApiError:
     )
 
 
-def prepared(hub: Hub, registration: Registration, since: int | None) -> Deferred[None]:
+def prepared(hub: Hub | HubSet, registration: Registration, since: int | None) -> Deferred[None]:
     """Fires when the hub can serve ``since`` at once (:meth:`Hub.prepare`: at once in
     memory; a web node first loads the log and has the writer append the snapshot).
     The shared store not answering is a 503 with ``Retry-After``."""
@@ -191,7 +192,7 @@ def prepared(hub: Hub, registration: Registration, since: int | None) -> Deferre
     return d
 
 
-def looked_up(hub: Hub, token: str) -> Deferred[Registration]:
+def looked_up(hub: Hub | HubSet, token: str) -> Deferred[Registration]:
     """:func:`find_registration`, also for a token issued on another node a moment ago
     (:meth:`Hub.lookup`: a web node asks Redis when its copy does not know it yet)."""
     d: Deferred[Registration | None] = hub.lookup(token)
@@ -204,7 +205,7 @@ def looked_up(hub: Hub, token: str) -> Deferred[Registration]:
     return d.addCallback(found)
 
 
-def find_registration(hub: Hub, token: str) -> Registration:
+def find_registration(hub: Hub | HubSet, token: str) -> Registration:
     registration = hub.by_token(token)
     if registration is None:
         raise _not_found()
