@@ -449,7 +449,7 @@ async def test_unexpected_exception_is_a_bare_500_and_logged_without_secrets(
     def broken(agent: str) -> dict[str, Any]:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(env.fakes.center, "tracker", Override(env.fakes.tracker, agent_state=broken))
+    monkeypatch.setattr(env.fakes.center.primary, "tracker", Override(env.fakes.tracker, agent_state=broken))
     events: list[LogEvent] = []
     globalLogPublisher.addObserver(events.append)
     try:
