@@ -146,6 +146,8 @@ def test_kill_9_of_the_holder_the_standby_is_logged_in_within_the_bound_every_ev
     assert standby(nodes["c2"][1]) and not logged_in(nodes["c2"][1])
     refused = requests.get(url(cluster, "c2", "/queues"), timeout=10)
     assert refused.status_code == 503 and refused.headers["Retry-After"], refused.text
+    # the standby names the holder once its first attempt got its answer
+    wait_for(lambda: health(nodes["c2"][1])[1]["lease"]["holder"] == "c1", 10, "the holder seen")
     standing = requests.get(url(cluster, "c2", "/metrics"), timeout=10).text
     assert "pbxis_redis_lease_takeovers_total 0.0" in standing and 'lease_holder{node="c1"} 1.0' in standing
     assert r.get(f"{PREFIX}collector") == "c1"
