@@ -52,6 +52,7 @@ from pbxis.hub.memory import MemoryLog, MemoryStore
 from pbxis.hub.registration import Registration
 from pbxis.hub.store import QueueState
 from pbxis.hub.tokens import new_token
+from pbxis.supervisors import is_supervisor_key
 
 from .redis_backend import _pairs, encode_event, state_key
 from .redis_keys import Keys, token_digest
@@ -176,6 +177,8 @@ class RedisStore(MemoryStore):
         self._removed: list[tuple[str, int, str, str, list[tuple[int, str, str]]]] = []
         #: agent -> state key -> value: the last published state (only_changes)
         self._published: dict[str, dict[str, str]] = {}
+        #: supervisor -> the queues its board watches (:meth:`watch`), stored as its queues
+        self._watched: dict[str, tuple[str, ...]] = {}
         self._loaded: dict[str, tuple[Registration, RedisLog]] = {}
         self._loading: dict[str, list[defer.Deferred[bool]]] = {}
         self._flushing = False
@@ -264,9 +267,13 @@ class RedisStore(MemoryStore):
         if "token" not in fields:
             return False
         fence = int(await self.link.script(CLAIM, [k.reg(agent)], []))
+        queues = tuple(json.loads(fields["queues"]))
+        if is_supervisor_key(agent):
+            # a supervisor's stored queues are its board's, not the hub registration's
+            self._watched[agent], queues = queues, ()
         registration = Registration(
             agent,
-            tuple(json.loads(fields["queues"])),
+            queues,
             json.loads(fields["name"]),
             fields["token"],
             int(fields["created"]),
@@ -308,7 +315,7 @@ class RedisStore(MemoryStore):
         registration; :meth:`add` gives the hub the stored token and log."""
         adopted = []
         for agent, (registration, _) in list(self._loaded.items()):
-            register(agent, registration.queues, registration.name)
+            register(agent, self.watched(agent) or registration.queues, registration.name)
             adopted.append(registration)
         return adopted
 
@@ -332,6 +339,16 @@ class RedisStore(MemoryStore):
         self._dirty.add(registration.agent)
         return elog
 
+    def watch(self, agent: str, queues: Sequence[str]) -> None:
+        if agent in self._registrations and self._watched.get(agent) != tuple(queues):
+            self._watched[agent] = tuple(queues)
+            self._dirty.add(agent)
+            self.flush()
+
+    def watched(self, agent: str) -> tuple[str, ...]:
+        """The queues supervisor ``agent``'s board watches, as stored (``()`` for an agent)."""
+        return self._watched.get(agent, ())
+
     def claim(self, agent: str) -> int:
         # the fence in Redis was claimed at load (or starts at 0 for a new registration)
         return self._logs[agent].fence
@@ -348,6 +365,7 @@ class RedisStore(MemoryStore):
             self._removed.append((agent, elog.fence, registration.token, elog.queue_versions_json(), pending))
         self._fresh.discard(agent)
         self._dirty.discard(agent)
+        self._watched.pop(agent, None)
         self._published.pop(agent, None)
         self._dirty_state.pop(agent, None)
         super().remove(agent)
@@ -530,7 +548,8 @@ class RedisStore(MemoryStore):
                 entries = [(e.id, e.type, e.text) for e in rlog.after(after, SYNC_CHUNK)]
                 commands.append(
                     self._sync_command(
-                        agent, rlog.fence, registration.token, _json(registration.queues),
+                        agent, rlog.fence, registration.token,
+                        _json(self._watched.get(agent) or registration.queues),
                         _json(registration.name), registration.created, rlog.first_id,
                         rlog.queue_versions_json(), entries, states.get(agent, {}),
                     )
