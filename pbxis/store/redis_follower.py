@@ -46,11 +46,11 @@ from pbxis.hub.store import QueueState, SnapshotSpan
 from pbxis.hub.tokens import new_token
 
 from .redis_backend import Stored, StoredEntry, _pairs, _stored
-from .redis_keys import Keys, token_digest
+from .redis_keys import REGISTRATIONS_LEN, Keys, token_digest
 from .redis_link import RedisLink
 from .redis_queries import QueryClient
 from .redis_reader import RawEntry, StreamReader, log_entries
-from .redis_scripts import REGISTER
+from .redis_scripts import REGISTER, REQUEST_END
 
 __all__ = ["FollowerLog", "FollowerStore"]
 
@@ -255,7 +255,7 @@ class FollowerStore(MemoryStore):
         fields, _ = await self.link.pipeline(
             [
                 ("HGETALL", k.reg(agent)),
-                ("XADD", k.registrations, "MAXLEN", "~", 10_000, "*", "op", "reg", "agent", agent),
+                ("XADD", k.registrations, "MAXLEN", "~", REGISTRATIONS_LEN, "*", "op", "reg", "agent", agent),
             ]
         )
         stored = _stored(agent, fields)
@@ -287,8 +287,10 @@ class FollowerStore(MemoryStore):
 
     def request_unregister(self, agent: str) -> None:
         """``DELETE``: the writer ends the registration; ``closed`` comes through the log."""
-        d = self.link.command(
-            "XADD", self.keys.registrations, "MAXLEN", "~", 10_000, "*", "op", "unreg", "agent", agent
+        registration = self._registrations.get(agent)
+        token = "" if registration is None else registration.token
+        d = self.link.script(
+            REQUEST_END, [self.keys.reg(agent), self.keys.registrations], [agent, token, REGISTRATIONS_LEN]
         )
         d.addErrback(lambda f: log.warn("Redis follower: unregistering {a} failed: {f}", a=agent, f=f.value))
 

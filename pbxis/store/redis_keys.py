@@ -35,7 +35,12 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["Keys", "token_digest"]
+__all__ = ["REGISTRATIONS_LEN", "Keys", "token_digest"]
+
+#: entries kept in the ``registrations`` stream (approximately: ``MAXLEN ~``); what fell
+#: off is not needed: a writer reconciles with the registrations themselves at start
+#: (:meth:`pbxis.store.redis_feed.RegistrationFeed.reconcile`)
+REGISTRATIONS_LEN = 10_000
 
 
 def token_digest(token: str) -> str:

@@ -27,6 +27,7 @@ __all__ = [
     "PICK_DUE",
     "REFRESH",
     "REGISTER",
+    "REQUEST_END",
     "SYNC",
     "TRIM",
 ]
@@ -47,6 +48,8 @@ REGISTER = Script(
     + """
 local tok = redis.call('HGET', KEYS[1], 'token')
 if tok then
+  -- registering again cancels an unregistration the writer has not done yet
+  redis.call('HDEL', KEYS[1], 'unreg')
   redis.call('HSET', KEYS[1], 'queues', ARGV[4], 'name', ARGV[5])
   return {0, tok, redis.call('HGET', KEYS[1], 'created')}
 end
@@ -58,6 +61,24 @@ redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
 redis.call('SADD', KEYS[6], ARGV[1])
 redis.call('ZADD', KEYS[3], now_ms() + tonumber(ARGV[7]), ARGV[1])
 return {1, ARGV[2], ARGV[6]}
+""",
+)
+
+# KEYS: reg, registrations. ARGV: agent, token, max len -> 1 if the registration was marked
+# A web node's ``DELETE``: the writer ends the registration. The mark (``unreg`` in its
+# hash) is what the writer trusts, found at its start even when the ``registrations``
+# entry fell off the capped stream meanwhile; the entry wakes a running writer. Only the
+# registration of ``token`` is marked: a DELETE that crossed a new registration ends nothing.
+REQUEST_END = Script(
+    "request_end",
+    """
+local marked = 0
+if redis.call('HGET', KEYS[1], 'token') == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'unreg', 1)
+  marked = 1
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[3]), '*', 'op', 'unreg', 'agent', ARGV[1])
+return marked
 """,
 )
 

@@ -55,7 +55,7 @@ from pbxis.hub.tokens import new_token
 from pbxis.supervisors import is_supervisor_key
 
 from .redis_backend import _pairs, encode_event, state_key
-from .redis_keys import Keys, token_digest
+from .redis_keys import REGISTRATIONS_LEN, Keys, token_digest
 from .redis_link import RedisError, RedisLink, RedisTimeout, RedisUnavailable
 from .redis_scripts import ALIVE, CLAIM, DROP, REGISTER, SYNC
 
@@ -65,9 +65,6 @@ log = Logger(namespace="pbxis.redis")
 
 #: entries sent per log per flush (a long outage's backlog goes out in several turns)
 SYNC_CHUNK = 2000
-
-#: entries kept in the ``registrations`` stream (approximately: ``MAXLEN ~``)
-REGISTRATIONS_LEN = 10_000
 
 #: seconds changes gather before they are written: one pipeline for many AMI events
 #: under load (measured: a pipeline per reactor turn cost the clients' p50), and the

@@ -19,7 +19,7 @@ from pbxis.hub.log import Budget
 from pbxis.store.redis_backend import StoredEntry
 from pbxis.store.redis_feed import RegistrationFeed
 from pbxis.store.redis_follower import FollowerLog, FollowerStore
-from pbxis.store.redis_keys import Keys
+from pbxis.store.redis_keys import REGISTRATIONS_LEN, Keys, token_digest
 from pbxis.store.redis_link import RedisLink
 from pbxis.store.redis_queries import QueryClient, QueryServer
 from pbxis.store.redis_reader import StreamReader
@@ -74,6 +74,7 @@ class Writer:
         self.reads.start()
         await self.link.when_connected(10)
         await self.store.load()
+        self.store.adopt(lambda agent, queues, name: self.hub.register(agent, queues, name))
         await self.feed.start()
         await self.answers.start()
         self.reader.start()
@@ -258,6 +259,51 @@ async def test_a_log_nobody_reads_here_is_dropped_and_loaded_again_for_a_resume(
         await writer.store.drain(5)
         resumed = await web.client(token, got[0]["id"])  # loaded again from Redis
         assert [e.get("n") for e in resumed] == [1, 2]
+    finally:
+        await web.stop()
+        await writer.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unregistration_the_capped_stream_lost_while_no_writer_ran_is_done_at_its_start(
+    redis_config: RedisConfig,
+) -> None:
+    keys = Keys(redis_config.key_prefix)
+    writer = await Writer(redis_config).start()
+    web = await Web(redis_config).start()
+    try:
+        gone = await web.register("1001")
+        kept = await web.register("1002")
+        back = await web.register("1003")
+        await _until(lambda: all(writer.hub.get(a) is not None for a in ("1001", "1002", "1003")))
+        await writer.stop()
+        # no writer: the CRM ends 1001 and 1003, then registers 1003 again (same token)
+        web.hub.unregister("1001")
+        web.hub.unregister("1003")
+
+        async def marked(agent: str) -> bool:
+            return await web.link.command("HGET", keys.reg(agent), "unreg") is not None
+
+        deadline = time.monotonic() + 10
+        while not (await marked("1001") and await marked("1003")):
+            assert time.monotonic() < deadline, "the DELETEs did not reach Redis"
+            await task.deferLater(reactor, 0.02, lambda: None)
+        assert await web.register("1003") == back
+        # more changes than the stream keeps: the 'unreg' entries fall off its head
+        await web.link.pipeline(
+            [("XADD", keys.registrations, "MAXLEN", "~", REGISTRATIONS_LEN, "*", "op", "end", "agent", f"x{i}")
+             for i in range(REGISTRATIONS_LEN + 3000)]
+        )  # fmt: skip
+        head = await web.link.command("XRANGE", keys.registrations, "-", "+", "COUNT", 1)
+        assert dict(zip(*[iter(head[0][1])] * 2, strict=True))["op"] == "end"  # the DELETEs are gone
+        writer = await Writer(redis_config).start()
+        assert writer.hub.get("1001") is None  # ended at the writer's start, not kept for ever
+        await writer.store.drain(5)  # the end is written behind
+        assert await web.link.command("HGET", keys.tokens, token_digest(gone)) is None
+        assert writer.hub.get("1002").token == kept  # type: ignore[union-attr]
+        assert writer.hub.get("1003").token == back  # registered again after its DELETE: kept
+        await _until(lambda: web.hub.get("1001") is None)  # the web node heard the end
+        assert web.hub.get("1003") is not None
     finally:
         await web.stop()
         await writer.stop()
