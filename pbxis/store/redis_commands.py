@@ -8,8 +8,9 @@ that gives up waiting claims it too, as ``abandoned``. Exactly one claim wins, s
 
 * the command runs only if the collector's claim won, and then once;
 * a web node whose wait timed out and whose ``abandoned`` claim won knows the command
-  never ran and never will (504, safe to retry by hand); one whose claim lost knows it
-  runs or ran, and waits a little longer for the answer (504 "outcome unknown" after);
+  never ran and never will: no collector took it (503 with ``Retry-After``, as with no
+  collector at all: safe to retry); one whose claim lost knows a collector took it, and
+  waits a little longer for the answer (504 "may or may not have run" after);
 * nothing is ever sent again: not after a timeout, not after a collector restart (a
   command older than its deadline is abandoned by the collector's claim script).
 
@@ -34,7 +35,7 @@ from .redis_link import RedisLink, RedisTimeout, RedisUnavailable, Script
 from .redis_reader import RawEntry, StreamReader
 from .redis_scripts import CLAIM_COMMAND
 
-__all__ = ["CommandExecutor", "CommandSender", "CommandTimeout", "NoCollector"]
+__all__ = ["CommandExecutor", "CommandNotTaken", "CommandSender", "CommandTimeout", "NoCollector"]
 
 log = Logger(namespace="pbxis.redis")
 
@@ -86,29 +87,41 @@ class NoCollector(PbxUnavailable):
     A :class:`~pbxis.errors.PbxUnavailable`: the engine and the HTTP answer (503 with
     ``Retry-After``) treat it as a local command finding no AMI link."""
 
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, message: str = "") -> None:
         super().__init__(
-            f"no collector node holds the AMI link (none is connected to Redis); retry in {retry_after} s",
+            message
+            or f"no collector node holds the AMI link (none is connected to Redis); retry in {retry_after} s",
             retry_after=retry_after,
         )
 
 
+class CommandNotTaken(NoCollector):
+    """The lease had a holder, but no collector took the command in time (it stopped, or
+    is stuck): the web node's abandonment won, so it certainly never ran and never will.
+    A 503 with ``Retry-After`` like :class:`NoCollector`: retrying is safe."""
+
+    executed = False
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            retry_after,
+            "no collector took the command in time: it was not run and never will be; "
+            f"safe to retry in {retry_after} s",
+        )
+
+
 class CommandTimeout(PbxTimeout, TimeoutError):
-    """No answer in time. ``executed`` is ``False`` when the command certainly never ran
-    (and never will), ``None`` when the collector took it and its outcome is unknown.
+    """A collector took the command but did not answer in time: its outcome is unknown
+    (``executed`` is ``None``). A :class:`~pbxis.errors.PbxTimeout` (HTTP 504). A command
+    no collector took is :class:`CommandNotTaken` (503), never this."""
 
-    A :class:`~pbxis.errors.PbxTimeout` (HTTP 504) either way; the message says which."""
+    executed: bool | None = None
 
-    def __init__(self, executed: bool | None) -> None:
-        if executed is False:
-            text = "no collector took the command in time: it was not run and never will be; safe to retry"
-        else:
-            text = (
-                "the collector took the command but did not answer in time (it may have stopped): "
-                "it may or may not have run, and it is never sent again"
-            )
-        super().__init__(text)
-        self.executed = executed
+    def __init__(self) -> None:
+        super().__init__(
+            "the collector took the command but did not answer in time (it may have stopped): "
+            "it may or may not have run, and it is never sent again"
+        )
 
 
 class CommandSender:
@@ -160,7 +173,7 @@ class CommandSender:
             )
             if int(won):
                 self.timed_out += 1
-                raise CommandTimeout(executed=False) from None
+                raise CommandNotTaken(retry_after=5) from None
             if command_id in self._late:
                 return self._late.pop(command_id)
             fresh: defer.Deferred[Any] = defer.Deferred()
@@ -169,7 +182,7 @@ class CommandSender:
                 return await _within(fresh, self.late, self.clock)
             except defer.TimeoutError:
                 self.timed_out += 1
-                raise CommandTimeout(executed=None) from None
+                raise CommandTimeout() from None
         finally:
             self._pending.pop(command_id, None)
             self._late.pop(command_id, None)

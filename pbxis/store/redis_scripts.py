@@ -232,7 +232,9 @@ return first
 
 # KEYS: claim key. ARGV: who (a node, or 'abandoned' by the web node that gave up),
 # ttl ms, deadline ms (0: none)
-# -> 1 when this caller owns the command's one execution (or its abandonment), else 0
+# -> 1 when this caller owns the command's one execution (or its abandonment), else 0;
+# 1 to a web node giving up on a command a collector found too late (abandoned already):
+# either way it never ran
 CLAIM_COMMAND = Script(
     "claim_command",
     _NOW
@@ -244,6 +246,7 @@ if ARGV[1] ~= 'abandoned' and deadline > 0 and now_ms() > deadline then
   return 0
 end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then return 1 end
+if ARGV[1] == 'abandoned' and redis.call('GET', KEYS[1]) == 'abandoned' then return 1 end
 return 0
 """,
 )

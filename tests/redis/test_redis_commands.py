@@ -11,10 +11,17 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 from pbxis.config import RedisConfig
-from pbxis.store.redis_commands import CommandExecutor, CommandSender, CommandTimeout, NoCollector
+from pbxis.store.redis_commands import (
+    CommandExecutor,
+    CommandNotTaken,
+    CommandSender,
+    CommandTimeout,
+    NoCollector,
+)
 from pbxis.store.redis_keys import Keys
 from pbxis.store.redis_link import RedisLink
 from pbxis.store.redis_reader import StreamReader
+from pbxis.store.redis_scripts import CLAIM_COMMAND
 
 
 class Node:
@@ -109,9 +116,9 @@ async def test_a_timed_out_command_that_was_never_taken_never_runs(nodes: list[N
     await web.link.command("SET", web.keys.collector, "stuck", "PX", 10_000)
     sender = CommandSender(web.link, web.reader, web.keys, web.name, reactor)
     await sender.start()
-    with pytest.raises(CommandTimeout) as info:
+    with pytest.raises(CommandNotTaken) as info:  # a 503 with Retry-After: never taken
         await sender.send("originate", {"n": 1}, timeout=0.3)
-    assert info.value.executed is False
+    assert info.value.executed is False and info.value.retry_after > 0
     # a collector reading the stream from the start later does not run it either
     runs: list[tuple[str, str, dict[str, Any]]] = []
     late = executor(coll, runs)
@@ -137,3 +144,18 @@ async def test_a_slow_command_is_not_sent_again_and_its_outcome_is_unknown(nodes
     sender.late = 3.0
     answer = await sender.send("originate", {"n": 8}, timeout=0.3)
     assert answer["ok"]["n"] == 8 and len(runs) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_command_a_collector_found_too_late_is_never_run_for_its_sender(nodes: list[Node]) -> None:
+    web = nodes[0]
+    key = web.keys.command("late-1")
+    # the collector reads it after its deadline: its claim makes the abandonment final...
+    assert int(await web.link.script(CLAIM_COMMAND, [key], ["coll-1", 60_000, 1])) == 0
+    assert await web.link.command("GET", key) == "abandoned"
+    # ...and the sender giving up owns that abandonment: it says "not run", not "may have run"
+    assert int(await web.link.script(CLAIM_COMMAND, [key], ["abandoned", 60_000, 0])) == 1
+    # a collector that took it in time keeps it: the sender's claim loses
+    taken = web.keys.command("taken-1")
+    assert int(await web.link.script(CLAIM_COMMAND, [taken], ["coll-1", 60_000, 0])) == 1
+    assert int(await web.link.script(CLAIM_COMMAND, [taken], ["abandoned", 60_000, 0])) == 0
