@@ -30,7 +30,7 @@ from twisted.logger import Logger
 
 from pbxis.errors import PbxTimeout, PbxUnavailable
 
-from .redis_keys import Keys
+from .redis_keys import NODE_STREAM_TTL_MS, Keys
 from .redis_link import RedisLink, RedisTimeout, RedisUnavailable, Script
 from .redis_reader import RawEntry, StreamReader
 from .redis_scripts import CLAIM_COMMAND
@@ -41,6 +41,10 @@ log = Logger(namespace="pbxis.redis")
 
 #: commands and replies kept in their streams (approximately: ``MAXLEN ~``)
 STREAM_LEN = 10_000
+
+#: ms a command's claim is kept after its deadline (``CLAIM_COMMAND``): the sender's
+#: abandonment comes right at the deadline, and no collector's claim wins after it
+CLAIM_TTL_MS = 60_000
 
 # KEYS: commands. ARGV: id, reply-to node, kind, args json, timeout ms, max len
 # -> the deadline on Redis's clock (ms)
@@ -169,7 +173,7 @@ class CommandSender:
             except defer.TimeoutError:
                 pass
             won = await self.link.script(
-                CLAIM_COMMAND, [self.keys.command(command_id)], ["abandoned", 3_600_000, 0]
+                CLAIM_COMMAND, [self.keys.command(command_id)], ["abandoned", CLAIM_TTL_MS, 0]
             )
             if int(won):
                 self.timed_out += 1
@@ -276,7 +280,7 @@ class CommandExecutor:
     async def _run(self, fields: dict[str, str]) -> None:
         command_id = fields["id"]
         won = await self.link.script(
-            CLAIM_COMMAND, [self.keys.command(command_id)], [self.node, 3_600_000, int(fields["deadline"])]
+            CLAIM_COMMAND, [self.keys.command(command_id)], [self.node, CLAIM_TTL_MS, int(fields["deadline"])]
         )
         if not int(won):
             return  # another collector took it, or its sender gave up: never run it
@@ -285,9 +289,10 @@ class CommandExecutor:
             reply = {"ok": await self.execute(fields["kind"], json.loads(fields["args"]))}
         except Exception as e:
             reply = {"error": type(e).__name__, "message": str(e), **_error_fields(e)}
-        await self.link.command(
-            "XADD", self.keys.replies(fields["from"]), "MAXLEN", "~", 1000, "*",
-            "id", command_id, "reply", json.dumps(reply),
+        replies = self.keys.replies(fields["from"])
+        await self.link.pipeline(
+            [("XADD", replies, "MAXLEN", "~", 1000, "*", "id", command_id, "reply", json.dumps(reply)),
+             ("PEXPIRE", replies, NODE_STREAM_TTL_MS)]
         )  # fmt: skip
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from .redis_keys import Keys
+from .redis_keys import NODE_STREAM_TTL_MS, Keys
 from .redis_link import RedisLink
 from .redis_reader import RawEntry, StreamReader
 
@@ -97,15 +97,18 @@ class QueryServer:
 
     def _on_queries(self, stream: str, items: list[RawEntry]) -> None:
         replies: list[tuple[Any, ...]] = []
+        askers: set[str] = set()
         for _, fields in items:
             try:
                 answer = {"ok": self.answer(fields.get("kind", ""), json.loads(fields.get("args", "{}")))}
             except Exception as e:
                 answer = {"error": type(e).__name__, "message": str(e)}
             self.answered += 1
+            askers.add(fields.get("from", ""))
             replies.append(
                 ("XADD", self.keys.answers(fields.get("from", "")), "MAXLEN", "~", 1000, "*",
                  "id", fields.get("id", ""), "answer", json.dumps(answer))
             )  # fmt: skip
+        replies.extend(("PEXPIRE", self.keys.answers(node), NODE_STREAM_TTL_MS) for node in sorted(askers))
         if replies:
             self.link.pipeline(replies).addErrback(lambda f: log.warn("Redis: answers lost: {f}", f=f.value))

@@ -231,7 +231,9 @@ return first
 )
 
 # KEYS: claim key. ARGV: who (a node, or 'abandoned' by the web node that gave up),
-# ttl ms, deadline ms (0: none)
+# ttl ms (after the deadline, when there is one), deadline ms (0: none). Past the deadline
+# no collector's claim can win, so the key need not outlive it by much: claim keys stay
+# bounded by the commands of the last minute, whatever the rate
 # -> 1 when this caller owns the command's one execution (or its abandonment), else 0;
 # 1 to a web node giving up on a command a collector found too late (abandoned already):
 # either way it never ran
@@ -240,12 +242,15 @@ CLAIM_COMMAND = Script(
     _NOW
     + """
 local deadline = tonumber(ARGV[3])
-if ARGV[1] ~= 'abandoned' and deadline > 0 and now_ms() > deadline then
-  -- too late to run: whoever sent it has answered 504 already; make that final
-  redis.call('SET', KEYS[1], 'abandoned', 'NX', 'PX', tonumber(ARGV[2]))
+local now = now_ms()
+local ttl = tonumber(ARGV[2])
+if ARGV[1] ~= 'abandoned' and deadline > 0 and now > deadline then
+  -- too late to run: whoever sent it has given up already; make that final
+  redis.call('SET', KEYS[1], 'abandoned', 'NX', 'PX', ttl)
   return 0
 end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then return 1 end
+if deadline > 0 then ttl = ttl + deadline - now end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ttl) then return 1 end
 if ARGV[1] == 'abandoned' and redis.call('GET', KEYS[1]) == 'abandoned' then return 1 end
 return 0
 """,

@@ -159,3 +159,24 @@ async def test_a_command_a_collector_found_too_late_is_never_run_for_its_sender(
     taken = web.keys.command("taken-1")
     assert int(await web.link.script(CLAIM_COMMAND, [taken], ["coll-1", 60_000, 0])) == 1
     assert int(await web.link.script(CLAIM_COMMAND, [taken], ["abandoned", 60_000, 0])) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_what_a_command_leaves_in_redis_expires_soon_whatever_the_rate(nodes: list[Node]) -> None:
+    """A flood of commands (an agent's token may send queue actions at HTTP rate) must not
+    pile keys up in Redis for an hour: a claim lasts a minute past its deadline, and a
+    node's reply stream goes with the node (its default name is new at each start)."""
+    web, _, coll, _ = nodes
+    runs: list[tuple[str, str, dict[str, Any]]] = []
+    await executor(coll, runs).start()
+    sender = CommandSender(web.link, web.reader, web.keys, web.name, reactor)
+    await sender.start()
+    await sender.send("pause", {"n": 1}, timeout=5)
+    claims = await web.link.command("KEYS", web.keys.command("*"))
+    assert len(claims) == 1
+    assert 0 < int(await web.link.command("PTTL", claims[0])) <= 5_000 + 60_000
+    ttl = int(await web.link.command("PTTL", web.keys.replies(web.name)))
+    assert 0 < ttl <= 600_000
+    coll.reader.follow("unrelated", "0-1", lambda stream, items: None)  # wakes the read loop
+    await task.deferLater(reactor, 0.2, lambda: None)
+    assert 0 < int(await web.link.command("PTTL", coll.keys.wake(coll.name))) <= 600_000

@@ -307,3 +307,19 @@ async def test_an_unregistration_the_capped_stream_lost_while_no_writer_ran_is_d
     finally:
         await web.stop()
         await writer.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_web_nodes_answer_stream_expires_once_the_node_is_gone(redis_config: RedisConfig) -> None:
+    writer = await Writer(redis_config).start()
+    web = await Web(redis_config, "gone-soon").start()
+    try:
+        token = await web.register("1001")
+        await _until(lambda: writer.hub.get("1001") is not None)
+        await web.client(token, None)  # the snapshot is asked of the writer
+        stream = Keys(redis_config.key_prefix).answers("gone-soon")
+        ttl = int(await web.link.command("PTTL", stream))
+        assert 0 < ttl <= 600_000  # not kept for ever by a node that will not come back
+    finally:
+        await web.stop()
+        await writer.stop()
