@@ -291,7 +291,8 @@ async def test_an_unregistration_the_capped_stream_lost_while_no_writer_ran_is_d
         assert await web.register("1003") == back
         # more changes than the stream keeps: the 'unreg' entries fall off its head
         await web.link.pipeline(
-            [("XADD", keys.registrations, "MAXLEN", "~", REGISTRATIONS_LEN, "*", "op", "end", "agent", f"{i}")
+            [("XADD", keys.registrations, "MAXLEN", "~", REGISTRATIONS_LEN, "*",
+              "op", "end", "agent", f"other-{i}")
              for i in range(REGISTRATIONS_LEN + 3000)]
         )  # fmt: skip
         head = await web.link.command("XRANGE", keys.registrations, "-", "+", "COUNT", 1)
