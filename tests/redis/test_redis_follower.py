@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 import pytest_twisted
-from twisted.internet import reactor, task
+from twisted.internet import defer, reactor, task
 
 from pbxis.config import RedisConfig
 from pbxis.events import AGENT_COMPLETE, EXTENSION_STATUS, RESET, AgentEvent
@@ -321,6 +321,29 @@ async def test_a_web_nodes_answer_stream_expires_once_the_node_is_gone(redis_con
         stream = Keys(redis_config.key_prefix).answers("gone-soon")
         ttl = int(await web.link.command("PTTL", stream))
         assert 0 < ttl <= 600_000  # not kept for ever by a node that will not come back
+    finally:
+        await web.stop()
+        await writer.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_burst_of_the_same_question_costs_the_writer_one_answer(redis_config: RedisConfig) -> None:
+    writer = await Writer(redis_config).start()
+    web = await Web(redis_config).start()
+    try:
+        await web.register("1001")
+        await _until(lambda: writer.hub.get("1001") is not None)
+        before = writer.answers.answered
+        burst = [
+            defer.ensureDeferred(web.queries.ask("snapshot", {"agent": "1001", "reset": False}))
+            for _ in range(30)
+        ]
+        answers = await defer.gatherResults(burst)
+        assert writer.answers.answered - before == 1 and web.queries.asked == 1
+        assert all(a == answers[0] for a in answers) and answers[0]["ok"]
+        # once answered, the next one is asked again (nothing is cached past its answer)
+        await web.queries.ask("snapshot", {"agent": "1001", "reset": False})
+        assert writer.answers.answered - before == 2
     finally:
         await web.stop()
         await writer.stop()
