@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from .redis_backend import _stored
+from .redis_backend import _stored, asked
 from .redis_keys import Keys
 from .redis_link import RedisLink
 from .redis_reader import RawEntry, StreamReader
@@ -114,21 +114,21 @@ class RegistrationFeed:
         self.reconciled += 1
 
     def _on_entries(self, stream: str, items: list[RawEntry]) -> None:
-        batch = [(fields.get("op", ""), fields.get("agent", "")) for _, fields in items]
+        batch = [(fields.get("op", ""), fields.get("agent", ""), fields) for _, fields in items]
         last = items[-1][0]
         self._chain.addCallback(lambda _: defer.ensureDeferred(self._apply(batch, last)))
         self._chain.addErrback(lambda f: log.failure("Redis: registrations from other nodes", f))
 
-    async def _apply(self, batch: list[tuple[str, str]], last: str) -> None:
-        for op, agent in batch:
+    async def _apply(self, batch: list[tuple[str, str, dict[str, str]]], last: str) -> None:
+        for op, agent, fields in batch:
             try:
-                await self._one(op, agent)
+                await self._one(op, agent, fields)
             except Exception:
                 log.failure("Redis: registration change {op} of {agent}", op=op, agent=agent)
             self.handled += 1
         await self.link.command("SET", self.keys.regpos, last)
 
-    async def _one(self, op: str, agent: str) -> None:
+    async def _one(self, op: str, agent: str, fields: dict[str, str] | None = None) -> None:
         held = self.current(agent)
         if op == "unreg":
             # only a marked registration: a DELETE the CRM's new PUT crossed ends nothing
@@ -137,7 +137,9 @@ class RegistrationFeed:
             return
         if op != "reg":
             return  # "end": this node wrote it
-        stored = _stored(agent, await self.link.command("HGETALL", self.keys.reg(agent)))
+        # the queues and name the entry asked for: the hash's may be this writer's own
+        # write-behind copy, written over them since
+        stored = asked(_stored(agent, await self.link.command("HGETALL", self.keys.reg(agent))), fields)
         if stored is None:
             return  # ended since
         if held is not None:

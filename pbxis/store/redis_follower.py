@@ -45,7 +45,7 @@ from pbxis.hub.registration import Registration
 from pbxis.hub.store import QueueState, SnapshotSpan
 from pbxis.hub.tokens import new_token
 
-from .redis_backend import Stored, StoredEntry, _pairs, _stored
+from .redis_backend import Stored, StoredEntry, _pairs, _stored, asked
 from .redis_keys import REGISTRATIONS_LEN, Keys, token_digest
 from .redis_link import RedisLink
 from .redis_queries import QueryClient
@@ -248,17 +248,11 @@ class FollowerStore(MemoryStore):
         token = new_token()
         await self.link.script(
             REGISTER,
-            [k.reg(agent), k.tokens, k.alive, k.log(agent), k.state(agent), k.agents],
+            [k.reg(agent), k.tokens, k.alive, k.log(agent), k.state(agent), k.agents, k.registrations],
             [agent, token, token_digest(token), json.dumps(list(queues)), json.dumps(name),
-             int(self.clock.seconds() * 1000), self.grace_ms],
+             int(self.clock.seconds() * 1000), self.grace_ms, REGISTRATIONS_LEN],
         )  # fmt: skip
-        fields, _ = await self.link.pipeline(
-            [
-                ("HGETALL", k.reg(agent)),
-                ("XADD", k.registrations, "MAXLEN", "~", REGISTRATIONS_LEN, "*", "op", "reg", "agent", agent),
-            ]
-        )
-        stored = _stored(agent, fields)
+        stored = _stored(agent, await self.link.command("HGETALL", k.reg(agent)))
         current = self._registrations.get(agent)
         if stored is not None and (current is None or current.token != stored.token):
             if current is not None:  # ours ended meanwhile; this is a new registration
@@ -390,15 +384,14 @@ class FollowerStore(MemoryStore):
 
     def _on_registrations(self, stream: str, items: list[RawEntry]) -> None:
         for _, fields in items:
-            op, agent = fields.get("op", ""), fields.get("agent", "")
             # one at a time, in order: an end must not overtake the registration before it
-            self._chain.addCallback(self._then, op, agent)
+            self._chain.addCallback(self._then, fields)
             self._chain.addErrback(lambda f: log.failure("Redis follower: registrations", f))
 
-    def _then(self, _: object, op: str, agent: str) -> defer.Deferred[None]:
-        return defer.ensureDeferred(self._apply(op, agent))
+    def _then(self, _: object, fields: dict[str, str]) -> defer.Deferred[None]:
+        return defer.ensureDeferred(self._apply(fields.get("op", ""), fields.get("agent", ""), fields))
 
-    async def _apply(self, op: str, agent: str) -> None:
+    async def _apply(self, op: str, agent: str, fields: dict[str, str] | None = None) -> None:
         current = self._registrations.get(agent)
         if op == "end":
             if current is None:
@@ -413,7 +406,7 @@ class FollowerStore(MemoryStore):
             return
         if op != "reg":
             return
-        stored = _stored(agent, await self.link.command("HGETALL", self.keys.reg(agent)))
+        stored = asked(_stored(agent, await self.link.command("HGETALL", self.keys.reg(agent))), fields)
         if stored is None:
             return  # ended since
         if current is not None and current.token == stored.token:

@@ -39,13 +39,21 @@ local function now_ms()
 end
 """
 
-# KEYS: reg, tokens, alive, log, state, agents
-# ARGV: agent, token, token digest, queues json, name json, created ms, grace ms
+# KEYS: reg, tokens, alive, log, state, agents[, registrations]
+# ARGV: agent, token, token digest, queues json, name json, created ms, grace ms[, max len]
 # -> {1 if created else 0, token, created}
+# With the ``registrations`` stream: its ``reg`` entry, carrying the queues and name, in the
+# same script, so the entries are in the order of the changes (two nodes registering one
+# agent at once) and the writer applies what was asked, not what its own write-behind
+# copy of the registration wrote over it meanwhile.
 REGISTER = Script(
     "register",
     _NOW
     + """
+if KEYS[7] then
+  redis.call('XADD', KEYS[7], 'MAXLEN', '~', tonumber(ARGV[8]), '*', 'op', 'reg', 'agent', ARGV[1],
+             'queues', ARGV[4], 'name', ARGV[5])
+end
 local tok = redis.call('HGET', KEYS[1], 'token')
 if tok then
   -- registering again cancels an unregistration the writer has not done yet

@@ -294,15 +294,12 @@ class RedisStore(MemoryStore):
         token = new_token()
         await self.link.script(
             REGISTER,
-            [k.reg(agent), k.tokens, k.alive, k.log(agent), k.state(agent), k.agents],
+            [k.reg(agent), k.tokens, k.alive, k.log(agent), k.state(agent), k.agents, k.registrations],
             [agent, token, token_digest(token), json.dumps(list(queues)),
-             json.dumps(name), int(self.clock.seconds() * 1000), self.grace_ms],
+             json.dumps(name), int(self.clock.seconds() * 1000), self.grace_ms, REGISTRATIONS_LEN],
         )  # fmt: skip
         if agent not in self._registrations and agent not in self._loaded:
             await self._load_agent(agent, self.clock.seconds())
-        await self.link.command(
-            "XADD", k.registrations, "MAXLEN", "~", REGISTRATIONS_LEN, "*", "op", "reg", "agent", agent
-        )
 
     def holds(self, agent: str) -> bool:
         return agent in self._registrations

@@ -347,3 +347,25 @@ async def test_a_burst_of_the_same_question_costs_the_writer_one_answer(redis_co
     finally:
         await web.stop()
         await writer.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_re_registration_on_a_web_node_survives_the_writers_copy_written_over_it(
+    redis_config: RedisConfig,
+) -> None:
+    keys = Keys(redis_config.key_prefix)
+    writer = await Writer(redis_config).start()
+    web = await Web(redis_config).start()
+    try:
+        await web.register("1001")
+        await _until(lambda: writer.hub.get("1001") is not None)
+        await writer.reader.stop()  # the writer's read loop has not read the change yet...
+        await web.store.prepare_register("1001", ["sales", "support"], "Ann")
+        # ...when its write-behind copy of the registration (queues ["sales"]) lands
+        await writer.link.command("HSET", keys.reg("1001"), "queues", '["sales"]', "name", "null")
+        writer.reader.start()
+        await _until(lambda: writer.hub.get("1001").queues == ("sales", "support"))  # type: ignore[union-attr]
+        assert writer.hub.get("1001").name == "Ann"  # type: ignore[union-attr]
+    finally:
+        await web.stop()
+        await writer.stop()
