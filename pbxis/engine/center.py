@@ -883,12 +883,20 @@ def connect(reactor: IReactorTime, config: ConfigSource) -> Deferred[CallCenter]
     its state rebuilt.
 
     ``[ami]`` says where Asterisk is; ``[http]`` and ``[simulator]`` belong to the daemon
-    and are ignored. Never raises: a bad config errbacks with a
+    and are ignored; ``[redis]`` is refused (the shared store is the daemon's). Never raises: a bad config errbacks with a
     :class:`~pbxis.config.ConfigError` naming the key. The link keeps retrying until
     it is up; bound the wait with ``addTimeout`` if you need to.
     """
     try:
-        center = CallCenter(reactor, as_config(config))
+        parsed = as_config(config)
+        if parsed.redis is not None:
+            # Refused, not ignored: a program that asked for durable, shared state must not
+            # run on memory without knowing it.
+            raise ConfigError(
+                "[redis]: pbxis.connect keeps its state in memory; the shared store runs in "
+                "the daemon (twistd pbxis). Remove [redis] from this config, or run the daemon."
+            )
+        center = CallCenter(reactor, parsed)
         center.start()
     except (ConfigError, CommandError) as e:
         return defer.fail(e)

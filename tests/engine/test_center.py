@@ -199,6 +199,9 @@ async def test_connect_errbacks_with_config_error_naming_the_key() -> None:
         await pbxis.connect(reactor, {"ami": {"port": "five"}})
     with pytest.raises(pbxis.ConfigError, match="no such file"):
         await pbxis.connect(reactor, "/nonexistent/pbxis.toml")
+    # durable state asked for, memory it would be: refused, never silently ignored
+    with pytest.raises(pbxis.ConfigError, match=r"^\[redis\]: pbxis.connect keeps its state in memory"):
+        await pbxis.connect(reactor, {"redis": {"url": "redis://127.0.0.1:1"}})
 
 
 @pytest_twisted.ensureDeferred

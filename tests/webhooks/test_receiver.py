@@ -27,7 +27,9 @@ KEY = decode_secret(SECRET)
 README = Path(__file__).resolve().parents[2] / "README.rst"
 
 
-async def until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+async def until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
+    """Poll until truthy. Generous: each retry backs off 1, 2, 4 s..., so a loaded machine
+    that delays one step pushes the next delivery seconds later."""
     deadline = reactor.seconds() + timeout
     while not (value := predicate()):
         if reactor.seconds() > deadline:
