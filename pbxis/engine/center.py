@@ -883,9 +883,10 @@ def connect(reactor: IReactorTime, config: ConfigSource) -> Deferred[CallCenter]
     its state rebuilt.
 
     ``[ami]`` says where Asterisk is; ``[http]`` and ``[simulator]`` belong to the daemon
-    and are ignored; ``[redis]`` is refused (the shared store is the daemon's). Never raises: a bad config errbacks with a
-    :class:`~pbxis.config.ConfigError` naming the key. The link keeps retrying until
-    it is up; bound the wait with ``addTimeout`` if you need to.
+    and are ignored; ``[redis]`` is refused (the shared store is the daemon's). Never
+    raises: a bad config errbacks with a :class:`~pbxis.config.ConfigError` naming the
+    key. The link keeps retrying until it is up; bound the wait with ``addTimeout`` if
+    you need to.
     """
     try:
         parsed = as_config(config)
