@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
@@ -369,3 +370,15 @@ async def test_a_re_registration_on_a_web_node_survives_the_writers_copy_written
     finally:
         await web.stop()
         await writer.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_token_look_up_redis_does_not_answer_is_a_503_not_a_500(redis_config: RedisConfig) -> None:
+    from pbxis.web.errors import ApiError
+    from pbxis.web.streams import looked_up
+
+    web = Web(redis_config)  # never connected: Redis unreachable from this node
+    with pytest.raises(ApiError) as info:
+        await looked_up(web.hub, "a-token-this-node-never-saw")
+    assert info.value.status == 503 and info.value.headers["Retry-After"]
+    assert "a-token-this-node-never-saw" not in info.value.message
