@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
@@ -374,11 +373,25 @@ async def test_a_re_registration_on_a_web_node_survives_the_writers_copy_written
 
 @pytest_twisted.ensureDeferred
 async def test_a_token_look_up_redis_does_not_answer_is_a_503_not_a_500(redis_config: RedisConfig) -> None:
-    from pbxis.web.errors import ApiError
-    from pbxis.web.streams import looked_up
+    import treq
+
+    from tests.web.streams_helpers import start_server
 
     web = Web(redis_config)  # never connected: Redis unreachable from this node
-    with pytest.raises(ApiError) as info:
-        await looked_up(web.hub, "a-token-this-node-never-saw")
-    assert info.value.status == 503 and info.value.headers["Retry-After"]
-    assert "a-token-this-node-never-saw" not in info.value.message
+    server = start_server(web.hub)
+    try:
+        for kind, headers in [
+            ("sse", {}),
+            ("ws", {"Upgrade": ["websocket"], "Connection": ["Upgrade"], "Sec-WebSocket-Version": ["13"],
+                    "Sec-WebSocket-Key": ["dGhlIHNhbXBsZSBub25jZQ=="]}),
+        ]:  # fmt: skip
+            answer = await treq.get(server.url("a-token-never-seen", kind), headers=headers, pool=server.pool)
+            body = (await answer.content()).decode()
+            assert answer.code == 503, (kind, answer.code, body)
+            # nothing of the token or of where Redis is (the store's address) goes to the client
+            assert "a-token-never-seen" not in body and "127.0.0.1" not in body
+            assert "redis" not in body.lower()
+            if kind == "sse":
+                assert answer.headers.getRawHeaders("Retry-After")
+    finally:
+        await server.stop()
