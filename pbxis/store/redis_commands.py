@@ -15,7 +15,11 @@ that gives up waiting claims it too, as ``abandoned``. Exactly one claim wins, s
   command older than its deadline is abandoned by the collector's claim script).
 
 No collector holding the lease (``collector``, refreshed every ``lease/3``): the sender
-fails at once with :class:`NoCollector` (HTTP 503 with ``Retry-After``).
+fails at once with :class:`NoCollector` (HTTP 503 with ``Retry-After``); so does Redis
+not answering before the command was sent. Redis failing *while* it is sent (the command
+may have landed) is a wait that timed out: the sender claims it abandoned, and answers by
+that claim, 503 when it won, 504 "may or may not have run" when it lost or Redis did not
+answer it either.
 """
 
 from __future__ import annotations
@@ -155,26 +159,34 @@ class CommandSender:
 
     async def send(self, kind: str, args: dict[str, Any], timeout: float) -> Any:
         """The collector's answer to ``kind`` with ``args``; see the module docstring."""
-        if await self.link.command("GET", self.keys.collector) is None:
+        try:
+            holder = await self.link.command("GET", self.keys.collector)
+        except (RedisUnavailable, RedisTimeout):
+            holder = None  # nothing sent: as safe to retry as no collector
+        if holder is None:
             self.no_collector += 1
             raise NoCollector(retry_after=5)
         command_id = uuid.uuid4().hex
         waiting: defer.Deferred[Any] = defer.Deferred()
         self._pending[command_id] = waiting
         try:
-            await self.link.script(
-                SEND,
-                [self.keys.commands],
-                [command_id, self.node, kind, json.dumps(args), int(timeout * 1000), STREAM_LEN],
-            )
-            self.forwarded += 1
             try:
+                await self.link.script(
+                    SEND,
+                    [self.keys.commands],
+                    [command_id, self.node, kind, json.dumps(args), int(timeout * 1000), STREAM_LEN],
+                )
+                self.forwarded += 1
                 return await _within(waiting, timeout, self.clock)
-            except defer.TimeoutError:
-                pass
-            won = await self.link.script(
-                CLAIM_COMMAND, [self.keys.command(command_id)], ["abandoned", CLAIM_TTL_MS, 0]
-            )
+            except (defer.TimeoutError, RedisUnavailable, RedisTimeout):
+                pass  # no answer in time, or the command may or may not have reached Redis
+            try:
+                won = await self.link.script(
+                    CLAIM_COMMAND, [self.keys.command(command_id)], ["abandoned", CLAIM_TTL_MS, 0]
+                )
+            except (RedisUnavailable, RedisTimeout):
+                self.timed_out += 1
+                raise CommandTimeout() from None
             if int(won):
                 self.timed_out += 1
                 raise CommandNotTaken(retry_after=5) from None

@@ -180,3 +180,29 @@ async def test_what_a_command_leaves_in_redis_expires_soon_whatever_the_rate(nod
     coll.reader.follow("unrelated", "0-1", lambda stream, items: None)  # wakes the read loop
     await task.deferLater(reactor, 0.2, lambda: None)
     assert 0 < int(await web.link.command("PTTL", coll.keys.wake(coll.name))) <= 600_000
+
+
+@pytest_twisted.ensureDeferred
+async def test_redis_failing_around_a_command_is_503_when_it_was_not_taken_never_a_raw_error(
+    nodes: list[Node], redis_config: RedisConfig
+) -> None:
+    web, other, coll, _ = nodes
+    # Redis unreachable before anything is sent: 503, safe to retry
+    offline = RedisLink(redis_config, reactor, name="offline")  # never connected
+    sender = CommandSender(offline, web.reader, web.keys, web.name, reactor)
+    with pytest.raises(NoCollector) as refused:
+        await sender.send("pause", {"n": 1}, timeout=1)
+    assert refused.value.retry_after > 0 and "127.0.0.1" not in str(refused.value)
+    # Redis stalls writes while the command is sent (its reply times out; it may or may not
+    # land): the sender claims it abandoned and that claim decides, 503 "not run"
+    await web.link.command("SET", web.keys.collector, "stuck", "PX", 10_000)
+    sender = CommandSender(web.link, web.reader, web.keys, web.name, reactor)
+    await sender.start()
+    await other.link.command("CLIENT", "PAUSE", int(redis_config.command_timeout * 1000) + 300, "WRITE")
+    with pytest.raises(CommandNotTaken):
+        await sender.send("pause", {"n": 2}, timeout=0.3)
+    runs: list[tuple[str, str, dict[str, Any]]] = []
+    late = executor(coll, runs)
+    coll.reader.follow(coll.keys.commands, "0-1", late._on_commands)
+    await task.deferLater(reactor, 0.3, lambda: None)
+    assert runs == []  # and never runs
