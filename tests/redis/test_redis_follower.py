@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
@@ -395,3 +396,20 @@ async def test_a_token_look_up_redis_does_not_answer_is_a_503_not_a_500(redis_co
                 assert answer.headers.getRawHeaders("Retry-After")
     finally:
         await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_redis_not_answering_a_registration_is_a_503_that_does_not_name_redis(
+    redis_config: RedisConfig,
+) -> None:
+    from pbxis.config import parse_config
+    from pbxis.engine import CallCenter
+    from pbxis.errors import PbxUnavailable
+
+    web = Web(redis_config)  # never connected
+    redis = {"url": redis_config.url, "key_prefix": redis_config.key_prefix}
+    center = CallCenter(reactor, parse_config({"node": {"role": "web"}, "redis": redis}), store=web.store)
+    with pytest.raises(PbxUnavailable) as info:  # never started: nothing to stop
+        await center.register_agent_async("1001", ["sales"])
+    text = str(info.value)
+    assert "127.0.0.1" not in text and "redis" not in text.lower()
