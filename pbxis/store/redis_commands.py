@@ -32,7 +32,7 @@ from typing import Any
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from pbxis.errors import PbxTimeout, PbxUnavailable
+from pbxis.errors import CommandError, PbxTimeout, PbxUnavailable
 
 from .redis_keys import NODE_STREAM_TTL_MS, Keys
 from .redis_link import RedisLink, RedisTimeout, RedisUnavailable, Script
@@ -299,8 +299,12 @@ class CommandExecutor:
         self.executed += 1
         try:
             reply = {"ok": await self.execute(fields["kind"], json.loads(fields["args"]))}
-        except Exception as e:
+        except CommandError as e:  # a domain error: the web node raises the same one
             reply = {"error": type(e).__name__, "message": str(e), **_error_fields(e)}
+        except Exception as e:
+            # a bug or a fault here: logged here; its text (paths, addresses) is not the client's
+            log.failure("command {kind} from {node}", kind=fields["kind"], node=fields["from"])
+            reply = {"error": type(e).__name__, "message": "an internal error on the collector, logged there"}
         replies = self.keys.replies(fields["from"])
         await self.link.pipeline(
             [("XADD", replies, "MAXLEN", "~", 1000, "*", "id", command_id, "reply", json.dumps(reply)),

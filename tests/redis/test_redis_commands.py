@@ -11,6 +11,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 from pbxis.config import RedisConfig
+from pbxis.errors import UnknownAgent
 from pbxis.store.redis_commands import (
     CommandExecutor,
     CommandNotTaken,
@@ -67,7 +68,9 @@ def executor(node: Node, runs: list[tuple[str, str, dict[str, Any]]], delay: flo
         if delay:
             await task.deferLater(reactor, delay, lambda: None)
         if kind == "fail":
-            raise LookupError("no such agent")
+            raise UnknownAgent("no such agent")
+        if kind == "bug":
+            raise LookupError("/srv/secret/path 10.1.2.3")
         return {"status": 202, "action": kind, **args}
 
     made = CommandExecutor(node.link, node.reader, node.keys, node.name, reactor, execute, lease_ms=3000)
@@ -96,7 +99,10 @@ async def test_commands_from_two_web_nodes_run_once_on_one_of_two_collectors(nod
     # both collectors read every command; each ran exactly once
     assert sorted(args["n"] for _, _, args in runs) == sorted(i for i in range(20) for _ in senders)
     failed = await senders[0].send("fail", {}, timeout=5)
-    assert failed == {"error": "LookupError", "message": "no such agent"}
+    assert failed == {"error": "UnknownAgent", "message": "no such agent", "code": "unknown_agent"}
+    # a non-domain error's text stays on the collector (its log), never in the answer
+    bug = await senders[0].send("bug", {}, timeout=5)
+    assert bug["error"] == "LookupError" and "secret" not in bug["message"] and "10.1" not in bug["message"]
 
 
 @pytest_twisted.ensureDeferred
