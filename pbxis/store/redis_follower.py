@@ -25,6 +25,12 @@ as it does for its own snapshots. ``DELETE`` is asked of the writer too (an ``un
 entry); ``closed`` then comes back through the log and ends the clients here
 (:meth:`~pbxis.hub.hub.Hub.ended`). Grace periods are counted in Redis
 (:mod:`pbxis.store.redis_grace`): this store only says so (``shared_grace``).
+
+The ``registrations`` stream is capped: a read loop away long enough (Redis unreachable
+from this node only) could come back past entries trimmed meanwhile. Each time the read
+loop's connection comes back, :meth:`FollowerStore.reconcile` compares this node's
+registrations with Redis's (the ``agents`` set and their tokens): one ended meanwhile is
+ended here, one made meanwhile is taken.
 """
 
 from __future__ import annotations
@@ -179,6 +185,8 @@ class FollowerStore(MemoryStore):
         self._position = "0-1"
         #: agent -> since when no client here reads its (loaded) log
         self._idle: dict[str, float] = {}
+        self._following = False
+        reader.link.on_up.append(self._reconnected)
 
     # -- start -----------------------------------------------------------------------
 
@@ -202,7 +210,31 @@ class FollowerStore(MemoryStore):
             self.on_registered(agent, stored.queues, stored.name)
             n += 1
         self.reader.follow(self.keys.registrations, self._position, self._on_registrations)
+        self._following = True
         return n
+
+    def _reconnected(self) -> None:
+        if self._following:
+            self._chain.addCallback(lambda _: defer.ensureDeferred(self.reconcile()))
+            self._chain.addErrback(lambda f: log.warn("Redis follower: reconciling: {e}", e=f.value))
+
+    async def reconcile(self) -> None:
+        """This node's registrations made equal to Redis's (see the module docstring)."""
+        k = self.keys
+        agents = sorted(str(a) for a in await self.link.command("SMEMBERS", k.agents))
+        rows = await self.link.pipeline([("HGETALL", k.reg(agent)) for agent in agents]) if agents else []
+        stored = {}
+        for agent, fields in zip(agents, rows, strict=True):
+            if not isinstance(fields, Exception) and (found := _stored(agent, fields)) is not None:
+                stored[agent] = found
+        for agent, registration in list(self._registrations.items()):
+            now = stored.get(agent)
+            if now is None or now.token != registration.token:
+                self.on_ended(agent, "unregistered")  # ended (or replaced) meanwhile
+        for agent, now in stored.items():
+            if agent not in self._registrations:
+                self._known[agent] = now
+                self.on_registered(agent, now.queues, now.name)
 
     def health(self) -> dict[str, Any]:
         """``/health``'s ``redis``: a web node can do its job while Redis answers."""

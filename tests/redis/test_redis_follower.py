@@ -413,3 +413,36 @@ async def test_redis_not_answering_a_registration_is_a_503_that_does_not_name_re
         await center.register_agent_async("1001", ["sales"])
     text = str(info.value)
     assert "127.0.0.1" not in text and "redis" not in text.lower()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_web_node_whose_read_loop_was_away_past_the_streams_cap_reconciles(
+    redis_config: RedisConfig,
+) -> None:
+    keys = Keys(redis_config.key_prefix)
+    writer = await Writer(redis_config).start()
+    web = await Web(redis_config, "a").start()
+    other = await Web(redis_config, "b").start()
+    try:
+        await web.register("1001")
+        await _until(lambda: writer.hub.get("1001") is not None)
+        await web.reader.stop()  # this node's read loop is away...
+        writer.hub.unregister("1001")  # ...while 1001 ends and 1003 is registered elsewhere
+        await writer.store.drain(5)
+        await other.register("1003")
+        await other.link.pipeline(
+            [("XADD", keys.registrations, "MAXLEN", "~", REGISTRATIONS_LEN, "*",
+              "op", "end", "agent", f"other-{i}")
+             for i in range(REGISTRATIONS_LEN + 3000)]
+        )  # fmt: skip
+        web.reader.start()  # back: the entries it missed are gone from the stream
+        await task.deferLater(reactor, 0.3, lambda: None)
+        assert web.hub.get("1001") is not None  # what the stream alone cannot tell it
+        await web.store.reconcile()  # what the read loop's reconnection runs
+        assert web.hub.get("1001") is None
+        assert web.hub.get("1003").token == other.hub.get("1003").token  # type: ignore[union-attr]
+        assert web.store._reconnected in web.reads.on_up
+    finally:
+        await other.stop()
+        await web.stop()
+        await writer.stop()
