@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 CONFIG ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test install install-test lint bench clean
+.PHONY: demo test test-compiled install install-test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ demo: install
 test: install-test
 	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The whole suite against the optional mypyc build (tests/support/compiled.py: built once,
+# cached under build/mypyc-test); `make test` runs the compiled modules' quick tests against it.
+test-compiled: install-test
+	$(BIN)/python -m tests.support.compiled $(PYTEST_ARGS)
 
 lint: install-test
 	$(BIN)/ruff check pbxis twisted tests bench

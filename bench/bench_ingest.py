@@ -15,7 +15,9 @@ The floor: the same bytes, sent by the same peer on another port, read by a plai
 read-and-split loop (``bench_ingest.py floor``: split on the blank line, split lines,
 partition on ``": "``, fill a dict, read one key), in its own process, in the same run.
 
-``--profile`` runs pyinstrument over the 1,000-agent flood and prints its top entries.
+``--profile`` runs cProfile (CPU time) over the largest flood and prints its top entries by
+own time (cProfile is in the standard library; its overhead slows the flood, so a profiled
+run's figures are not the run's figures).
 """
 
 from __future__ import annotations
@@ -271,10 +273,12 @@ async def run_one(
         sent = child.ask("flood")
         profiler = None
         if profile:
-            from pyinstrument import Profiler
+            import cProfile
 
-            profiler = Profiler(interval=0.0005, async_mode="disabled")
-            profiler.start()
+            # CPU time, not the wall clock: on a shared machine a time slice lost to
+            # another process would be charged to whatever function it interrupted
+            profiler = cProfile.Profile(time.process_time)
+            profiler.enable()
         started = time.perf_counter()
         cpu_started = time.process_time()
         progress, last_seen = started, 0
@@ -291,7 +295,7 @@ async def run_one(
         ended = progress
         cpu = time.process_time() - cpu_started
         if profiler is not None:
-            profiler.stop()
+            profiler.disable()
         if seen >= total:
             await sent
         rss_after = rss_kib()
@@ -326,8 +330,12 @@ async def run_one(
             f"{sum(hub_stats['log_sizes'].values())} entries in logs"
         )
         if profiler is not None:
-            text = profiler.output_text(unicode=False, color=False, show_all=False)
-            print("\n".join("# " + line for line in text.splitlines()[:80]), flush=True)
+            import io
+            import pstats
+
+            out = io.StringIO()
+            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(30)
+            print("\n".join("# " + line for line in out.getvalue().splitlines()), flush=True)
     finally:
         await clients.quit()
         await defer.maybeDeferred(service.stopService)
@@ -340,7 +348,7 @@ async def main(reactor: Any) -> None:
     p.add_argument("--agents", type=int, nargs="*", default=None, help="registered agents (default 100 1000)")
     p.add_argument("--clients", type=int, default=200, help="SSE clients (on the first agents)")
     p.add_argument("--events", type=int, default=None, help="AMI events in the flood (default 200000)")
-    p.add_argument("--profile", action="store_true", help="pyinstrument over the largest run")
+    p.add_argument("--profile", action="store_true", help="cProfile over the largest run")
     p.add_argument("--max-log-bytes", type=int, default=None, help="[agents] max_log_bytes")
     args = p.parse_args(sys.argv[1:])
     sizes = args.agents or ([30, 60] if args.quick else [100, 1000])

@@ -98,8 +98,9 @@ def rss_kib() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def machine() -> str:
-    """One line naming what the figures were measured on."""
+def machine(build_name: str | None = None) -> str:
+    """One line naming what the figures were measured on (``build_name``: the build the
+    benches will import, when not this process's)."""
     model = platform.processor() or "?"
     try:
         with open("/proc/cpuinfo") as f:
@@ -109,7 +110,20 @@ def machine() -> str:
                     break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores, {model}, Python {sys.version.split()[0]}, {platform.system()}"
+    return (
+        f"{os.cpu_count()} cores, {model}, Python {sys.version.split()[0]}, {platform.system()}; "
+        f"pbxis build: {build_name or build()}"
+    )
+
+
+def build() -> str:
+    """``compiled`` when the parser and tracker imported are mypyc's (``run_all.py
+    --compiled``), else ``pure``: the figures of the two builds differ by about 1.5x."""
+    import pbxis.ami.parser
+    import pbxis.tracker.tracker
+
+    modules = (pbxis.ami.parser, pbxis.tracker.tracker)
+    return "pure" if all((m.__file__ or "").endswith(".py") for m in modules) else "compiled"
 
 
 def raise_fd_limit() -> int:

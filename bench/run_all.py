@@ -30,13 +30,27 @@ BENCHES = (
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes (under 30 s in all)")
+    p.add_argument(
+        "--compiled",
+        action="store_true",
+        help="run against the mypyc build (built once, cached: tests/support/compiled.py)",
+    )
     p.add_argument("only", nargs="*", help=f"benches to run (default: all of {', '.join(BENCHES)})")
     args = p.parse_args()
     chosen = args.only or list(BENCHES)
     sys.path.insert(0, str(HERE))
     from common import machine
 
-    print(f"# {machine()}", flush=True)
+    env = dict(os.environ)
+    if args.compiled:
+        sys.path.insert(0, str(HERE.parent))
+        from tests.support.compiled import build
+
+        built, seconds = build()
+        made = f"built in {seconds:.0f} s" if seconds else "cached"
+        print(f"# mypyc build {built.name}: {made}", flush=True)
+        env["PYTHONPATH"] = os.pathsep.join([str(built), *filter(None, [env.get("PYTHONPATH")])])
+    print(f"# {machine('compiled' if args.compiled else None)}", flush=True)
     print(f"# load average at start: {_load()}", flush=True)
     failed = []
     for name in chosen:
@@ -44,7 +58,7 @@ def main() -> int:
         print(f"## {script.stem}", flush=True)
         started = time.monotonic()
         cmd = [sys.executable, str(script), *(["--quick"] if args.quick else [])]
-        rc = subprocess.call(cmd, cwd=HERE)
+        rc = subprocess.call(cmd, cwd=HERE, env=env)
         print(f"# {script.stem}: {time.monotonic() - started:.1f} s, exit {rc}", flush=True)
         if rc != 0:
             failed.append(script.stem)

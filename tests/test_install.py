@@ -40,6 +40,10 @@ FRONTEND = "build >= 1.0"
 
 
 def _run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
+    # Never the test run's PYTHONPATH (it names the checkout, or the compiled build under
+    # tests/support/compiled.py): pip would take the pbxis found there for installed.
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run(
         [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )

@@ -13,6 +13,7 @@ from pbxis.events import AgentEvent
 from pbxis.sync import StateSync
 from pbxis.tracker import Tracker
 from pbxis.tracker.filters import advanced_filters
+from tests.support.override import Override
 
 
 @dataclass
@@ -230,7 +231,7 @@ def test_a_tracker_error_in_a_batch_loses_only_that_event(monkeypatch):
             raise RuntimeError("tracker bug")
         return real(message, now_ms)
 
-    monkeypatch.setattr(tracker, "handle", handle)
+    monkeypatch.setattr(sync, "_tracker", Override(tracker, handle=handle))
     sync.ami_events([pause("SIP/1001", "1"), pause("SIP/1001", "0"), pause("SIP/9999", "0")])
     assert [(e.agent, e.type) for e in published] == [("1001", "queueMemberStatus")]
 
@@ -255,8 +256,7 @@ def test_fully_booted_inside_a_batch_is_handled_at_its_place(monkeypatch):
         return real_plan(agents)
 
     sync._publish_cb = lambda events: order.append(f"publish {len(events)}")
-    monkeypatch.setattr(tracker, "handle", handle)
-    monkeypatch.setattr(tracker, "plan_rebuild", plan)
+    monkeypatch.setattr(sync, "_tracker", Override(tracker, handle=handle, plan_rebuild=plan))
     sync.ami_events([pause("SIP/1001", "1"), booted(), pause("SIP/1001", "0")])
     assert order[0] == "handle QueueMemberPause 1"
     at = order.index

@@ -291,9 +291,13 @@ class AMIClientFactory(Factory):
 
     def link_events(self, protocol: AMIProtocol, messages: list[Message]) -> None:
         counts = self.stats.events_in
-        for message in messages:
-            name = message.event
-            if name is not None:
+        names = [name for message in messages if (name := message.event) is not None]
+        # One C-level count of the read's names when they cannot push the counter past
+        # its bound (the names are known ones: always, after the first reads).
+        if len(counts) + len(set(names).difference(counts)) <= MAX_EVENT_NAMES:
+            counts.update(names)
+        else:
+            for name in names:
                 if name in counts or len(counts) < MAX_EVENT_NAMES:
                     counts[name] += 1
                 else:

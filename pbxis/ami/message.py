@@ -27,6 +27,9 @@ their length each time."""
 _NEEDLES: dict[str, str] = {}
 """Key as asked -> ``"\\n" + lowered key + ": "``: keys come from a small vocabulary."""
 _MAX_NEEDLES: Final = 1024
+_UNREAD: Final = "\x00event not read"
+"""``Message._event`` before the first :attr:`Message.event` (compared by identity: no
+parsed name is this object)."""
 
 
 def _needle(key: str) -> str:
@@ -112,12 +115,13 @@ class Message:
     text could move characters).
     """
 
-    __slots__ = ("_folded", "_headers", "_index", "_text")
+    __slots__ = ("_event", "_folded", "_headers", "_index", "_text")
 
     def __init__(self, headers: HeaderInput = (), *, _text: str | None = None) -> None:
         # ``_text`` is the parser's: a frame whose every line holds ": ", lines split by
         # CRLF, no other LF, no trailing CRLF (it checked all of it).
         self._text: str | None = _text
+        self._event: str | None = _UNREAD
         self._folded: str | None = None
         self._index: dict[str, str] | None = None
         self._headers: tuple[tuple[str, str], ...] | None = (
@@ -174,18 +178,37 @@ class Message:
             # Every line is "key: value" after a LF, so the first line that starts with
             # the key and ": " is its first occurrence. ``in`` first: a miss (ActionID,
             # ChanVariable on most events) costs no ``find``, which parses its arguments.
+            # One search: most look-ups hit (a miss, ActionID or ChanVariable on most
+            # events, costs the same search).
             needle = _NEEDLES.get(key) or _needle(key)
-            if needle not in folded:
+            at = folded.find(needle)
+            if at < 0:
                 return default
             text = self._text
             assert text is not None
-            begin = folded.find(needle) + len(needle) - 1  # folded has one LF more in front
+            begin = at + len(needle) - 1  # folded has one LF more in front
             end = text.find("\r\n", begin)
             return text[begin:end] if end >= 0 else text[begin:]
         index = self._index
         if index is None:
             index = self._build_index()
         return index.get(key.lower(), default)
+
+    def lacks(self, keys: tuple[str, ...]) -> bool:
+        """True when none of ``keys`` is a header (any case): one call for look-ups that
+        usually miss (the tracker asks every event for ``ActionID`` and ``ChanVariable``)."""
+        folded = self._folded
+        if folded is None:
+            folded = self._fold()
+        if folded:
+            for key in keys:
+                if (_NEEDLES.get(key) or _needle(key)) in folded:
+                    return False
+            return True
+        index = self._index
+        if index is None:
+            index = self._build_index()
+        return not any(key.lower() in index for key in keys)
 
     def __getitem__(self, key: str) -> str:
         value = self.get(key)
@@ -214,7 +237,18 @@ class Message:
     # -- what kind of message ---------------------------------------------------
     @property
     def event(self) -> str | None:
-        """The ``Event`` name. OriginateResponse carries ``Response:`` too; it is an event."""
+        """The ``Event`` name. OriginateResponse carries ``Response:`` too; it is an event.
+
+        Read once, then kept: every layer of the daemon's path (the link, the factory's
+        counts, the sync, the tracker's dispatch) asks for it."""
+        event = self._event
+        if event is not _UNREAD:
+            return event
+        event = self._read_event()
+        self._event = event
+        return event
+
+    def _read_event(self) -> str | None:
         text = self._text
         if text is not None:
             if text.startswith("Event: "):  # how Asterisk writes every event

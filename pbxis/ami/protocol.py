@@ -219,7 +219,11 @@ class AMIProtocol(Protocol):
                 if isinstance(item, Banner):
                     self._flush(events)
                     self._got_banner(item)
-                elif self._is_link_event(item):
+                elif (event := item.event) is not None and event != "FullyBooted" and (
+                    not (self._pending or self._forgotten) or self._is_link_event(item)
+                ):
+                    # the common case told inline (no action pending: no ActionID to
+                    # compare), one call fewer per event of a flood
                     events.append(item)
                     continue
                 else:

@@ -21,8 +21,21 @@ _SUFFIX = re.compile(r"-[0-9a-fA-F]{8}(?:;\d)?$")
 _LOCAL_HALF = re.compile(r";\d$")
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
 def device_of_channel(channel: str) -> str:
-    """``SIP/1001-0000000a`` -> ``SIP/1001``; ``Local/1001@ctx-00000001;2`` -> ``Local/1001@ctx``."""
+    """``SIP/1001-0000000a`` -> ``SIP/1001``; ``Local/1001@ctx-00000001;2`` -> ``Local/1001@ctx``.
+
+    The two shapes Asterisk writes are told by a few index tests (every Hangup and
+    DialBegin asks, mostly for channels that are nobody's); anything else takes the
+    patterns, which define the answer."""
+    if len(channel) > 9:
+        if channel[-9] == "-" and _HEX.issuperset(channel[-8:]):
+            return channel[:-9]
+        if channel[-2] == ";" and channel[-11:-10] == "-" and channel[-1].isdecimal():
+            if _HEX.issuperset(channel[-10:-2]):
+                return channel[:-11]
     stripped = _SUFFIX.sub("", channel)
     if stripped == channel:
         stripped = _LOCAL_HALF.sub("", channel)

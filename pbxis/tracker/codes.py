@@ -35,6 +35,10 @@ def to_int(value: str | None, default: int = 0) -> int:
 
 def truth(value: str | None) -> bool:
     """Asterisk's ``ast_true``: ``1``, ``yes``, ``true``, ``on`` (any case)."""
+    if value == "0":  # what Asterisk writes for booleans (Paused, InCall, Ringinuse)
+        return False
+    if value == "1":
+        return True
     return (value or "").strip().lower() in {"1", "yes", "true", "on", "y", "t"}
 
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..ami.message import Message
-from ..events import AGENT_COMPLETE, ORIGINATE_FAILED, TRANSFER_FAILED
+from ..events import AGENT_COMPLETE, ORIGINATE_FAILED, QUEUE_MEMBER_STATUS, TRANSFER_FAILED
 from .channels import AgentDirectory, unescape
 from .codes import dial_failure_reason, hangup_failure_reason, originate_reason, to_int, truth
 from .model import (
@@ -80,6 +80,8 @@ Outcome = tuple[ViewKey, Collection[str], Sequence[Instant]]
 is, and the instants. One entry suffices: every event concerns one topic."""
 
 NOTHING: Final[Outcome] = ((), (), ())
+
+_LIST_ITEM_OR_VARIABLES: Final = ("ActionID", "ChanVariable")
 
 _TRANSFER_SIDES: Final = (
     ("Transferee", "TransferTarget", "SecondTransferer"),
@@ -214,13 +216,18 @@ class State:
         handler, originate = found
         if handler is None:
             return NOTHING
-        if not originate and message.get("ActionID") is not None:
-            return NOTHING  # a list item of some action, not a live event
-        # ChanVariable lines come with manager.conf channelvars only, so one look-up
-        # rules them out before any scan. Events built from a channel pointer spell them
-        # ``ChanVariable(<channel>)`` (reference §3.1); of ours only OriginateResponse is.
-        if originate or message.get("ChanVariable") is not None:
+        # A list item of some action (an ActionID) is not a live event. ChanVariable
+        # lines come with manager.conf channelvars only, so a look-up rules them out
+        # before any scan; events built from a channel pointer spell them
+        # ``ChanVariable(<channel>)`` (reference §3.1): of ours only OriginateResponse is.
+        # Most events have neither: one call tells.
+        if originate:
             self._note_recording(message)
+        elif not message.lacks(_LIST_ITEM_OR_VARIABLES):
+            if message.get("ActionID") is not None:
+                return NOTHING
+            if message.get("ChanVariable") is not None:
+                self._note_recording(message)
         return handler(message)
 
     def _resolve(self, name: str | None) -> tuple[Callable[[Message], Outcome] | None, bool]:
@@ -245,8 +252,9 @@ class State:
     def set_member(self, queue: QueueState, agent: str, message: Message) -> None:
         member = queue.members.get(agent) or Member()
         member.status = to_int(message.get("Status"), member.status)
-        if "Paused" in message:
-            member.paused = truth(message.get("Paused"))
+        paused = message.get("Paused")
+        if paused is not None:
+            member.paused = truth(paused)
         # PausedReason (13.8+), Reason (QueueMemberPaused of 11, deprecated in 13-17).
         reason = message.get("PausedReason")
         if reason is None:
@@ -281,16 +289,20 @@ class State:
 
     # -- queue members -----------------------------------------------------------------
     def _member(self, message: Message) -> Outcome:
+        # The most frequent event (one per queue per device state change): the look-ups
+        # of ``tracked`` and ``agent_of_member`` are written out here.
         name = message.get("Queue")
-        queue = self.tracked(name)
+        queue = self.queues.get(name) if name else None
         if queue is None:
             return NOTHING
-        agent = self.agent_of_member(message)
-        if agent is None or name not in self.agents[agent].queues:
-            return NOTHING
         assert name is not None
+        agent = self.directory.by_interface(message.get("Interface") or message.get("Location"))
+        record = self.agents.get(agent) if agent is not None else None
+        if record is None or name not in record.queues:
+            return NOTHING
+        assert agent is not None
         self.set_member(queue, agent, message)
-        return member_key(name), (agent,), ()
+        return (QUEUE_MEMBER_STATUS, name), (agent,), ()
 
     def _member_removed(self, message: Message) -> Outcome:
         name = message.get("Queue")
@@ -309,15 +321,20 @@ class State:
         uid = message.get("Uniqueid")
         if uid and name:
             self.queue_callers.remember(uid, name)
-        return self._caller_count(message)
+        return self._count(name, message)
 
     def _caller_count(self, message: Message) -> Outcome:
-        name = message.get("Queue")
-        queue = self.tracked(name)
-        if queue is None or "Count" not in message:
+        return self._count(message.get("Queue"), message)
+
+    def _count(self, name: str | None, message: Message) -> Outcome:
+        queue = self.queues.get(name) if name else None
+        if queue is None:
+            return NOTHING
+        count = message.get("Count")
+        if count is None:
             return NOTHING
         assert name is not None
-        queue.count = max(0, to_int(message.get("Count")))
+        queue.count = max(0, to_int(count))
         return count_key(name), queue.watchers, ()
 
     # -- extension state ---------------------------------------------------------------
@@ -396,13 +413,14 @@ class State:
         changed: list[str] = []
         caller_channel = message.get("Channel")
         caller_key = message.get("Uniqueid")
-        dest_agent = self.agent_of_channel(message.get("DestChannel"))
+        dest_channel = message.get("DestChannel")
+        dest_agent = self.agent_of_channel(dest_channel)
         if dest_agent:
             dest_key = message.get("DestUniqueid")
             if not dest_key:
                 pass
             elif caller_channel is None:
-                if self._originate_rings(dest_agent, dest_key, message.get("DestChannel")):
+                if self._originate_rings(dest_agent, dest_key, dest_channel):
                     changed.append(dest_agent)
             elif caller_key:
                 call = Call(
@@ -412,7 +430,7 @@ class State:
                     direction="in",
                     unique_id=caller_key,
                     queue=self.queue_callers.get(caller_key),
-                    channel=message.get("DestChannel"),
+                    channel=dest_channel,
                     peer=caller_channel,
                     peer_id=caller_key,
                 )
@@ -429,7 +447,7 @@ class State:
             dialled = (exten if exten != "s" else None) or _number(message.get("DestCallerIDNum"))
             name = _name(message.get("DestCallerIDName")) if dest_agent else None
             call = Call(caller_key, dialled, name, "out", caller_key, channel=caller_channel)
-            call.peer, call.peer_id = message.get("DestChannel"), message.get("DestUniqueid")
+            call.peer, call.peer_id = dest_channel, message.get("DestUniqueid")
             if self._start_call(src_agent, call) and src_agent not in changed:
                 changed.append(src_agent)
         return (PHONE_KEY, changed, ()) if changed else NOTHING
@@ -449,16 +467,18 @@ class State:
         """The outgoing leg of a click-to-call failed after the agent answered, or the
         agent's own phone refused the originated call (no ``Channel``: the originate
         thread dialled it)."""
-        reason = dial_failure_reason(message.get("DialStatus"))
-        transfer = self._transfer_dialled(message, reason)
+        status = message.get("DialStatus")
+        reason = dial_failure_reason(status)
+        transfer = self._transfer_dialled(message, status, reason) if status else None
         if transfer is not None:
             return transfer
         if reason is None:
             return NOTHING
-        if message.get("Channel") is None:
+        channel = message.get("Channel")
+        if channel is None:
             return self._leg_failed(self.agent_of_channel(message.get("DestChannel")),
                                     message.get("DestUniqueid"), reason)  # fmt: skip
-        agent = self.agent_of_channel(message.get("Channel"))
+        agent = self.agent_of_channel(channel)
         key = message.get("Uniqueid")
         if agent is None or key is None:
             return NOTHING
@@ -469,10 +489,12 @@ class State:
         data = {"actionId": call.action_id, "number": call.number, "reason": reason}
         return (), (), (Instant(agent, ORIGINATE_FAILED, data),)
 
-    def _transfer_dialled(self, message: Message, reason: str | None) -> Outcome | None:
+    def _transfer_dialled(self, message: Message, dial_status: str, reason: str | None) -> Outcome | None:
         """The end of the target's ringing, for a transfer pbxis started: ``transferFailed``
         when it was busy, unanswered or unreachable; forgotten when it answered."""
-        status = (message.get("DialStatus") or "").upper()
+        if not self.transfers and not self.consults:
+            return None  # no transfer of ours under way: the common case, no look-up
+        status = dial_status.upper()
         if status not in ("ANSWER", "BUSY", "NOANSWER", "CONGESTION", "CHANUNAVAIL", "CANCEL"):
             return None
         uid, channel = message.get("Uniqueid") or "", message.get("Channel") or ""

@@ -152,7 +152,7 @@ class Tracker:
         elif self._queue_events and key[0] == QUEUE_COUNT:
             events = self._queue_count(key[1], now_ms)
         else:
-            events = list(self._emit_entry(key, agents, now_ms))
+            events = self._emit_entry(key, agents, now_ms)
         if instants:
             events.extend(self._instants(instants, now_ms))
         return events
@@ -430,7 +430,9 @@ class Tracker:
                 events.extend(self._diff(self._state.agents[agent], now_ms))
         return events
 
-    def _emit_entry(self, key: ViewKey, agents: Collection[str], now_ms: int) -> list[AgentEvent]:
+    def _emit_entry(
+        self, key: ViewKey, agents: Collection[str], now_ms: int
+    ) -> list[AgentEvent | QueueEvent]:
         """A live event: the changes of one view entry, for the agents it concerns."""
         records, queues = self._state.agents, self._state.queues
         if len(agents) > 1:
@@ -440,7 +442,7 @@ class Tracker:
         kind = key[0]
         # A caller count goes to every watcher of the queue: computed once.
         shared = count_entry(key[1], queues) if kind == QUEUE_COUNT else None
-        events: list[AgentEvent] = []
+        events: list[AgentEvent | QueueEvent] = []
         for agent in agents:
             if agent in pinned:
                 continue

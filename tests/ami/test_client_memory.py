@@ -790,3 +790,20 @@ def test_a_failing_batch_observer_is_logged_and_the_next_still_called() -> None:
         globalLogPublisher.removeObserver(logged.append)
     assert after.batches == [["Hangup"]]
     assert any(e.get("log_failure") is not None for e in logged)
+
+
+def test_invented_event_names_in_one_read_do_not_grow_the_counter() -> None:
+    """The same bound when the names come in one read (one call for all its events)."""
+    from pbxis.ami.factory import MAX_EVENT_NAMES, OTHER_EVENTS
+
+    factory, _peer, _clock, _ = logged_in(keepalive_interval=None)
+    protocol = factory.protocol_instance
+    assert protocol is not None
+    known = [Message([("Event", "Hangup")])]
+    invented = [Message([("Event", f"Invented{i}")]) for i in range(2 * MAX_EVENT_NAMES)]
+    factory.link_events(protocol, known + invented + known)
+    counts = factory.stats.events_in
+    assert len(counts) == MAX_EVENT_NAMES + 1
+    assert counts["Hangup"] == 2
+    assert counts[OTHER_EVENTS] == MAX_EVENT_NAMES + 1
+    assert list(counts)[1:3] == ["Invented0", "Invented1"]  # the first names seen keep their own

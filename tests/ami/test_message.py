@@ -120,3 +120,20 @@ def test_framed_message_reads_its_pairs_only_when_asked() -> None:
         ("Cause-txt", "Normal: ok"),
     )
     assert m == Message(m.headers) and hash(m) == hash(Message(m.headers))
+
+
+@pytest.mark.parametrize("framed", [True, False], ids=["parsed-text", "pairs"])
+def test_lacks_is_true_only_when_no_key_is_present_in_any_case(framed: bool) -> None:
+    from pbxis.ami.parser import parse_block
+
+    pairs = [("Event", "Hangup"), ("actionid", "7"), ("Channel", "SIP/1001-00000001")]
+    if framed:
+        message = parse_block("".join(f"{k}: {v}\r\n" for k, v in pairs).encode()[:-2])
+        assert message is not None
+    else:
+        message = Message(pairs)
+    assert not message.lacks(("ActionID", "ChanVariable"))
+    assert not message.lacks(("ChanVariable", "CHANNEL"))
+    assert message.lacks(("ChanVariable", "Uniqueid"))
+    assert message.lacks(("Chan: nel",))  # no key holds ": "
+    assert message.lacks(())

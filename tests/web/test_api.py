@@ -12,6 +12,7 @@ import pytest_twisted
 from twisted.logger import LogEvent, formatEvent, globalLogPublisher
 
 from pbxis.ami.errors import ActionFailed, ActionTimeout, ConnectionLost
+from tests.support.override import Override
 from tests.web.test_api_fakes import Env, Fakes, Server
 
 
@@ -439,14 +440,16 @@ async def test_cors_preflight_and_answers(api: Server) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_unexpected_exception_is_a_bare_500_and_logged_without_secrets(env: Env, api: Server) -> None:
+async def test_unexpected_exception_is_a_bare_500_and_logged_without_secrets(
+    env: Env, api: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
     doc = await register(api)
     token = doc["token"]
 
     def broken(agent: str) -> dict[str, Any]:
         raise RuntimeError("secret internals")
 
-    env.fakes.tracker.agent_state = broken  # type: ignore[method-assign]
+    monkeypatch.setattr(env.fakes.center.primary, "tracker", Override(env.fakes.tracker, agent_state=broken))
     events: list[LogEvent] = []
     globalLogPublisher.addObserver(events.append)
     try:
