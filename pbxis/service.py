@@ -290,7 +290,8 @@ class _RedisService(Service):
             registration = hub.get(agent)
             if registration is None:
                 return None
-            return registration.token, registration.queues, registration.name
+            # a supervisor's queues are its board's (kept by the store, RedisStore.watch)
+            return registration.token, store.watched(agent) or registration.queues, registration.name
 
         reader = self.node.reader
         self.feed = RegistrationFeed(

@@ -834,7 +834,9 @@ async def _shared_store_call(call: Any) -> Any:
     try:
         return await call
     except (RedisUnavailable, RedisTimeout, QueryTimeout) as e:
-        raise PbxUnavailable(f"the shared store did not answer: {e}") from None
+        # the error's own text names the store's address: for the log, not for clients
+        log.warn("the shared store did not answer: {e}", e=e)
+        raise PbxUnavailable("the shared store did not answer in time: retry in a few seconds") from None
 
 
 def _wall_ms() -> int:

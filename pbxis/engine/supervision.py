@@ -79,6 +79,7 @@ class Supervision:
         """Register (again: same token, new queues and name); the board loads new queues."""
         key = supervisor_key(name)
         registration = self.hub.register(key, (), display_name)
+        self.hub.store.watch(key, queues)  # kept with the registration (a shared store)
         if self.tracks:
             self.sync.supervisor_registered(key, queues).addErrback(self._load_failed, name)
         log.info("supervisor {name} registered for queues {queues}", name=name, queues=list(queues))

@@ -126,6 +126,9 @@ class MemoryStore:
             # the readers still attached keep the object; the budget forgets it now
             elog.evict(elog.bytes + 1)
 
+    def watch(self, agent: str, queues: Sequence[str]) -> None:
+        pass  # nothing outlives the process in memory
+
     def log(self, agent: str) -> MemoryLog | None:
         return self._logs.get(agent)
 

@@ -17,6 +17,7 @@ trip (a script or a pipeline), whatever the number of events or agents it carrie
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ __all__ = [
     "StaleFence",
     "Stored",
     "StoredEntry",
+    "asked",
     "encode_event",
     "state_key",
 ]
@@ -254,6 +256,18 @@ def _stored(agent: str, fields: Any) -> Stored | None:
         last=int(f["last"]),
         fence=int(f["fence"]),
     )
+
+
+def asked(stored: Stored | None, fields: dict[str, str] | None) -> Stored | None:
+    """``stored`` with the queues and name a ``registrations`` entry carries (the change
+    that entry made), when it carries them and the registration is still there."""
+    if stored is None or not fields or "queues" not in fields:
+        return stored
+    try:
+        queues, name = tuple(json.loads(fields["queues"])), json.loads(fields.get("name", "null"))
+    except ValueError:
+        return stored
+    return dataclasses.replace(stored, queues=queues, name=name)
 
 
 def _entry(item: Any) -> StoredEntry:

@@ -8,13 +8,18 @@ that gives up waiting claims it too, as ``abandoned``. Exactly one claim wins, s
 
 * the command runs only if the collector's claim won, and then once;
 * a web node whose wait timed out and whose ``abandoned`` claim won knows the command
-  never ran and never will (504, safe to retry by hand); one whose claim lost knows it
-  runs or ran, and waits a little longer for the answer (504 "outcome unknown" after);
+  never ran and never will: no collector took it (503 with ``Retry-After``, as with no
+  collector at all: safe to retry); one whose claim lost knows a collector took it, and
+  waits a little longer for the answer (504 "may or may not have run" after);
 * nothing is ever sent again: not after a timeout, not after a collector restart (a
   command older than its deadline is abandoned by the collector's claim script).
 
 No collector holding the lease (``collector``, refreshed every ``lease/3``): the sender
-fails at once with :class:`NoCollector` (HTTP 503 with ``Retry-After``).
+fails at once with :class:`NoCollector` (HTTP 503 with ``Retry-After``); so does Redis
+not answering before the command was sent. Redis failing *while* it is sent (the command
+may have landed) is a wait that timed out: the sender claims it abandoned, and answers by
+that claim, 503 when it won, 504 "may or may not have run" when it lost or Redis did not
+answer it either.
 """
 
 from __future__ import annotations
@@ -27,20 +32,24 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from pbxis.errors import PbxTimeout, PbxUnavailable
+from pbxis.errors import CommandError, PbxTimeout, PbxUnavailable
 
-from .redis_keys import Keys
+from .redis_keys import NODE_STREAM_TTL_MS, Keys
 from .redis_lease import CLAIM_HELD, Lease
-from .redis_link import RedisLink, Script
+from .redis_link import RedisLink, RedisTimeout, RedisUnavailable, Script
 from .redis_reader import RawEntry, StreamReader
 from .redis_scripts import CLAIM_COMMAND
 
-__all__ = ["CommandExecutor", "CommandSender", "CommandTimeout", "NoCollector"]
+__all__ = ["CommandExecutor", "CommandNotTaken", "CommandSender", "CommandTimeout", "NoCollector"]
 
 log = Logger(namespace="pbxis.redis")
 
 #: commands and replies kept in their streams (approximately: ``MAXLEN ~``)
 STREAM_LEN = 10_000
+
+#: ms a command's claim is kept after its deadline (``CLAIM_COMMAND``): the sender's
+#: abandonment comes right at the deadline, and no collector's claim wins after it
+CLAIM_TTL_MS = 60_000
 
 # KEYS: commands. ARGV: id, reply-to node, kind, args json, timeout ms, max len
 # -> the deadline on Redis's clock (ms)
@@ -61,29 +70,41 @@ class NoCollector(PbxUnavailable):
     A :class:`~pbxis.errors.PbxUnavailable`: the engine and the HTTP answer (503 with
     ``Retry-After``) treat it as a local command finding no AMI link."""
 
-    def __init__(self, retry_after: int) -> None:
+    def __init__(self, retry_after: int, message: str = "") -> None:
         super().__init__(
-            f"no collector node holds the AMI link (none is connected to Redis); retry in {retry_after} s",
+            message
+            or f"no collector node holds the AMI link (none is connected to Redis); retry in {retry_after} s",
             retry_after=retry_after,
         )
 
 
+class CommandNotTaken(NoCollector):
+    """The lease had a holder, but no collector took the command in time (it stopped, or
+    is stuck): the web node's abandonment won, so it certainly never ran and never will.
+    A 503 with ``Retry-After`` like :class:`NoCollector`: retrying is safe."""
+
+    executed = False
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            retry_after,
+            "no collector took the command in time: it was not run and never will be; "
+            f"safe to retry in {retry_after} s",
+        )
+
+
 class CommandTimeout(PbxTimeout, TimeoutError):
-    """No answer in time. ``executed`` is ``False`` when the command certainly never ran
-    (and never will), ``None`` when the collector took it and its outcome is unknown.
+    """A collector took the command but did not answer in time: its outcome is unknown
+    (``executed`` is ``None``). A :class:`~pbxis.errors.PbxTimeout` (HTTP 504). A command
+    no collector took is :class:`CommandNotTaken` (503), never this."""
 
-    A :class:`~pbxis.errors.PbxTimeout` (HTTP 504) either way; the message says which."""
+    executed: bool | None = None
 
-    def __init__(self, executed: bool | None) -> None:
-        if executed is False:
-            text = "no collector took the command in time: it was not run and never will be; safe to retry"
-        else:
-            text = (
-                "the collector took the command but did not answer in time (it may have stopped): "
-                "it may or may not have run, and it is never sent again"
-            )
-        super().__init__(text)
-        self.executed = executed
+    def __init__(self) -> None:
+        super().__init__(
+            "the collector took the command but did not answer in time (it may have stopped): "
+            "it may or may not have run, and it is never sent again"
+        )
 
 
 class CommandSender:
@@ -113,29 +134,37 @@ class CommandSender:
 
     async def send(self, kind: str, args: dict[str, Any], timeout: float) -> Any:
         """The collector's answer to ``kind`` with ``args``; see the module docstring."""
-        if await self.link.command("GET", self.keys.collector) is None:
+        try:
+            holder = await self.link.command("GET", self.keys.collector)
+        except (RedisUnavailable, RedisTimeout):
+            holder = None  # nothing sent: as safe to retry as no collector
+        if holder is None:
             self.no_collector += 1
             raise NoCollector(retry_after=5)
         command_id = uuid.uuid4().hex
         waiting: defer.Deferred[Any] = defer.Deferred()
         self._pending[command_id] = waiting
         try:
-            await self.link.script(
-                SEND,
-                [self.keys.commands],
-                [command_id, self.node, kind, json.dumps(args), int(timeout * 1000), STREAM_LEN],
-            )
-            self.forwarded += 1
             try:
+                await self.link.script(
+                    SEND,
+                    [self.keys.commands],
+                    [command_id, self.node, kind, json.dumps(args), int(timeout * 1000), STREAM_LEN],
+                )
+                self.forwarded += 1
                 return await _within(waiting, timeout, self.clock)
-            except defer.TimeoutError:
-                pass
-            won = await self.link.script(
-                CLAIM_COMMAND, [self.keys.command(command_id)], ["abandoned", 3_600_000, 0]
-            )
+            except (defer.TimeoutError, RedisUnavailable, RedisTimeout):
+                pass  # no answer in time, or the command may or may not have reached Redis
+            try:
+                won = await self.link.script(
+                    CLAIM_COMMAND, [self.keys.command(command_id)], ["abandoned", CLAIM_TTL_MS, 0]
+                )
+            except (RedisUnavailable, RedisTimeout):
+                self.timed_out += 1
+                raise CommandTimeout() from None
             if int(won):
                 self.timed_out += 1
-                raise CommandTimeout(executed=False) from None
+                raise CommandNotTaken(retry_after=5) from None
             if command_id in self._late:
                 return self._late.pop(command_id)
             fresh: defer.Deferred[Any] = defer.Deferred()
@@ -144,7 +173,7 @@ class CommandSender:
                 return await _within(fresh, self.late, self.clock)
             except defer.TimeoutError:
                 self.timed_out += 1
-                raise CommandTimeout(executed=None) from None
+                raise CommandTimeout() from None
         finally:
             self._pending.pop(command_id, None)
             self._late.pop(command_id, None)
@@ -233,18 +262,23 @@ class CommandExecutor:
         won = await self.link.script(
             CLAIM_HELD,
             [self.keys.command(command_id), self.lease.key],
-            [self.node, 3_600_000, int(fields["deadline"])],
+            [self.node, CLAIM_TTL_MS, int(fields["deadline"])],
         )
         if not int(won):
             return  # another holder took it, or its sender gave up: never run it
         self.executed += 1
         try:
             reply = {"ok": await self.execute(fields["kind"], json.loads(fields["args"]))}
-        except Exception as e:
+        except CommandError as e:  # a domain error: the web node raises the same one
             reply = {"error": type(e).__name__, "message": str(e), **_error_fields(e)}
-        await self.link.command(
-            "XADD", self.keys.replies(fields["from"]), "MAXLEN", "~", 1000, "*",
-            "id", command_id, "reply", json.dumps(reply),
+        except Exception as e:
+            # a bug or a fault here: logged here; its text (paths, addresses) is not the client's
+            log.failure("command {kind} from {node}", kind=fields["kind"], node=fields["from"])
+            reply = {"error": type(e).__name__, "message": "an internal error on the collector, logged there"}
+        replies = self.keys.replies(fields["from"])
+        await self.link.pipeline(
+            [("XADD", replies, "MAXLEN", "~", 1000, "*", "id", command_id, "reply", json.dumps(reply)),
+             ("PEXPIRE", replies, NODE_STREAM_TTL_MS)]
         )  # fmt: skip
 
 

@@ -13,6 +13,15 @@ asked while no writer ran is done when one is back. Entries are idempotent (a ``
 a registration the hub has with the same queues and name changes nothing; an ``unreg``
 of an agent not registered is nothing), so a batch handled twice after a crash between
 handling and recording the position is harmless.
+
+The stream is capped (``REGISTRATIONS_LEN``): a writer down while more changes were made
+would miss the oldest. So the stream only wakes the writer; what it does is decided by the
+registrations themselves, which are authoritative: the ``agents`` set and each
+``reg:{agent}`` hash, where a web node's ``DELETE`` leaves an ``unreg`` mark
+(``REQUEST_END``; registering again removes it). :meth:`RegistrationFeed.reconcile` reads
+them all at start and whenever the read loop's connection comes back (it may have been
+away long enough for the stream to move on past its position): every registration the
+hub lacks is taken, every marked one ended. An ``unreg`` entry ends only a marked one.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from .redis_backend import _stored
+from .redis_backend import _stored, asked
 from .redis_keys import Keys
 from .redis_link import RedisLink
 from .redis_reader import RawEntry, StreamReader
@@ -61,7 +70,10 @@ class RegistrationFeed:
         self.register = register
         self.unregister = unregister
         self.handled = 0
+        self.reconciled = 0  # reconciliations done (tests, logs)
         self._chain: defer.Deferred[None] = defer.succeed(None)
+        self._started = False
+        reader.link.on_up.append(self._reconnected)
 
     async def start(self) -> None:
         """Follow from the recorded position (or from now, the first time)."""
@@ -70,34 +82,69 @@ class RegistrationFeed:
         if position is None:
             last = await self.link.command("XREVRANGE", k.registrations, "+", "-", "COUNT", 1)
             position = str(last[0][0]) if last else "0-1"
+        else:
+            first = await self.link.command("XRANGE", k.registrations, "-", "+", "COUNT", 1)
+            if first and _stream_id(str(first[0][0])) > _stream_id(str(position)):
+                log.warn("Redis: registration changes were made past the stream's cap while no writer ran")
+        await self.reconcile()
+        self._started = True
         self.reader.follow(k.registrations, str(position), self._on_entries)
+
+    def _reconnected(self) -> None:
+        if self._started:
+            self._chain.addCallback(lambda _: defer.ensureDeferred(self.reconcile()))
+            self._chain.addErrback(lambda f: log.warn("Redis: reconciling registrations: {e}", e=f.value))
+
+    async def reconcile(self) -> None:
+        """The hub made equal to the registrations in Redis (see the module docstring)."""
+        k = self.keys
+        agents = sorted(str(a) for a in await self.link.command("SMEMBERS", k.agents))
+        if not agents:
+            self.reconciled += 1
+            return
+        rows = await self.link.pipeline([("HMGET", k.reg(agent), "token", "unreg") for agent in agents])
+        for agent, row in zip(agents, rows, strict=True):
+            if isinstance(row, Exception) or row[0] is None:
+                continue  # ended meanwhile
+            try:
+                if row[1] is not None:
+                    if self.current(agent) is not None:
+                        self.unregister(agent)
+                elif self.current(agent) is None:
+                    await self._one("reg", agent)
+            except Exception:
+                log.failure("Redis: reconciling the registration of {agent}", agent=agent)
+        self.reconciled += 1
 
     def _on_entries(self, stream: str, items: list[RawEntry]) -> None:
         if self.serving is not None and not self.serving():
             return
-        batch = [(fields.get("op", ""), fields.get("agent", "")) for _, fields in items]
+        batch = [(fields.get("op", ""), fields.get("agent", ""), fields) for _, fields in items]
         last = items[-1][0]
         self._chain.addCallback(lambda _: defer.ensureDeferred(self._apply(batch, last)))
         self._chain.addErrback(lambda f: log.failure("Redis: registrations from other nodes", f))
 
-    async def _apply(self, batch: list[tuple[str, str]], last: str) -> None:
-        for op, agent in batch:
+    async def _apply(self, batch: list[tuple[str, str, dict[str, str]]], last: str) -> None:
+        for op, agent, fields in batch:
             try:
-                await self._one(op, agent)
+                await self._one(op, agent, fields)
             except Exception:
                 log.failure("Redis: registration change {op} of {agent}", op=op, agent=agent)
             self.handled += 1
         await self.link.command("SET", self.keys.regpos, last)
 
-    async def _one(self, op: str, agent: str) -> None:
+    async def _one(self, op: str, agent: str, fields: dict[str, str] | None = None) -> None:
         held = self.current(agent)
         if op == "unreg":
-            if held is not None:
+            # only a marked registration: a DELETE the CRM's new PUT crossed ends nothing
+            if held is not None and await self.link.command("HGET", self.keys.reg(agent), "unreg"):
                 self.unregister(agent)
             return
         if op != "reg":
             return  # "end": this node wrote it
-        stored = _stored(agent, await self.link.command("HGETALL", self.keys.reg(agent)))
+        # the queues and name the entry asked for: the hash's may be this writer's own
+        # write-behind copy, written over them since
+        stored = asked(_stored(agent, await self.link.command("HGETALL", self.keys.reg(agent))), fields)
         if stored is None:
             return  # ended since
         if held is not None:
@@ -107,3 +154,8 @@ class RegistrationFeed:
             return
         if await self.load(agent, self.clock.seconds()):  # type: ignore[attr-defined]
             self.register(agent, stored.queues, stored.name)
+
+
+def _stream_id(text: str) -> tuple[int, int]:
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)

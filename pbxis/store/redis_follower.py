@@ -25,6 +25,12 @@ as it does for its own snapshots. ``DELETE`` is asked of the writer too (an ``un
 entry); ``closed`` then comes back through the log and ends the clients here
 (:meth:`~pbxis.hub.hub.Hub.ended`). Grace periods are counted in Redis
 (:mod:`pbxis.store.redis_grace`): this store only says so (``shared_grace``).
+
+The ``registrations`` stream is capped: a read loop away long enough (Redis unreachable
+from this node only) could come back past entries trimmed meanwhile. Each time the read
+loop's connection comes back, :meth:`FollowerStore.reconcile` compares this node's
+registrations with Redis's (the ``agents`` set and their tokens): one ended meanwhile is
+ended here, one made meanwhile is taken.
 """
 
 from __future__ import annotations
@@ -45,12 +51,12 @@ from pbxis.hub.registration import Registration
 from pbxis.hub.store import QueueState, SnapshotSpan
 from pbxis.hub.tokens import new_token
 
-from .redis_backend import Stored, StoredEntry, _pairs, _stored
-from .redis_keys import Keys, token_digest
+from .redis_backend import Stored, StoredEntry, _pairs, _stored, asked
+from .redis_keys import REGISTRATIONS_LEN, Keys, token_digest
 from .redis_link import RedisLink
 from .redis_queries import QueryClient
 from .redis_reader import RawEntry, StreamReader, log_entries
-from .redis_scripts import REGISTER
+from .redis_scripts import REGISTER, REQUEST_END
 
 __all__ = ["FollowerLog", "FollowerStore"]
 
@@ -179,6 +185,8 @@ class FollowerStore(MemoryStore):
         self._position = "0-1"
         #: agent -> since when no client here reads its (loaded) log
         self._idle: dict[str, float] = {}
+        self._following = False
+        reader.link.on_up.append(self._reconnected)
 
     # -- start -----------------------------------------------------------------------
 
@@ -202,7 +210,31 @@ class FollowerStore(MemoryStore):
             self.on_registered(agent, stored.queues, stored.name)
             n += 1
         self.reader.follow(self.keys.registrations, self._position, self._on_registrations)
+        self._following = True
         return n
+
+    def _reconnected(self) -> None:
+        if self._following:
+            self._chain.addCallback(lambda _: defer.ensureDeferred(self.reconcile()))
+            self._chain.addErrback(lambda f: log.warn("Redis follower: reconciling: {e}", e=f.value))
+
+    async def reconcile(self) -> None:
+        """This node's registrations made equal to Redis's (see the module docstring)."""
+        k = self.keys
+        agents = sorted(str(a) for a in await self.link.command("SMEMBERS", k.agents))
+        rows = await self.link.pipeline([("HGETALL", k.reg(agent)) for agent in agents]) if agents else []
+        stored = {}
+        for agent, fields in zip(agents, rows, strict=True):
+            if not isinstance(fields, Exception) and (found := _stored(agent, fields)) is not None:
+                stored[agent] = found
+        for agent, registration in list(self._registrations.items()):
+            now = stored.get(agent)
+            if now is None or now.token != registration.token:
+                self.on_ended(agent, "unregistered")  # ended (or replaced) meanwhile
+        for agent, now in stored.items():
+            if agent not in self._registrations:
+                self._known[agent] = now
+                self.on_registered(agent, now.queues, now.name)
 
     def health(self) -> dict[str, Any]:
         """``/health``'s ``redis``: a web node can do its job while Redis answers."""
@@ -248,17 +280,11 @@ class FollowerStore(MemoryStore):
         token = new_token()
         await self.link.script(
             REGISTER,
-            [k.reg(agent), k.tokens, k.alive, k.log(agent), k.state(agent), k.agents],
+            [k.reg(agent), k.tokens, k.alive, k.log(agent), k.state(agent), k.agents, k.registrations],
             [agent, token, token_digest(token), json.dumps(list(queues)), json.dumps(name),
-             int(self.clock.seconds() * 1000), self.grace_ms],
+             int(self.clock.seconds() * 1000), self.grace_ms, REGISTRATIONS_LEN],
         )  # fmt: skip
-        fields, _ = await self.link.pipeline(
-            [
-                ("HGETALL", k.reg(agent)),
-                ("XADD", k.registrations, "MAXLEN", "~", 10_000, "*", "op", "reg", "agent", agent),
-            ]
-        )
-        stored = _stored(agent, fields)
+        stored = _stored(agent, await self.link.command("HGETALL", k.reg(agent)))
         current = self._registrations.get(agent)
         if stored is not None and (current is None or current.token != stored.token):
             if current is not None:  # ours ended meanwhile; this is a new registration
@@ -287,8 +313,10 @@ class FollowerStore(MemoryStore):
 
     def request_unregister(self, agent: str) -> None:
         """``DELETE``: the writer ends the registration; ``closed`` comes through the log."""
-        d = self.link.command(
-            "XADD", self.keys.registrations, "MAXLEN", "~", 10_000, "*", "op", "unreg", "agent", agent
+        registration = self._registrations.get(agent)
+        token = "" if registration is None else registration.token
+        d = self.link.script(
+            REQUEST_END, [self.keys.reg(agent), self.keys.registrations], [agent, token, REGISTRATIONS_LEN]
         )
         d.addErrback(lambda f: log.warn("Redis follower: unregistering {a} failed: {f}", a=agent, f=f.value))
 
@@ -388,15 +416,14 @@ class FollowerStore(MemoryStore):
 
     def _on_registrations(self, stream: str, items: list[RawEntry]) -> None:
         for _, fields in items:
-            op, agent = fields.get("op", ""), fields.get("agent", "")
             # one at a time, in order: an end must not overtake the registration before it
-            self._chain.addCallback(self._then, op, agent)
+            self._chain.addCallback(self._then, fields)
             self._chain.addErrback(lambda f: log.failure("Redis follower: registrations", f))
 
-    def _then(self, _: object, op: str, agent: str) -> defer.Deferred[None]:
-        return defer.ensureDeferred(self._apply(op, agent))
+    def _then(self, _: object, fields: dict[str, str]) -> defer.Deferred[None]:
+        return defer.ensureDeferred(self._apply(fields.get("op", ""), fields.get("agent", ""), fields))
 
-    async def _apply(self, op: str, agent: str) -> None:
+    async def _apply(self, op: str, agent: str, fields: dict[str, str] | None = None) -> None:
         current = self._registrations.get(agent)
         if op == "end":
             if current is None:
@@ -411,7 +438,7 @@ class FollowerStore(MemoryStore):
             return
         if op != "reg":
             return
-        stored = _stored(agent, await self.link.command("HGETALL", self.keys.reg(agent)))
+        stored = asked(_stored(agent, await self.link.command("HGETALL", self.keys.reg(agent))), fields)
         if stored is None:
             return  # ended since
         if current is not None and current.token == stored.token:

@@ -17,7 +17,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .redis_keys import Keys
+from .redis_keys import REGISTRATIONS_LEN, Keys
 from .redis_link import RedisLink, RedisTimeout, RedisUnavailable
 from .redis_scripts import END, PICK_DUE, REFRESH
 
@@ -105,7 +105,8 @@ class Liveness:
             if closed:
                 self.expired += 1
                 await self.link.command(
-                    "XADD", self.keys.registrations, "MAXLEN", "~", 10_000, "*", "op", "end", "agent", agent
-                )
+                    "XADD", self.keys.registrations, "MAXLEN", "~", REGISTRATIONS_LEN, "*",
+                    "op", "end", "agent", agent,
+                )  # fmt: skip
                 if self.ended is not None:
                     self.ended(agent)

@@ -16,9 +16,11 @@ key                      what
 ``queues``               SET of queues with a state held (``queue:{name}``)
 ``queue:{name}``         HASH: state type -> ``version|rest`` (the hub's queue states)
 ``wake:{node}``          STREAM: wakes a node's blocked read loop when it reads more logs
+                         (each per-node stream expires 10 min after its last entry)
 ``replies:{node}``       STREAM: answers to the commands a web node sent
 ``commands``             STREAM: commands for the collector
-``command:{id}``         STRING: who took the command (its one execution), with a TTL
+``command:{id}``         STRING: who took the command (its one execution), until a minute
+                         after its deadline
 ``collector``            STRING: the node holding the AMI link, with a TTL: the AMI lease, which is
                          also the command lease (``redis_lease``)
 ``registrations``        STREAM: ``op`` (``reg``, ``unreg``, ``end``) and ``agent``: registrations
@@ -36,7 +38,17 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["Keys", "token_digest"]
+__all__ = ["NODE_STREAM_TTL_MS", "REGISTRATIONS_LEN", "Keys", "token_digest"]
+
+#: entries kept in the ``registrations`` stream (approximately: ``MAXLEN ~``); what fell
+#: off is not needed: a writer reconciles with the registrations themselves at start
+#: (:meth:`pbxis.store.redis_feed.RegistrationFeed.reconcile`)
+REGISTRATIONS_LEN = 10_000
+
+#: a node's own streams (``wake``, ``replies``, ``answers``) expire this long after their
+#: last entry: their entries matter for seconds, and a node that is gone (its default name,
+#: host and PID, is new at each start) must not leave keys behind for ever
+NODE_STREAM_TTL_MS = 600_000
 
 
 def token_digest(token: str) -> str:

@@ -24,7 +24,7 @@ from twisted.internet import task
 from twisted.logger import Logger
 
 from .redis_link import RedisLink, RedisTimeout, RedisUnavailable, Script
-from .redis_scripts import _NOW
+from .redis_scripts import _NOW, CLAIM_COMMAND
 
 __all__ = ["ACQUIRE", "CLAIM_HELD", "RELEASE", "Lease"]
 
@@ -56,21 +56,13 @@ return 0
 )
 
 # A command is claimed only by the lease's holder, in the same script that checks it: a
-# paused old holder that resumes cannot run a command the new one is meant to run.
+# paused old holder that resumes cannot run a command the new one is meant to run. The
+# rest is CLAIM_COMMAND's (one rule, written once).
 # KEYS: command:{id}, lease. ARGV: node, ttl ms, deadline ms -> 1 if this node runs it
+assert CLAIM_COMMAND.source.startswith(_NOW)
 CLAIM_HELD = Script(
     "claim_command_held",
-    _NOW
-    + """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-local deadline = tonumber(ARGV[3])
-if deadline > 0 and now_ms() > deadline then
-  redis.call('SET', KEYS[1], 'abandoned', 'NX', 'PX', tonumber(ARGV[2]))
-  return 0
-end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then return 1 end
-return 0
-""",
+    _NOW + "if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end\n" + CLAIM_COMMAND.source[len(_NOW) :],
 )
 
 

@@ -9,6 +9,11 @@ read state, or append a snapshot that carries absolute state: asking again after
 timeout is harmless, so there is no claim (commands, which act on the PBX, have one:
 :mod:`pbxis.store.redis_commands`). No writer reading: the question times out
 (:class:`QueryTimeout`, HTTP 503 with ``Retry-After``).
+
+The same question asked again while it is on its way (a burst of clients of one agent,
+a client polling ``GET /agents/{agent}`` in a loop) waits for the answer already asked
+for: the writer, which also holds the AMI link, works per distinct question in flight
+on each web node, not per HTTP request.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from .redis_keys import Keys
+from .redis_keys import NODE_STREAM_TTL_MS, Keys
 from .redis_link import RedisLink
 from .redis_reader import RawEntry, StreamReader
 
@@ -47,6 +52,9 @@ class QueryClient:
         self.node = node
         self.clock = clock
         self._pending: dict[str, defer.Deferred[Any]] = {}
+        #: (kind, args) in flight -> the callers waiting for the same answer
+        self._asking: dict[tuple[str, str], list[defer.Deferred[Any]]] = {}
+        self.asked = 0  # questions sent to the writer (tests, /metrics)
 
     async def start(self) -> None:
         stream = self.keys.answers(self.node)
@@ -54,6 +62,27 @@ class QueryClient:
         self.reader.follow(stream, str(last[0][0]) if last else "0-1", self._on_answers)
 
     async def ask(self, kind: str, args: dict[str, Any], timeout: float = 5.0) -> Any:
+        key = (kind, json.dumps(args, sort_keys=True))
+        waiters = self._asking.get(key)
+        if waiters is not None:  # asked already: the same answer
+            mine: defer.Deferred[Any] = defer.Deferred()
+            waiters.append(mine)
+            return await mine
+        waiters = self._asking[key] = []
+        try:
+            answer = await self._ask(kind, args, timeout)
+        except BaseException as e:
+            for waiter in waiters:
+                waiter.errback(e)
+            raise
+        finally:
+            self._asking.pop(key, None)
+        for waiter in waiters:
+            waiter.callback(answer)
+        return answer
+
+    async def _ask(self, kind: str, args: dict[str, Any], timeout: float) -> Any:
+        self.asked += 1
         qid = uuid.uuid4().hex
         waiting: defer.Deferred[Any] = defer.Deferred()
         self._pending[qid] = waiting
@@ -109,15 +138,18 @@ class QueryServer:
         if self.serving is not None and not self.serving():
             return
         replies: list[tuple[Any, ...]] = []
+        askers: set[str] = set()
         for _, fields in items:
             try:
                 answer = {"ok": self.answer(fields.get("kind", ""), json.loads(fields.get("args", "{}")))}
             except Exception as e:
                 answer = {"error": type(e).__name__, "message": str(e)}
             self.answered += 1
+            askers.add(fields.get("from", ""))
             replies.append(
                 ("XADD", self.keys.answers(fields.get("from", "")), "MAXLEN", "~", 1000, "*",
                  "id", fields.get("id", ""), "answer", json.dumps(answer))
             )  # fmt: skip
+        replies.extend(("PEXPIRE", self.keys.answers(node), NODE_STREAM_TTL_MS) for node in sorted(askers))
         if replies:
             self.link.pipeline(replies).addErrback(lambda f: log.warn("Redis: answers lost: {f}", f=f.value))

@@ -25,7 +25,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from .redis_backend import StoredEntry, _pairs
-from .redis_keys import Keys
+from .redis_keys import NODE_STREAM_TTL_MS, Keys
 from .redis_link import RedisLink, RedisTimeout, RedisUnavailable
 
 __all__ = ["RawEntry", "StreamReader", "log_entries"]
@@ -88,7 +88,12 @@ class StreamReader:
         return self._done if self._done is not None else defer.succeed(None)
 
     def _wake(self) -> None:
-        d = self.commands.command("XADD", self.wake_key, "MAXLEN", "~", 100, "*", "w", 1)
+        d = self.commands.pipeline(
+            [
+                ("XADD", self.wake_key, "MAXLEN", "~", 100, "*", "w", 1),
+                ("PEXPIRE", self.wake_key, NODE_STREAM_TTL_MS),
+            ]
+        )
         d.addErrback(lambda f: None)  # Redis down: the loop is not blocked in a read either
 
     async def _loop(self) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "PICK_DUE",
     "REFRESH",
     "REGISTER",
+    "REQUEST_END",
     "SYNC",
     "TRIM",
 ]
@@ -38,15 +39,25 @@ local function now_ms()
 end
 """
 
-# KEYS: reg, tokens, alive, log, state, agents
-# ARGV: agent, token, token digest, queues json, name json, created ms, grace ms
+# KEYS: reg, tokens, alive, log, state, agents[, registrations]
+# ARGV: agent, token, token digest, queues json, name json, created ms, grace ms[, max len]
 # -> {1 if created else 0, token, created}
+# With the ``registrations`` stream: its ``reg`` entry, carrying the queues and name, in the
+# same script, so the entries are in the order of the changes (two nodes registering one
+# agent at once) and the writer applies what was asked, not what its own write-behind
+# copy of the registration wrote over it meanwhile.
 REGISTER = Script(
     "register",
     _NOW
     + """
+if KEYS[7] then
+  redis.call('XADD', KEYS[7], 'MAXLEN', '~', tonumber(ARGV[8]), '*', 'op', 'reg', 'agent', ARGV[1],
+             'queues', ARGV[4], 'name', ARGV[5])
+end
 local tok = redis.call('HGET', KEYS[1], 'token')
 if tok then
+  -- registering again cancels an unregistration the writer has not done yet
+  redis.call('HDEL', KEYS[1], 'unreg')
   redis.call('HSET', KEYS[1], 'queues', ARGV[4], 'name', ARGV[5])
   return {0, tok, redis.call('HGET', KEYS[1], 'created')}
 end
@@ -58,6 +69,24 @@ redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
 redis.call('SADD', KEYS[6], ARGV[1])
 redis.call('ZADD', KEYS[3], now_ms() + tonumber(ARGV[7]), ARGV[1])
 return {1, ARGV[2], ARGV[6]}
+""",
+)
+
+# KEYS: reg, registrations. ARGV: agent, token, max len -> 1 if the registration was marked
+# A web node's ``DELETE``: the writer ends the registration. The mark (``unreg`` in its
+# hash) is what the writer trusts, found at its start even when the ``registrations``
+# entry fell off the capped stream meanwhile; the entry wakes a running writer. Only the
+# registration of ``token`` is marked: a DELETE that crossed a new registration ends nothing.
+REQUEST_END = Script(
+    "request_end",
+    """
+local marked = 0
+if redis.call('HGET', KEYS[1], 'token') == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'unreg', 1)
+  marked = 1
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[3]), '*', 'op', 'unreg', 'agent', ARGV[1])
+return marked
 """,
 )
 
@@ -210,19 +239,27 @@ return first
 )
 
 # KEYS: claim key. ARGV: who (a node, or 'abandoned' by the web node that gave up),
-# ttl ms, deadline ms (0: none)
-# -> 1 when this caller owns the command's one execution (or its abandonment), else 0
+# ttl ms (after the deadline, when there is one), deadline ms (0: none). Past the deadline
+# no collector's claim can win, so the key need not outlive it by much: claim keys stay
+# bounded by the commands of the last minute, whatever the rate
+# -> 1 when this caller owns the command's one execution (or its abandonment), else 0;
+# 1 to a web node giving up on a command a collector found too late (abandoned already):
+# either way it never ran
 CLAIM_COMMAND = Script(
     "claim_command",
     _NOW
     + """
 local deadline = tonumber(ARGV[3])
-if ARGV[1] ~= 'abandoned' and deadline > 0 and now_ms() > deadline then
-  -- too late to run: whoever sent it has answered 504 already; make that final
-  redis.call('SET', KEYS[1], 'abandoned', 'NX', 'PX', tonumber(ARGV[2]))
+local now = now_ms()
+local ttl = tonumber(ARGV[2])
+if ARGV[1] ~= 'abandoned' and deadline > 0 and now > deadline then
+  -- too late to run: whoever sent it has given up already; make that final
+  redis.call('SET', KEYS[1], 'abandoned', 'NX', 'PX', ttl)
   return 0
 end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', tonumber(ARGV[2])) then return 1 end
+if deadline > 0 then ttl = ttl + deadline - now end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ttl) then return 1 end
+if ARGV[1] == 'abandoned' and redis.call('GET', KEYS[1]) == 'abandoned' then return 1 end
 return 0
 """,
 )

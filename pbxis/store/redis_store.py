@@ -52,9 +52,10 @@ from pbxis.hub.memory import MemoryLog, MemoryStore
 from pbxis.hub.registration import Registration
 from pbxis.hub.store import QueueState
 from pbxis.hub.tokens import new_token
+from pbxis.supervisors import is_supervisor_key
 
 from .redis_backend import _pairs, encode_event, state_key
-from .redis_keys import Keys, token_digest
+from .redis_keys import REGISTRATIONS_LEN, Keys, token_digest
 from .redis_link import RedisError, RedisLink, RedisTimeout, RedisUnavailable
 from .redis_scripts import ALIVE, CLAIM, DROP, REGISTER, SYNC
 
@@ -64,9 +65,6 @@ log = Logger(namespace="pbxis.redis")
 
 #: entries sent per log per flush (a long outage's backlog goes out in several turns)
 SYNC_CHUNK = 2000
-
-#: entries kept in the ``registrations`` stream (approximately: ``MAXLEN ~``)
-REGISTRATIONS_LEN = 10_000
 
 #: seconds changes gather before they are written: one pipeline for many AMI events
 #: under load (measured: a pipeline per reactor turn cost the clients' p50), and the
@@ -176,6 +174,8 @@ class RedisStore(MemoryStore):
         self._removed: list[tuple[str, int, str, str, list[tuple[int, str, str]]]] = []
         #: agent -> state key -> value: the last published state (only_changes)
         self._published: dict[str, dict[str, str]] = {}
+        #: supervisor -> the queues its board watches (:meth:`watch`), stored as its queues
+        self._watched: dict[str, tuple[str, ...]] = {}
         self._loaded: dict[str, tuple[Registration, RedisLog]] = {}
         self._loading: dict[str, list[defer.Deferred[bool]]] = {}
         self._flushing = False
@@ -271,9 +271,13 @@ class RedisStore(MemoryStore):
             # fence under the new holder and make *its* log stale
             raise RedisUnavailable("this node no longer holds the AMI lease: it claims no log")
         fence = int(await self.link.script(CLAIM, [k.reg(agent)], []))
+        queues = tuple(json.loads(fields["queues"]))
+        if is_supervisor_key(agent):
+            # a supervisor's stored queues are its board's, not the hub registration's
+            self._watched[agent], queues = queues, ()
         registration = Registration(
             agent,
-            tuple(json.loads(fields["queues"])),
+            queues,
             json.loads(fields["name"]),
             fields["token"],
             int(fields["created"]),
@@ -297,15 +301,12 @@ class RedisStore(MemoryStore):
         token = new_token()
         await self.link.script(
             REGISTER,
-            [k.reg(agent), k.tokens, k.alive, k.log(agent), k.state(agent), k.agents],
+            [k.reg(agent), k.tokens, k.alive, k.log(agent), k.state(agent), k.agents, k.registrations],
             [agent, token, token_digest(token), json.dumps(list(queues)),
-             json.dumps(name), int(self.clock.seconds() * 1000), self.grace_ms],
+             json.dumps(name), int(self.clock.seconds() * 1000), self.grace_ms, REGISTRATIONS_LEN],
         )  # fmt: skip
         if agent not in self._registrations and agent not in self._loaded:
             await self._load_agent(agent, self.clock.seconds())
-        await self.link.command(
-            "XADD", k.registrations, "MAXLEN", "~", REGISTRATIONS_LEN, "*", "op", "reg", "agent", agent
-        )
 
     def holds(self, agent: str) -> bool:
         return agent in self._registrations
@@ -315,7 +316,7 @@ class RedisStore(MemoryStore):
         registration; :meth:`add` gives the hub the stored token and log."""
         adopted = []
         for agent, (registration, _) in list(self._loaded.items()):
-            register(agent, registration.queues, registration.name)
+            register(agent, self.watched(agent) or registration.queues, registration.name)
             adopted.append(registration)
         return adopted
 
@@ -339,6 +340,16 @@ class RedisStore(MemoryStore):
         self._dirty.add(registration.agent)
         return elog
 
+    def watch(self, agent: str, queues: Sequence[str]) -> None:
+        if agent in self._registrations and self._watched.get(agent) != tuple(queues):
+            self._watched[agent] = tuple(queues)
+            self._dirty.add(agent)
+            self.flush()
+
+    def watched(self, agent: str) -> tuple[str, ...]:
+        """The queues supervisor ``agent``'s board watches, as stored (``()`` for an agent)."""
+        return self._watched.get(agent, ())
+
     def claim(self, agent: str) -> int:
         # the fence in Redis was claimed at load (or starts at 0 for a new registration)
         return self._logs[agent].fence
@@ -355,6 +366,7 @@ class RedisStore(MemoryStore):
             self._removed.append((agent, elog.fence, registration.token, elog.queue_versions_json(), pending))
         self._fresh.discard(agent)
         self._dirty.discard(agent)
+        self._watched.pop(agent, None)
         self._published.pop(agent, None)
         self._dirty_state.pop(agent, None)
         super().remove(agent)
@@ -539,7 +551,8 @@ class RedisStore(MemoryStore):
                 entries = [(e.id, e.type, e.text) for e in rlog.after(after, SYNC_CHUNK)]
                 commands.append(
                     self._sync_command(
-                        agent, rlog.fence, registration.token, _json(registration.queues),
+                        agent, rlog.fence, registration.token,
+                        _json(self._watched.get(agent) or registration.queues),
                         _json(registration.name), registration.created, rlog.first_id,
                         rlog.queue_versions_json(), entries, states.get(agent, {}),
                     )

@@ -70,11 +70,13 @@ def test_a_fault_on_the_collector_is_a_502_not_a_crash() -> None:
 
 
 def test_the_relays_own_failures_are_503_and_504() -> None:
-    from pbxis.store.redis_commands import CommandTimeout, NoCollector
+    from pbxis.store.redis_commands import CommandNotTaken, CommandTimeout, NoCollector
 
     no = api_error_for(NoCollector(retry_after=5))
     assert no.status == 503 and no.headers["Retry-After"] == "5" and no.code == "pbx_unavailable"
-    never = api_error_for(CommandTimeout(executed=False))
-    unknown = api_error_for(CommandTimeout(executed=None))
-    assert never.status == unknown.status == 504
-    assert "not run" in never.message and "may or may not have run" in unknown.message
+    # not taken in time (the web node's abandonment won): it never ran, so 503 as well
+    never = api_error_for(CommandNotTaken(retry_after=5))
+    assert never.status == 503 and never.headers["Retry-After"] == "5"
+    assert "not run" in never.message and "may or may not" not in never.message
+    unknown = api_error_for(CommandTimeout())
+    assert unknown.status == 504 and "may or may not have run" in unknown.message

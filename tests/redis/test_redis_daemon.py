@@ -94,6 +94,19 @@ def test_kill_9_and_restart_on_the_same_redis_resumes_exactly_once(processes: di
     client = SSEClient()
     client.open(f"{base}/stream/{token}/sse")
     wait_for(lambda: client.events, 10, "the snapshot")
+    # a supervisor of the same queue: its board must come back after the crash too
+    boss = requests.put(f"{base}/supervisors/boss", json={"queues": ["sales"]}, timeout=10)
+    assert boss.status_code == 200, boss.text
+    boss_token = boss.json()["token"]
+    # the CRM registers again (each login does): same token, and the queues are kept
+    again = requests.put(f"{base}/supervisors/boss", json={"queues": ["sales"]}, timeout=10)
+    assert again.json()["token"] == boss_token
+    wall = SSEClient()
+    wall.open(f"{base}/stream/{boss_token}/sse")
+    wait_for(lambda: wall.events, 10, "the supervisor's snapshot")
+
+    def members(paused: bool) -> list[dict[str, Any]]:
+        return [e for e in wall.events if e["type"] == "queueMember" and e.get("paused") is paused]
 
     def pause(on: bool, reason: str = "") -> None:
         body = {"reason": reason} if on else {}
@@ -108,23 +121,37 @@ def test_kill_9_and_restart_on_the_same_redis_resumes_exactly_once(processes: di
     pause(True, "lunch")
     wait_for(lambda: paused_events(), 10, "the pause event")
     time.sleep(0.3)  # the write-behind goes out within 10 ms
+    wait_for(lambda: members(True), 10, "the supervisor's pause event")
     daemon.send_signal(signal.SIGKILL)
     daemon.wait(10)
     client.close()
+    wall.close()
     before = list(client.events)
     assert before, "the client saw nothing before the crash"
+    wall_before = len(wall.events)
 
     daemon = start_daemon(processes)
     assert health(processes["http"])[1]["redis"]["status"] == "ok"
     # the same token works: the CRM does not register again
     client.open(f"{base}/stream/{token}/sse")
+    wall.open(f"{base}/stream/{boss_token}/sse")
     time.sleep(1.0)  # the rebuild after the login has run: it must have added nothing
+    # the supervisor came back with its board, not only its token (no re-registration)
+    board = requests.get(f"{base}/supervisors/boss", timeout=10)
+    assert board.status_code == 200, board.text
     after_restart = client.events[len(before) :]
     assert [e["type"] for e in after_restart] == [], after_restart
     pause(False)
     wait_for(lambda: len(client.events) > len(before), 10, "the unpause event")
+    wait_for(lambda: members(False), 10, "the supervisor's unpause event: its stream goes on")
     time.sleep(0.3)
     client.close()
+    wall.close()
+    wall_ids = [e["id"] for e in wall.events]
+    assert wall_ids == list(range(wall_ids[0], wall_ids[0] + len(wall_ids))), wall_ids
+    assert wall_before < len(wall.events)
+    # a supervisor's stream has queueStats, never the agents' queueCount
+    assert not {"reset", "queueCount"} & {e["type"] for e in wall.events}, wall.events
     new = client.events[len(before) :]
     ids = [e["id"] for e in client.events]
     assert ids == list(range(ids[0], ids[0] + len(ids))), ids  # consecutive, none twice
@@ -133,6 +160,7 @@ def test_kill_9_and_restart_on_the_same_redis_resumes_exactly_once(processes: di
     log = b"".join(p.stdout.read() for p in processes["daemons"] if p.stdout and p.poll() is not None)
     assert b"Redis" in log and b"redis://***@127.0.0.1" in log  # the URL is logged, masked
     assert b"pbxis-secret" not in log and b"redis-pw-not-for-logs" not in log
+    assert b"back without its queues" not in log
 
 
 def test_redis_restarted_empty_under_load_then_pbxis_killed_loses_nothing(processes: dict[str, Any]) -> None:

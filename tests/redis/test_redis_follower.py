@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 import pytest_twisted
-from twisted.internet import reactor, task
+from twisted.internet import defer, reactor, task
 
 from pbxis.config import RedisConfig
 from pbxis.events import AGENT_COMPLETE, EXTENSION_STATUS, RESET, AgentEvent
@@ -19,7 +20,7 @@ from pbxis.hub.log import Budget
 from pbxis.store.redis_backend import StoredEntry
 from pbxis.store.redis_feed import RegistrationFeed
 from pbxis.store.redis_follower import FollowerLog, FollowerStore
-from pbxis.store.redis_keys import Keys
+from pbxis.store.redis_keys import REGISTRATIONS_LEN, Keys, token_digest
 from pbxis.store.redis_link import RedisLink
 from pbxis.store.redis_queries import QueryClient, QueryServer
 from pbxis.store.redis_reader import StreamReader
@@ -74,6 +75,7 @@ class Writer:
         self.reads.start()
         await self.link.when_connected(10)
         await self.store.load()
+        self.store.adopt(lambda agent, queues, name: self.hub.register(agent, queues, name))
         await self.feed.start()
         await self.answers.start()
         self.reader.start()
@@ -259,5 +261,188 @@ async def test_a_log_nobody_reads_here_is_dropped_and_loaded_again_for_a_resume(
         resumed = await web.client(token, got[0]["id"])  # loaded again from Redis
         assert [e.get("n") for e in resumed] == [1, 2]
     finally:
+        await web.stop()
+        await writer.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unregistration_the_capped_stream_lost_while_no_writer_ran_is_done_at_its_start(
+    redis_config: RedisConfig,
+) -> None:
+    keys = Keys(redis_config.key_prefix)
+    writer = await Writer(redis_config).start()
+    web = await Web(redis_config).start()
+    try:
+        gone = await web.register("1001")
+        kept = await web.register("1002")
+        back = await web.register("1003")
+        await _until(lambda: all(writer.hub.get(a) is not None for a in ("1001", "1002", "1003")))
+        await writer.stop()
+        # no writer: the CRM ends 1001 and 1003, then registers 1003 again (same token)
+        web.hub.unregister("1001")
+        web.hub.unregister("1003")
+
+        async def marked(agent: str) -> bool:
+            return await web.link.command("HGET", keys.reg(agent), "unreg") is not None
+
+        deadline = time.monotonic() + 10
+        while not (await marked("1001") and await marked("1003")):
+            assert time.monotonic() < deadline, "the DELETEs did not reach Redis"
+            await task.deferLater(reactor, 0.02, lambda: None)
+        assert await web.register("1003") == back
+        # more changes than the stream keeps: the 'unreg' entries fall off its head
+        await web.link.pipeline(
+            [("XADD", keys.registrations, "MAXLEN", "~", REGISTRATIONS_LEN, "*",
+              "op", "end", "agent", f"other-{i}")
+             for i in range(REGISTRATIONS_LEN + 3000)]
+        )  # fmt: skip
+        head = await web.link.command("XRANGE", keys.registrations, "-", "+", "COUNT", 1)
+        assert dict(zip(*[iter(head[0][1])] * 2, strict=True))["op"] == "end"  # the DELETEs are gone
+        writer = await Writer(redis_config).start()
+        assert writer.hub.get("1001") is None  # ended at the writer's start, not kept for ever
+        await writer.store.drain(5)  # the end is written behind
+        assert await web.link.command("HGET", keys.tokens, token_digest(gone)) is None
+        assert writer.hub.get("1002").token == kept  # type: ignore[union-attr]
+        assert writer.hub.get("1003").token == back  # registered again after its DELETE: kept
+        await _until(lambda: web.hub.get("1001") is None)  # the web node heard the end
+        assert web.hub.get("1003") is not None
+    finally:
+        await web.stop()
+        await writer.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_web_nodes_answer_stream_expires_once_the_node_is_gone(redis_config: RedisConfig) -> None:
+    writer = await Writer(redis_config).start()
+    web = await Web(redis_config, "gone-soon").start()
+    try:
+        token = await web.register("1001")
+        await _until(lambda: writer.hub.get("1001") is not None)
+        await web.client(token, None)  # the snapshot is asked of the writer
+        stream = Keys(redis_config.key_prefix).answers("gone-soon")
+        ttl = int(await web.link.command("PTTL", stream))
+        assert 0 < ttl <= 600_000  # not kept for ever by a node that will not come back
+    finally:
+        await web.stop()
+        await writer.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_burst_of_the_same_question_costs_the_writer_one_answer(redis_config: RedisConfig) -> None:
+    writer = await Writer(redis_config).start()
+    web = await Web(redis_config).start()
+    try:
+        await web.register("1001")
+        await _until(lambda: writer.hub.get("1001") is not None)
+        before = writer.answers.answered
+        burst = [
+            defer.ensureDeferred(web.queries.ask("snapshot", {"agent": "1001", "reset": False}))
+            for _ in range(30)
+        ]
+        answers = await defer.gatherResults(burst)
+        assert writer.answers.answered - before == 1 and web.queries.asked == 1
+        assert all(a == answers[0] for a in answers) and answers[0]["ok"]
+        # once answered, the next one is asked again (nothing is cached past its answer)
+        await web.queries.ask("snapshot", {"agent": "1001", "reset": False})
+        assert writer.answers.answered - before == 2
+    finally:
+        await web.stop()
+        await writer.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_re_registration_on_a_web_node_survives_the_writers_copy_written_over_it(
+    redis_config: RedisConfig,
+) -> None:
+    keys = Keys(redis_config.key_prefix)
+    writer = await Writer(redis_config).start()
+    web = await Web(redis_config).start()
+    try:
+        await web.register("1001")
+        await _until(lambda: writer.hub.get("1001") is not None)
+        await writer.reader.stop()  # the writer's read loop has not read the change yet...
+        await web.store.prepare_register("1001", ["sales", "support"], "Ann")
+        # ...when its write-behind copy of the registration (queues ["sales"]) lands
+        await writer.link.command("HSET", keys.reg("1001"), "queues", '["sales"]', "name", "null")
+        writer.reader.start()
+        await _until(lambda: writer.hub.get("1001").queues == ("sales", "support"))  # type: ignore[union-attr]
+        assert writer.hub.get("1001").name == "Ann"  # type: ignore[union-attr]
+    finally:
+        await web.stop()
+        await writer.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_token_look_up_redis_does_not_answer_is_a_503_not_a_500(redis_config: RedisConfig) -> None:
+    import treq
+
+    from tests.web.streams_helpers import start_server
+
+    web = Web(redis_config)  # never connected: Redis unreachable from this node
+    server = start_server(web.hub)
+    try:
+        for kind, headers in [
+            ("sse", {}),
+            ("ws", {"Upgrade": ["websocket"], "Connection": ["Upgrade"], "Sec-WebSocket-Version": ["13"],
+                    "Sec-WebSocket-Key": ["dGhlIHNhbXBsZSBub25jZQ=="]}),
+        ]:  # fmt: skip
+            answer = await treq.get(server.url("a-token-never-seen", kind), headers=headers, pool=server.pool)
+            body = (await answer.content()).decode()
+            assert answer.code == 503, (kind, answer.code, body)
+            # nothing of the token or of where Redis is (the store's address) goes to the client
+            assert "a-token-never-seen" not in body and "127.0.0.1" not in body
+            assert "redis" not in body.lower()
+            if kind == "sse":
+                assert answer.headers.getRawHeaders("Retry-After")
+    finally:
+        await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_redis_not_answering_a_registration_is_a_503_that_does_not_name_redis(
+    redis_config: RedisConfig,
+) -> None:
+    from pbxis.config import parse_config
+    from pbxis.engine import CallCenter
+    from pbxis.errors import PbxUnavailable
+
+    web = Web(redis_config)  # never connected
+    redis = {"url": redis_config.url, "key_prefix": redis_config.key_prefix}
+    center = CallCenter(reactor, parse_config({"node": {"role": "web"}, "redis": redis}), store=web.store)
+    with pytest.raises(PbxUnavailable) as info:  # never started: nothing to stop
+        await center.register_agent_async("1001", ["sales"])
+    text = str(info.value)
+    assert "127.0.0.1" not in text and "redis" not in text.lower()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_web_node_whose_read_loop_was_away_past_the_streams_cap_reconciles(
+    redis_config: RedisConfig,
+) -> None:
+    keys = Keys(redis_config.key_prefix)
+    writer = await Writer(redis_config).start()
+    web = await Web(redis_config, "a").start()
+    other = await Web(redis_config, "b").start()
+    try:
+        await web.register("1001")
+        await _until(lambda: writer.hub.get("1001") is not None)
+        await web.reader.stop()  # this node's read loop is away...
+        writer.hub.unregister("1001")  # ...while 1001 ends and 1003 is registered elsewhere
+        await writer.store.drain(5)
+        await other.register("1003")
+        await other.link.pipeline(
+            [("XADD", keys.registrations, "MAXLEN", "~", REGISTRATIONS_LEN, "*",
+              "op", "end", "agent", f"other-{i}")
+             for i in range(REGISTRATIONS_LEN + 3000)]
+        )  # fmt: skip
+        web.reader.start()  # back: the entries it missed are gone from the stream
+        await task.deferLater(reactor, 0.3, lambda: None)
+        assert web.hub.get("1001") is not None  # what the stream alone cannot tell it
+        await web.store.reconcile()  # what the read loop's reconnection runs
+        assert web.hub.get("1001") is None
+        assert web.hub.get("1003").token == other.hub.get("1003").token  # type: ignore[union-attr]
+        assert web.store._reconnected in web.reads.on_up
+    finally:
+        await other.stop()
         await web.stop()
         await writer.stop()

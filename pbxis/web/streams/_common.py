@@ -173,6 +173,15 @@ def _not_found() -> ApiError:
     )
 
 
+def _store_unavailable() -> ApiError:
+    return ApiError(
+        503,
+        "store_unavailable",
+        "The shared store did not answer in time: retry in a few seconds.",
+        headers={"Retry-After": "2"},
+    )
+
+
 def prepared(hub: Hub | HubSet, registration: Registration, since: int | None) -> Deferred[None]:
     """Fires when the hub can serve ``since`` at once (:meth:`Hub.prepare`: at once in
     memory; a web node first loads the log and has the writer append the snapshot).
@@ -180,12 +189,7 @@ def prepared(hub: Hub | HubSet, registration: Registration, since: int | None) -
 
     def unavailable(failure: Failure) -> None:
         log.warn("Stream of {agent}: not ready ({e})", agent=registration.agent, e=failure.value)
-        raise ApiError(
-            503,
-            "store_unavailable",
-            "The shared store did not answer in time: retry in a few seconds.",
-            headers={"Retry-After": "2"},
-        )
+        raise _store_unavailable()
 
     d: Deferred[None] = hub.prepare(registration, since)
     d.addErrback(unavailable)
@@ -194,7 +198,9 @@ def prepared(hub: Hub | HubSet, registration: Registration, since: int | None) -
 
 def looked_up(hub: Hub | HubSet, token: str) -> Deferred[Registration]:
     """:func:`find_registration`, also for a token issued on another node a moment ago
-    (:meth:`Hub.lookup`: a web node asks Redis when its copy does not know it yet)."""
+    (:meth:`Hub.lookup`: a web node asks Redis when its copy does not know it yet).
+    Redis not answering that look-up is a 503 with ``Retry-After`` (never a 500, and
+    nothing of the token in the log)."""
     d: Deferred[Registration | None] = hub.lookup(token)
 
     def found(registration: Registration | None) -> Registration:
@@ -202,7 +208,11 @@ def looked_up(hub: Hub | HubSet, token: str) -> Deferred[Registration]:
             raise _not_found()
         return registration
 
-    return d.addCallback(found)
+    def unavailable(failure: Failure) -> Registration:
+        log.warn("Stream token look-up: the shared store did not answer ({e})", e=type(failure.value))
+        raise _store_unavailable()
+
+    return d.addCallbacks(found, unavailable)
 
 
 def find_registration(hub: Hub | HubSet, token: str) -> Registration:

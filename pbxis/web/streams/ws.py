@@ -44,7 +44,7 @@ from urllib.parse import unquote
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.websocket.types import ConnectionRequest
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.logger import Logger
 
 from pbxis.hub import LogEntry, Registration, RegistrationEnded, Subscription, TooManyClients
@@ -121,8 +121,14 @@ class StreamProtocol(WebSocketServerProtocol):
             d.addErrback(lambda f: log.warn("WebSocket stream: not prepared ({e})", e=f.value))
             return d
 
+        def unavailable(failure: Any) -> None:
+            # an HTTP 503 to the upgrade, saying nothing of Redis (autobahn's own answer to
+            # an error here would be a 500 quoting it, the store's address included)
+            log.warn("WebSocket stream: token look-up failed ({e})", e=type(failure.value))
+            raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "the shared store did not answer; retry")
+
         looked: Any = config.hub.lookup(token)
-        return looked.addCallback(found)
+        return looked.addCallbacks(found, unavailable)
 
     def onOpen(self) -> None:
         if self._refusal is not None:
