@@ -42,5 +42,6 @@ def test_bench_webnodes_runs_a_collector_and_one_then_two_web_nodes() -> None:
 
 def test_bench_takeover_kills_the_holder_and_times_the_standby() -> None:
     figures = run_quick("bench_takeover.py", timeout=180)
-    assert 0 < figures["takeover.kill-to-login.max"] <= figures["takeover.bound"]
+    # figures, not a timed test (the bound is the process test's): present and sane
+    assert figures["takeover.kill-to-login.max"] > 0 and figures["takeover.bound"] == 4
     assert figures["takeover.kill-to-first-event.median"] > 0
