@@ -709,7 +709,7 @@ class Hub:
             for kind in store.queue_types(queue):
                 queue_state = store.queue_state(queue, kind)
                 if queue_state is not None:
-                    elog.mark_queue_version(queue, kind, queue_state.version)
+                    elog.mark_queue_version(queue, kind, queue_state.version, queue_state.rest)
         if elog.last_id >= first + reset:
             elog.note_snapshot(
                 SnapshotSpan(first + reset, elog.last_id, self.clock.seconds(), first if reset else None)

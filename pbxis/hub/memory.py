@@ -19,7 +19,7 @@ from .registration import Registration
 from .store import QueueState, SnapshotSpan, StaleFence
 from .tokens import TokenIndex
 
-__all__ = ["MemoryLog", "MemoryStore"]
+__all__ = ["MemoryLog", "MemoryStore", "without_time"]
 
 
 class MemoryLog(EventLog):
@@ -31,6 +31,9 @@ class MemoryLog(EventLog):
         self._snapshot: SnapshotSpan | None = None
         self._absent: dict[int, float] = {}
         self._queue_versions: dict[tuple[str, str], int] = {}
+        #: what this log shows of each (queue, type), its time left out (in memory only: a
+        #: restarted process renders the next change, the stores keep equal states' versions)
+        self._queue_shown: dict[tuple[str, str], str] = {}
 
     def _check(self, fence: int) -> None:
         if fence != self.fence:
@@ -43,7 +46,13 @@ class MemoryLog(EventLog):
 
     def append_queue_state(self, state: QueueState, agent_json: str, now: float, fence: int) -> int:
         self._check(fence)
-        self._queue_versions[(state.queue, state.type)] = state.version
+        key = (state.queue, state.type)
+        shown = without_time(state.rest)
+        if self._queue_shown.get(key) == shown:
+            self.mark_queue_version(state.queue, state.type, state.version, state.rest)
+            return 0  # a new version of what this log shows already: nothing to tell
+        self._queue_versions[key] = state.version
+        self._queue_shown[key] = shown
         pbx = "" if self.pbx is None else f'"pbx":{json.dumps(self.pbx)},'
         rest = f'"type":"{state.type}","agent":{agent_json},{pbx}{state.rest}'
         return self.append_rendered(state.type, rest, now)
@@ -51,8 +60,12 @@ class MemoryLog(EventLog):
     def queue_version(self, queue: str, type: str) -> int:
         return self._queue_versions.get((queue, type), 0)
 
-    def mark_queue_version(self, queue: str, type: str, version: int) -> None:
+    def mark_queue_version(self, queue: str, type: str, version: int, rest: str | None = None) -> None:
         self._queue_versions[(queue, type)] = version
+        if rest is None:
+            self._queue_shown.pop((queue, type), None)
+        else:
+            self._queue_shown[(queue, type)] = without_time(rest)
 
     @property
     def snapshot(self) -> SnapshotSpan | None:
@@ -183,3 +196,8 @@ class MemoryStore:
 
     def flush(self) -> None:
         return None
+
+
+def without_time(rest: str) -> str:
+    """A queue state's JSON (``"time":T,"queue":...}``) without its time: its content."""
+    return rest.partition(",")[2] if rest.startswith('"time":') else rest

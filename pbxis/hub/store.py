@@ -141,15 +141,18 @@ class RegistrationLog(Protocol):
 
     def append_queue_state(self, state: QueueState, agent_json: str, now: float, fence: int) -> int:
         """Append ``state`` as this agent's event (``agent_json``: the agent as JSON) and
-        record that the log carries ``state.version``; the bytes added."""
+        record that the log carries ``state.version``; the bytes added. A state whose
+        content (all but its time) is what this log shows already is only recorded, not
+        appended (0 bytes): a count that went 0, 1, 0 between two flushes is no change."""
         ...
 
     def queue_version(self, queue: str, type: str) -> int:
         """The version of (queue, type) this log carries (0: none)."""
         ...
 
-    def mark_queue_version(self, queue: str, type: str, version: int) -> None:
-        """The log carries that state already (a snapshot or a tracker event showed it)."""
+    def mark_queue_version(self, queue: str, type: str, version: int, rest: str | None = None) -> None:
+        """The log carries that state already (a snapshot or a tracker event showed it);
+        ``rest``: that state's JSON, when known (see :meth:`append_queue_state`)."""
         ...
 
     def after(self, cursor: int, limit: int) -> list[LogEntry]:

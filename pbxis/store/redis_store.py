@@ -48,7 +48,7 @@ from twisted.python.failure import Failure
 
 from pbxis.events import PBX_STATUS, AgentEvent, QueueEvent
 from pbxis.hub.log import ENTRY_OVERHEAD
-from pbxis.hub.memory import MemoryLog, MemoryStore
+from pbxis.hub.memory import MemoryLog, MemoryStore, without_time
 from pbxis.hub.registration import Registration
 from pbxis.hub.store import QueueState
 from pbxis.hub.tokens import new_token
@@ -100,8 +100,8 @@ class RedisLog(MemoryLog):
         self._changed()
         return size
 
-    def mark_queue_version(self, queue: str, type: str, version: int) -> None:
-        super().mark_queue_version(queue, type, version)
+    def mark_queue_version(self, queue: str, type: str, version: int, rest: str | None = None) -> None:
+        super().mark_queue_version(queue, type, version, rest)
         self._changed()
 
     def trim(self, keep_after: int, now: float, grace: float) -> None:
@@ -374,7 +374,7 @@ class RedisStore(MemoryStore):
 
     def set_queue_state(self, queue: str, type: str, rest: str) -> QueueState:
         old = self._queues.get((queue, type))
-        if old is not None and _without_time(old.rest) == _without_time(rest):
+        if old is not None and without_time(old.rest) == without_time(rest):
             return old  # the same state again (a rebuild after a restart): not a change
         state = super().set_queue_state(queue, type, rest)
         self._dirty_queues.add((queue, type))
@@ -673,10 +673,3 @@ def _digest(token: str) -> str:
     return token_digest(token)
 
 
-def _without_time(rest: str) -> str:
-    try:
-        data = json.loads("{" + rest)
-    except ValueError:
-        return rest
-    data.pop("time", None)
-    return json.dumps(data, sort_keys=True)

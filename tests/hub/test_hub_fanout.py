@@ -97,6 +97,27 @@ def test_flushes_are_a_queue_tick_apart_under_a_flood(clock: Clock) -> None:
     assert c.counts()[-1] == 199  # the latest state always arrives
 
 
+def test_a_state_that_came_back_between_two_flushes_is_no_change(clock: Clock) -> None:
+    """0, 1, 0 within a tick (a caller joined and left) or the same count again (a rebuild
+    after a link cut): the clients already have 0, so nothing is sent. Found by the link-cut
+    reliability test in CI: ``queueCount 0`` repeated what the client had."""
+    hub = make_hub(clock, queue_tick=0.05)
+    c = Client(hub, hub.register("1001", ["sales"])).connect()
+    hub.publish([count("sales", 0)])
+    clock.advance(0)
+    assert c.counts() == [0]
+    hub.publish([count("sales", 1)])
+    hub.publish([count("sales", 0, time=9)])  # same content, a later time
+    clock.advance(0.05)
+    hub.publish([count("sales", 0, time=11)])  # a rebuild says it again
+    clock.advance(0.05)
+    assert c.counts() == [0]
+    hub.publish([count("sales", 2)])
+    clock.advance(0.05)
+    assert c.counts() == [0, 2]  # a real change still goes out
+    assert [e["type"] for e in c.events].count("queueCount") == 2
+
+
 def test_a_queue_state_is_logged_before_the_agents_next_event(clock: Clock) -> None:
     """Order holds without a client: what happened to the queue first is logged first."""
     hub = make_hub(clock)
