@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from .redis_keys import NODE_STREAM_TTL_MS, Keys
 from .redis_link import RedisLink
 from .redis_reader import RawEntry, StreamReader
+from .single_flight import SingleFlight
 
 __all__ = ["QueryClient", "QueryServer", "QueryTimeout"]
 
@@ -52,8 +53,8 @@ class QueryClient:
         self.node = node
         self.clock = clock
         self._pending: dict[str, defer.Deferred[Any]] = {}
-        #: (kind, args) in flight -> the callers waiting for the same answer
-        self._asking: dict[tuple[str, str], list[defer.Deferred[Any]]] = {}
+        #: one question in flight per (kind, args): the callers meanwhile share its answer
+        self._asking: SingleFlight[tuple[str, str], Any] = SingleFlight()
         self.asked = 0  # questions sent to the writer (tests, /metrics)
 
     async def start(self) -> None:
@@ -63,23 +64,7 @@ class QueryClient:
 
     async def ask(self, kind: str, args: dict[str, Any], timeout: float = 5.0) -> Any:
         key = (kind, json.dumps(args, sort_keys=True))
-        waiters = self._asking.get(key)
-        if waiters is not None:  # asked already: the same answer
-            mine: defer.Deferred[Any] = defer.Deferred()
-            waiters.append(mine)
-            return await mine
-        waiters = self._asking[key] = []
-        try:
-            answer = await self._ask(kind, args, timeout)
-        except BaseException as e:
-            for waiter in waiters:
-                waiter.errback(e)
-            raise
-        finally:
-            self._asking.pop(key, None)
-        for waiter in waiters:
-            waiter.callback(answer)
-        return answer
+        return await self._asking.run(key, lambda: self._ask(kind, args, timeout))
 
     async def _ask(self, kind: str, args: dict[str, Any], timeout: float) -> Any:
         self.asked += 1

@@ -58,6 +58,7 @@ from .redis_backend import _pairs, encode_event, state_key
 from .redis_keys import REGISTRATIONS_LEN, Keys, token_digest
 from .redis_link import RedisError, RedisLink, RedisTimeout, RedisUnavailable
 from .redis_scripts import ALIVE, CLAIM, DROP, REGISTER, SYNC
+from .single_flight import SingleFlight
 
 __all__ = ["RedisLog", "RedisStore"]
 
@@ -177,7 +178,7 @@ class RedisStore(MemoryStore):
         #: supervisor -> the queues its board watches (:meth:`watch`), stored as its queues
         self._watched: dict[str, tuple[str, ...]] = {}
         self._loaded: dict[str, tuple[Registration, RedisLog]] = {}
-        self._loading: dict[str, list[defer.Deferred[bool]]] = {}
+        self._loading: SingleFlight[str, bool] = SingleFlight()
         self._flushing = False
         self._drained: list[defer.Deferred[None]] = []
         self._scheduled: Any = None
@@ -236,23 +237,7 @@ class RedisStore(MemoryStore):
         second claim would make the first one's log stale."""
         if agent in self._registrations or agent in self._loaded:
             return True
-        waiters = self._loading.get(agent)
-        if waiters is not None:  # being read: wait for that read
-            mine: defer.Deferred[bool] = defer.Deferred()
-            waiters.append(mine)
-            return await mine
-        waiters = self._loading[agent] = []
-        try:
-            loaded = await self._read_agent(agent, now)
-        except BaseException as e:
-            for waiter in waiters:
-                waiter.errback(e)
-            raise
-        finally:
-            self._loading.pop(agent, None)
-        for waiter in waiters:
-            waiter.callback(loaded)
-        return loaded
+        return await self._loading.run(agent, lambda: self._read_agent(agent, now))
 
     async def _read_agent(self, agent: str, now: float) -> bool:
         k = self.keys
