@@ -107,7 +107,7 @@ from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTim
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pbxis.events import CLOSED, RESET, AgentEvent, QueueEvent
+from pbxis.events import CLOSED, QUEUE_COUNT, RESET, AgentEvent, QueueEvent
 
 from .log import LogEntry, encode_compact
 from .memory import MemoryStore
@@ -710,6 +710,16 @@ class Hub:
                 queue_state = store.queue_state(queue, kind)
                 if queue_state is not None:
                     elog.mark_queue_version(queue, kind, queue_state.version, queue_state.rest)
+        # What the snapshot itself said of a queue (a count the store has no state for yet,
+        # e.g. no caller joined since the start) is shown too: a first state equal to it,
+        # from a rebuild after a link cut, is no change.
+        queues = set(state.registration.queues)
+        for event in events:
+            shown = event.data.get("queue")
+            if event.type == QUEUE_COUNT and shown in queues and store.queue_state(shown, event.type) is None:
+                queue = shown
+                rest = encode_compact({"time": event.time, **event.data})[1:]
+                elog.mark_queue_version(queue, event.type, elog.queue_version(queue, event.type), rest)
         if elog.last_id >= first + reset:
             elog.note_snapshot(
                 SnapshotSpan(first + reset, elog.last_id, self.clock.seconds(), first if reset else None)
