@@ -31,6 +31,22 @@ key                      what
 ``answers:{node}``       STREAM: the writer's answers to one web node
 ``webhook:{name}``       HASH: a webhook endpoint's pending deliveries, seq ->
                          ``[agent, webhook-id, enqueued, body]`` JSON (``redis_outbox``)
+``status``               STRING (TTL): the holder's view of its AMI link, JSON, renewed
+                         with its lease (``/health/pbx/{pbx}`` on nodes without the link)
+``vacant``               STRING: Redis time (ms) since which nobody holds ``collector``
+``orphaned``             STRING: set once ``pbxStatus`` false was logged for a PBX nobody
+                         held for ``lease_time`` (cleared by the next holder)
+=======================  =============================================================
+
+Every key above belongs to one PBX (:func:`pbx_keys`): PBX ``default`` (a lone ``[ami]``)
+keeps the bare prefix, any other PBX ``{prefix}{{{pbx}}}:`` — its name as a hash tag, so
+that one PBX's keys (which its scripts touch together) share one Redis Cluster slot. Two
+keys are the node set's, under the bare prefix (:class:`NodeKeys`):
+
+=======================  =============================================================
+``collectors``           ZSET: collector node -> Redis time (ms) its membership ends
+``collector_load``       HASH: collector node -> JSON ``{"held": [...], "can": [...]}``
+                         (which PBXes it holds and may hold: how PBXes are spread)
 =======================  =============================================================
 """
 
@@ -38,7 +54,17 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["NODE_STREAM_TTL_MS", "REGISTRATIONS_LEN", "Keys", "token_digest"]
+from pbxis.config import DEFAULT_PBX
+
+__all__ = [
+    "NODE_STREAM_TTL_MS",
+    "REGISTRATIONS_LEN",
+    "Keys",
+    "NodeKeys",
+    "pbx_keys",
+    "pbx_prefix",
+    "token_digest",
+]
 
 #: entries kept in the ``registrations`` stream (approximately: ``MAXLEN ~``); what fell
 #: off is not needed: a writer reconciles with the registrations themselves at start
@@ -56,20 +82,43 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def pbx_prefix(prefix: str, pbx: str) -> str:
+    """The prefix of one PBX's keys (see the module docstring): written once, here."""
+    return prefix if pbx == DEFAULT_PBX else f"{prefix}{{{pbx}}}:"
+
+
+def pbx_keys(prefix: str, pbx: str) -> Keys:
+    """The keys of PBX ``pbx`` under ``[redis].key_prefix`` ``prefix``."""
+    return Keys(pbx_prefix(prefix, pbx))
+
+
+class NodeKeys:
+    """The node set's keys (under the bare prefix): which collectors live, what they hold."""
+
+    __slots__ = ("collectors", "load")
+
+    def __init__(self, prefix: str) -> None:
+        self.collectors = prefix + "collectors"
+        self.load = prefix + "collector_load"
+
+
 class Keys:
-    """Key names under one prefix."""
+    """Key names under one prefix (one PBX's: :func:`pbx_keys`)."""
 
     __slots__ = (
         "agents",
         "alive",
         "collector",
         "commands",
+        "orphaned",
         "prefix",
         "queries",
         "queues",
         "registrations",
         "regpos",
+        "status",
         "tokens",
+        "vacant",
     )
 
     def __init__(self, prefix: str) -> None:
@@ -83,6 +132,9 @@ class Keys:
         self.registrations = prefix + "registrations"
         self.regpos = prefix + "regpos"
         self.queries = prefix + "queries"
+        self.status = prefix + "status"
+        self.vacant = prefix + "vacant"
+        self.orphaned = prefix + "orphaned"
 
     def queue(self, name: str) -> str:
         return f"{self.prefix}queue:{name}"
