@@ -98,6 +98,10 @@ class PbxUnit:
             spy_context=agents.spy_context,
         )
         self.started = False
+        #: with a shared store (Redis): this PBX's health as this node should report it
+        #: (its holder's view when another node holds the link, with who holds it); set by
+        #: the daemon, ``None`` in one process
+        self.health_view: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
         return f"<PbxUnit {self.name}>"
@@ -138,7 +142,7 @@ class PbxUnit:
         stats = self.ami.stats
         last_event = stats.last_event_time
         hub_stats = self.hub.stats()
-        return {
+        local = {
             "connected": self.connected,
             "state": str(stats.state),
             "lastEventAge": None
@@ -150,6 +154,7 @@ class PbxUnit:
             "supervisors": self.supervision.count,
             "clients": dict(hub_stats.get("clients", {})),
         }
+        return local if self.health_view is None else self.health_view(local)
 
     def _snapshot(self, key: str) -> list[AgentEvent]:
         if is_supervisor_key(key):
