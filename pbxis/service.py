@@ -194,6 +194,8 @@ class _RedisService(Service):
 
         self.status = StatusReader(self.link, keys, reactor, config.node.lease_time / 3)
         self.status_writer: Any = None
+        #: pbxStatus false to this PBX's agents when nobody held it for lease_time
+        self.vacancy = _vacancy(config, self.link, keys, reactor, pbx)
         self.store.writable = self.lease.valid
         #: called with the reason when the lease is lost (the daemon drops its AMI link)
         self.on_lost: list[Callable[[str], object]] = []
@@ -222,6 +224,7 @@ class _RedisService(Service):
         )  # fmt: skip
         self.lease.start()
         self.status.start()
+        self.vacancy.start()
 
     def _won(self) -> None:
         """The lease is this node's: claim the logs, load the state, then (the daemon)
@@ -300,6 +303,7 @@ class _RedisService(Service):
         for stop in self.on_stop:
             stop()
         self.status.stop()
+        self.vacancy.stop()
         if self.status_writer is not None:
             self.status_writer.stop()
         if self.lease.lost is not None or not self.loaded.called:
@@ -321,9 +325,17 @@ class _RedisService(Service):
         from .store.redis_grace import Liveness
         from .store.redis_queries import QueryServer
         from .store.redis_status import StatusWriter
+        from .store.redis_vacancy import rebuilt
 
         pbx = self.pbx
         unit = center.unit(pbx)
+
+        def after_rebuild(full: bool) -> None:
+            # this PBX has a holder again, rebuilt: the next vacancy may say so once more
+            if full and self.lease.valid():
+                rebuilt(self.link, self._keys, self.node.name).addErrback(lambda f: None)
+
+        unit.sync.add_rebuild_listener(after_rebuild)
         hub, store = unit.hub, self.store
         self.status_writer = StatusWriter(
             self.link, self._keys, self.node.name, self._reactor, self._config.node.lease_time,
@@ -390,6 +402,9 @@ class _RedisWebService(Service):
         self.queries = QueryClient(self.link, self.reader, keys, self.node.name, reactor)
         #: the holder's view of this PBX's link (``/health/pbx/{pbx}`` here)
         self.status = StatusReader(self.link, keys, reactor, config.node.lease_time / 3)
+        #: pbxStatus false to this PBX's agents when nobody held it for lease_time (a web
+        #: node may be the only one left to notice)
+        self.vacancy = _vacancy(config, self.link, keys, reactor, pbx)
         agents = _pbx_config(config, pbx).agents
         self.store = FollowerStore(
             self.link, self.reader, self.queries, keys, reactor,
@@ -429,6 +444,7 @@ class _RedisWebService(Service):
         url = self.link.config.safe_url
         log.info("Redis (web node {node}): connecting to {url}", node=self.node.name, url=url)
         self.status.start()
+        self.vacancy.start()
         defer.ensureDeferred(self._load()).addCallbacks(self.loaded.callback, self.loaded.errback)
 
     async def _load(self) -> int:
@@ -455,6 +471,7 @@ class _RedisWebService(Service):
     def stopService(self) -> Deferred[None]:
         super().stopService()
         self.status.stop()
+        self.vacancy.stop()
         if self.liveness is not None:
             self.liveness.stop()
         d: Deferred[Any] = defer.ensureDeferred(self.node.stop())
@@ -910,6 +927,14 @@ class _DeferredEndpoint:
             return defer.fail(ConnectionRefusedError("the demo simulator is not listening yet"))
         host = _address(self._port)
         return TCP4ClientEndpoint(self._reactor, host.host, host.port).connect(factory)
+
+
+def _vacancy(config: Config, link: Any, keys: Any, reactor: Any, pbx: str) -> Any:
+    """The watch that tells a PBX's agents when nobody holds it (pbxis.store.redis_vacancy)."""
+    from .store.redis_vacancy import VacancyWatch
+
+    agents = _pbx_config(config, pbx).agents
+    return VacancyWatch(link, keys, reactor, config.node.lease_time, pbx=pbx, max_log=agents.max_log)
 
 
 def _pbx_config(config: Config, pbx: str) -> PbxConfig:
