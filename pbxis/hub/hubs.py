@@ -63,7 +63,8 @@ class HubSet:
         registration = self.by_token(token)
         if registration is not None:
             return defer.succeed(registration)
-        asking = [hub.lookup(token) for hub in self.hubs if getattr(hub.store, "find_token", None) is not None]
+        shared = [hub for hub in self.hubs if getattr(hub.store, "find_token", None) is not None]
+        asking = [hub.lookup(token) for hub in shared]
         if not asking:
             return defer.succeed(None)
         d = defer.gatherResults(asking, consumeErrors=True)
