@@ -764,6 +764,7 @@ class PbxisService(MultiService):
         # false to every agent: the next holder's rebuild covers the gap), the AMI link
         # goes, what is logged is written, and only then is the lease let go.
         unit.ami.remove_observer(unit.sync)
+        unit.ami.remove_observer(unit.supervision.sync)
         unit.supervision.stop()
         stopped = unit.stop()
         if stopped is not None:
