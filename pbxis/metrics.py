@@ -163,15 +163,18 @@ class RedisCollector(Collector):
 
     STATES = ("ok", "buffering", "degraded")
 
-    def __init__(self, link: Any, store: Any, node: Any) -> None:
-        self._link = link
-        self._store = store
-        self._node = node
+    def __init__(
+        self, link: Any = None, store: Any = None, node: Any = None, *,
+        current: Callable[[], tuple[Any, Any, Any]] | None = None,
+    ) -> None:  # fmt: skip
+        #: ``current()``: the ``(link, store, node)`` of now, read at each scrape (a
+        #: collector renews a PBX's Redis side when it hands that PBX over)
+        self._current = current if current is not None else (lambda: (link, store, node))
 
     def collect(self) -> Iterator[Metric]:
-        link = self._link
-        health = self._store.health() if self._store is not None else {}
-        stats = self._node.stats() if self._node is not None else {}
+        link, store, node = self._current()
+        health = store.health() if store is not None else {}
+        stats = node.stats() if node is not None else {}
         gauge, counter = GaugeMetricFamily, CounterMetricFamily
         yield gauge(
             "pbxis_redis_up", "1 while the Redis command connection is up.", value=int(link.connected)
@@ -188,7 +191,7 @@ class RedisCollector(Collector):
         yield counter(
             "pbxis_redis_writes",
             "Write pipelines Redis acknowledged.",
-            value=getattr(self._store, "writes", 0),
+            value=getattr(store, "writes", 0),
         )
         yield gauge(
             "pbxis_redis_pending_events",

@@ -483,24 +483,31 @@ class _SpreadService(Service):
     """The collector's heartbeat in the node set, so that several PBXes' leases spread over
     the live collectors (:mod:`pbxis.store.redis_spread`)."""
 
-    def __init__(self, config: Config, link: Any, reactor: Any) -> None:
+    def __init__(self, config: Config, reactor: Any) -> None:
         from .store.redis_keys import NodeKeys
+        from .store.redis_link import RedisLink
         from .store.redis_node import node_name
         from .store.redis_spread import Spread
 
         assert config.redis is not None
+        # its own connection: a PBX's link goes when that PBX is handed over (and its
+        # side renewed), the heartbeat must not go with it
+        self.link = RedisLink(config.redis, reactor, name="node set")
         self.spread = Spread(
-            link, NodeKeys(config.redis.key_prefix), node_name(config), reactor,
+            self.link, NodeKeys(config.redis.key_prefix), node_name(config), reactor,
             config.node.lease_time, [pbx.name for pbx in config.pbxes],
         )  # fmt: skip
 
     def startService(self) -> None:
         super().startService()
+        self.link.start()
         self.spread.start()
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
-        return defer.maybeDeferred(self.spread.stop).addCallback(lambda _: None)
+        d = defer.maybeDeferred(self.spread.stop)
+        d.addBoth(lambda _: self.link.stop())
+        return d.addCallback(lambda _: None)
 
 
 def _executor_for(center: CallCenter, pbx: str) -> Callable[[str, dict[str, Any]], Any]:
@@ -648,7 +655,7 @@ class PbxisService(MultiService):
             self.redis = self.redis_pbx[names[0]]
             store = {name: side.store for name, side in self.redis_pbx.items()}
             if len(names) > 1:
-                self.spread = _SpreadService(config, self.redis.link, reactor)
+                self.spread = _SpreadService(config, reactor)
                 for side in self.redis_pbx.values():
                     side.spread = self.spread.spread
         self.center = CallCenter(
@@ -688,7 +695,11 @@ class PbxisService(MultiService):
         if redis_side is not None:
             from .metrics import LeaseCollector, RedisCollector
 
-            collectors.append(RedisCollector(redis_side.link, redis_side.store, redis_side.node))
+            def current_side() -> tuple[Any, Any, Any]:
+                side: Any = self.redis or self.redis_web  # the first PBX's, renewed at a hand-over
+                return side.link, side.store, side.node
+
+            collectors.append(RedisCollector(current=current_side))
             collectors.append(LeaseCollector(self._leases))
         # a collector listens for /health and /metrics only (README, "Several nodes")
         self.app = build_app(

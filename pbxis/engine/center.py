@@ -291,6 +291,7 @@ class CallCenter:
         if self.webhooks is not None:
             unit.hub.observers.append(self.webhooks.hub_observer(pbx))
         unit.health_view = old.health_view
+        old.close("handed over")  # its hub's timers and supervisors' go with it
         self.units[pbx] = unit
         return unit
 

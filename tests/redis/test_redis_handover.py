@@ -1,0 +1,95 @@
+"""A collector with two PBXes on Redis hands one over (PbxisService._hand_over) and stands
+by for it again with a fresh unit: in one process, on a real redis-server and two
+in-process simulators, ``lease_time`` 1 s. Nobody else takes the PBX, so this node takes
+it back (after the hand-over's patience): what lives on past the old unit must not point
+at it (the node set's heartbeat, ``/metrics``)."""
+
+from __future__ import annotations
+
+import pytest_twisted
+from twisted.internet import defer, reactor, task
+
+from pbxis.config import RedisConfig, parse_config
+from pbxis.simulator import Simulator, SimulatorConfig
+from pbxis.simulator.personality import personality
+from tests.support.stack import Stack
+
+USER, SECRET = "pbxis", "handover-secret"
+
+
+def _sim(seed: int) -> Simulator:
+    return Simulator(
+        SimulatorConfig.demo(
+            agents=["1001"], queues=["sales"], logged_in=False, personality=personality("20")
+        ),
+        clock=reactor,
+        seed=seed,
+        username=USER,
+        secret=SECRET,
+    )
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_hand_over_of_the_first_pbx_keeps_the_heartbeat_and_the_metrics_current(
+    redis_config: RedisConfig,
+) -> None:
+    from pbxis.service import PbxisService
+
+    sims = {"east": _sim(1), "west": _sim(2)}
+    ports = {pbx: reactor.listenTCP(0, sim.factory, interface="127.0.0.1") for pbx, sim in sims.items()}
+    tables = [
+        {"name": pbx, "host": "127.0.0.1", "port": port.getHost().port, "username": USER, "secret": SECRET,
+         "reconnect_min_delay": 0.05, "reconnect_max_delay": 0.3}
+        for pbx, port in ports.items()
+    ]  # fmt: skip
+    config = parse_config(
+        {
+            "pbx": tables,
+            "redis": {"url": redis_config.url, "key_prefix": redis_config.key_prefix},
+            "node": {"role": "collector", "lease_time": 1, "name": "me"},
+            "http": {"listen": "tcp:0:interface=127.0.0.1"},
+        }
+    )
+    service = PbxisService(config, reactor)
+    exits: list[int] = []
+    service.exit = lambda: exits.append(1)
+    service.startService()
+    stack = Stack(service, None)
+    try:
+
+        def holds(pbx: str) -> bool:
+            side = service.redis_pbx[pbx]
+            return side.lease.valid() and service.center.unit(pbx).ready
+
+        await stack.wait_for(lambda: holds("east") and holds("west"), 10, "both PBXes held")
+        await service.center.register_agent_async("1001", ["sales"], pbx="east")
+        old_side, old_unit = service.redis_pbx["east"], service.center.unit("east")
+        assert service.redis is old_side  # the first PBX's side: the node-wide things use it
+        spread = service.spread.spread
+        service._hand_over("east")
+        await stack.wait_for(lambda: service.redis_pbx["east"] is not old_side, 10, "the hand-over")
+        assert old_unit.ami.protocol_instance is None and not old_side.lease.valid()
+        # the node set goes on hearing of this node (its membership would lapse otherwise)
+        beats = spread.heartbeats
+        await stack.wait_for(lambda: spread.heartbeats >= beats + 3, 5, "heartbeats after the hand-over")
+        # nobody else took it: this node takes it back, with everything loaded again
+        await stack.wait_for(lambda: holds("east"), 15, "east held again")
+        await stack.wait_for(lambda: service.center.unit("east").hub.get("1001") is not None, 5, "1001 back")
+        await service.center.register_agent_async("1002", ["sales"], pbx="east")  # the fresh hub only
+        status, text = await stack.api("GET", "/metrics")
+        assert status == 200
+        assert _metric(text, "pbxis_redis_up") == 1
+        assert _metric(text, "pbxis_agents") == 2  # the fresh hub's (the old one knew 1001 only)
+        assert not exits
+    finally:
+        await defer.maybeDeferred(service.stopService)
+        for port in ports.values():
+            await defer.maybeDeferred(port.stopListening)
+        await task.deferLater(reactor, 0.05, lambda: None)
