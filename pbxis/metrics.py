@@ -10,6 +10,7 @@ needs observing as it happens, through the AMI client's action listener into a
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -365,14 +366,16 @@ class AmiTotals:
         #: action listeners, attached to each link once (also to a PBX's new link, after
         #: a collector handed that PBX over and stands by for it again)
         self._listeners: list[Callable[[str, float, str], None]] = []
-        self._attached: set[int] = set()
+        # the links themselves, weakly (not their ids: a freed link's id is often the
+        # next one's, which would then never get the listeners)
+        self._attached: weakref.WeakSet[Any] = weakref.WeakSet()
 
     @property
     def _links(self) -> list[Any]:
         links = self._get()
         for link in links:
-            if id(link) not in self._attached:
-                self._attached.add(id(link))
+            if link not in self._attached:
+                self._attached.add(link)
                 for listener in self._listeners:
                     link.add_action_listener(listener)
         return links
@@ -399,7 +402,7 @@ class AmiTotals:
     def add_action_listener(self, listener: Callable[[str, float, str], None]) -> None:
         self._listeners.append(listener)
         for link in self._get():
-            if id(link) in self._attached:
+            if link in self._attached:
                 link.add_action_listener(listener)
         self._links  # noqa: B018 (attaches it to the links not seen yet)
 
