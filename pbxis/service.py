@@ -724,6 +724,8 @@ class PbxisService(MultiService):
             self.center, self._ami_endpoint if config.node.has_ami and not per_pbx else None
         )
         self._webhooks_resumed = False
+        #: takeovers of each PBX's lease by the sides this node renewed (a counter goes on)
+        self._past_takeovers: dict[str, int] = {}
         if self.redis_web_pbx:
             # a web node: serves once every PBX's registrations are known; no AMI link
             loads = [side.loaded for side in self.redis_web_pbx.values()]
@@ -784,6 +786,7 @@ class PbxisService(MultiService):
                 log.failure("Redis: logging off from PBX {pbx}", pbx=pbx)
         await defer.maybeDeferred(side.disownServiceParent)  # drains, then lets the lease go
         self.spread.spread.released(pbx)
+        self._past_takeovers[pbx] = self._past_takeovers.get(pbx, 0) + side.lease.takeovers
         fresh = _RedisService(self.config, self.reactor, pbx, self.spread.spread)
         self.redis_pbx[pbx] = fresh
         if self.redis is side:
@@ -841,7 +844,8 @@ class PbxisService(MultiService):
         out = []
         for name, side in self.redis_pbx.items():
             lease = side.lease
-            out.append((name, {"held": lease.valid(), "takeovers": lease.takeovers, "holder": lease.holder}))
+            takeovers = lease.takeovers + self._past_takeovers.get(name, 0)
+            out.append((name, {"held": lease.valid(), "takeovers": takeovers, "holder": lease.holder}))
         for name, web_side in self.redis_web_pbx.items():
             status = web_side.status.status or {}
             out.append((name, {"held": False, "takeovers": 0, "holder": status.get("holder")}))

@@ -87,6 +87,9 @@ async def test_a_hand_over_of_the_first_pbx_keeps_the_heartbeat_and_the_metrics_
         assert status == 200
         assert _metric(text, "pbxis_redis_up") == 1
         assert _metric(text, "pbxis_agents") == 2  # the fresh hub's (the old one knew 1001 only)
+        # a counter: this node took east twice (its renewed side's lease once)
+        assert _metric(text, 'pbxis_pbx_lease_takeovers_total{pbx="east"}') == 2
+        assert _metric(text, 'pbxis_pbx_lease_takeovers_total{pbx="west"}') == 1
         assert not exits
     finally:
         await defer.maybeDeferred(service.stopService)
