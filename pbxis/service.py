@@ -773,10 +773,12 @@ class PbxisService(MultiService):
             "Redis: node {node} holds more PBXes than another collector; handing PBX {pbx} over",
             node=side.node.name, pbx=pbx,
         )  # fmt: skip
-        # The tracker hears nothing more (not even the link's end, which would log pbxStatus
-        # false to every agent: the next holder's rebuild covers the gap), the AMI link
+        # The tracker and the boards hear nothing more (not even the link's end, which would
+        # log pbxStatus false to every agent and supervisor: the next holder's rebuild
+        # covers the gap), the AMI link
         # goes, what is logged is written, and only then is the lease let go.
         unit.ami.remove_observer(unit.sync)
+        unit.ami.remove_observer(unit.supervision.sync)  # nor do the supervisors' boards
         unit.supervision.stop()
         stopped = unit.stop()
         if stopped is not None:

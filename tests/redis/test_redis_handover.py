@@ -12,6 +12,9 @@ from twisted.internet import defer, reactor, task
 from pbxis.config import RedisConfig, parse_config
 from pbxis.simulator import Simulator, SimulatorConfig
 from pbxis.simulator.personality import personality
+from pbxis.store.redis_keys import pbx_keys
+from pbxis.store.redis_link import RedisLink
+from pbxis.supervisors import supervisor_key
 from tests.support.stack import Stack
 
 USER, SECRET = "pbxis", "handover-secret"
@@ -38,7 +41,7 @@ def _metric(text: str, name: str) -> float:
 
 @pytest_twisted.ensureDeferred
 async def test_a_hand_over_of_the_first_pbx_keeps_the_heartbeat_and_the_metrics_current(
-    redis_config: RedisConfig,
+    redis_config: RedisConfig, link: RedisLink
 ) -> None:
     from pbxis.service import PbxisService
 
@@ -70,12 +73,20 @@ async def test_a_hand_over_of_the_first_pbx_keeps_the_heartbeat_and_the_metrics_
 
         await stack.wait_for(lambda: holds("east") and holds("west"), 10, "both PBXes held")
         await service.center.register_agent_async("1001", ["sales"], pbx="east")
+        await service.center.register_supervisor_async("boss", ["sales"], pbx="east")
         old_side, old_unit = service.redis_pbx["east"], service.center.unit("east")
         assert service.redis is old_side  # the first PBX's side: the node-wide things use it
         spread = service.spread.spread
         service._hand_over("east")
         await stack.wait_for(lambda: service.redis_pbx["east"] is not old_side, 10, "the hand-over")
         assert old_unit.ami.protocol_instance is None and not old_side.lease.valid()
+        # a planned hand-over is no outage: neither the agent's nor the supervisor's log
+        # says pbxStatus false (the next holder's rebuild covers the gap)
+        keys = pbx_keys(redis_config.key_prefix, "east")
+        for key in ("1001", supervisor_key("boss")):
+            entries = await link.command("XRANGE", keys.log(key), "-", "+")
+            downs = [e for e in entries if '"connected":false' in e[1][e[1].index("j") + 1]]
+            assert not downs, (key, downs)
         # the node set goes on hearing of this node (its membership would lapse otherwise)
         beats = spread.heartbeats
         await stack.wait_for(lambda: spread.heartbeats >= beats + 3, 5, "heartbeats after the hand-over")
@@ -86,7 +97,7 @@ async def test_a_hand_over_of_the_first_pbx_keeps_the_heartbeat_and_the_metrics_
         status, text = await stack.api("GET", "/metrics")
         assert status == 200
         assert _metric(text, "pbxis_redis_up") == 1
-        assert _metric(text, "pbxis_agents") == 2  # the fresh hub's (the old one knew 1001 only)
+        assert _metric(text, "pbxis_agents") == 3  # the fresh hub's 1001, boss, 1002 (the old one: no 1002)
         # a counter: this node took east twice (its renewed side's lease once)
         assert _metric(text, 'pbxis_pbx_lease_takeovers_total{pbx="east"}') == 2
         assert _metric(text, 'pbxis_pbx_lease_takeovers_total{pbx="west"}') == 1
