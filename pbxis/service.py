@@ -273,7 +273,7 @@ class _RedisService(Service):
         lease = self.lease_view()
         if lease["held"]:
             return {**local, "holder": self.node.name, "lease": lease}
-        return {**local, **remote_health(self.status.status), "lease": lease}
+        return {**local, **remote_health(self.status), "lease": lease}
 
     async def _load(self) -> int:
         while True:
@@ -419,7 +419,7 @@ class _RedisWebService(Service):
         """This PBX's health here (PbxUnit.health_view): its holder's published view."""
         from .store.redis_status import remote_health
 
-        return {**local, **remote_health(self.status.status)}
+        return {**local, **remote_health(self.status)}
 
     def attach(self, hub: Any) -> None:
         """The hub this store serves: its calls for what the read loop brings."""

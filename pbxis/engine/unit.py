@@ -86,7 +86,7 @@ class PbxUnit:
         self.ami = link if link is not None else link_from_config(pbx.ami, clock=reactor)
         self.sync = StateSync(self.ami, self.tracker, self.publish, clock=reactor, now_ms=now_ms)
         self.ami.add_observer(self.sync)
-        self.supervision = Supervision(reactor, config, self.hub, self.ami, self.sync, now_ms)
+        self.supervision = Supervision(reactor, config, self.hub, self.ami, self.sync, now_ms, self.publish)
         self.commands = Commands(self.ami, self.tracker, agents)
         self.guard = OriginateGuard(reactor, config.originate)
         self.call_control = CallControl(

@@ -124,8 +124,13 @@ class StatusReader:
         failure.trap(RedisUnavailable, RedisTimeout)
 
 
-def remote_health(status: dict[str, Any] | None, *, wall: Callable[[], float] = time.time) -> dict[str, Any]:
-    """A unit's ``health()`` fields from its holder's published status."""
+def remote_health(reader: StatusReader, *, wall: Callable[[], float] = time.time) -> dict[str, Any]:
+    """A unit's ``health()`` fields from its holder's published status, as last read
+    (``unknown`` while Redis does not answer: the last status read may be long gone)."""
+    status = reader.status
+    if not reader.fresh:
+        return {"connected": False, "state": "unknown", "lastEventAge": None, "reconnects": 0,
+                "synced": False, "holder": None}  # fmt: skip
     if status is None:
         return {"connected": False, "state": "no_holder", "lastEventAge": None, "reconnects": 0,
                 "synced": False, "holder": None}  # fmt: skip
