@@ -759,6 +759,9 @@ class PbxisService(MultiService):
         side = self.redis_pbx.get(pbx)
         unit = self.center.unit(pbx)
         ready = side is not None and side.loaded.called and side.lease.valid() and unit.ready
+        # and what it logged is in Redis: the release does not wait for a store behind Redis
+        # (its drain gives up after a few seconds; the rest would be lost)
+        ready = ready and side is not None and side.store.health().get("status") == "ok"
         if side is None or not ready or not self.running:
             self.spread.spread.kept(pbx)  # not now: the next heartbeat asks again
             return

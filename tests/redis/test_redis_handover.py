@@ -77,6 +77,12 @@ async def test_a_hand_over_of_the_first_pbx_keeps_the_heartbeat_and_the_metrics_
         old_side, old_unit = service.redis_pbx["east"], service.center.unit("east")
         assert service.redis is old_side  # the first PBX's side: the node-wide things use it
         spread = service.spread.spread
+        # not while its store is behind Redis: what is pending would be lost at the release
+        old_side.store.health = lambda: {"status": "buffering", "pendingEvents": 3}  # type: ignore[method-assign]
+        spread.handing = "east"
+        service._hand_over("east")
+        assert spread.handing is None and service.redis_pbx["east"] is old_side and holds("east")
+        del old_side.store.health
         service._hand_over("east")
         await stack.wait_for(lambda: service.redis_pbx["east"] is not old_side, 10, "the hand-over")
         assert old_unit.ami.protocol_instance is None and not old_side.lease.valid()
