@@ -724,6 +724,7 @@ class PbxisService(MultiService):
             self.center, self._ami_endpoint if config.node.has_ami and not per_pbx else None
         )
         self._webhooks_resumed = False
+        self._exiting = False
         #: takeovers of each PBX's lease by the sides this node renewed (a counter goes on)
         self._past_takeovers: dict[str, int] = {}
         if self.redis_web_pbx:
@@ -864,7 +865,10 @@ class PbxisService(MultiService):
             unit.ami.stop()
             if link is not None and link.transport is not None:
                 getattr(link.transport, "abortConnection", link.transport.loseConnection)()
-        if self.running:
+        if self.running and not self._exiting:
+            # once: with several PBXes each lease lost (a pause loses them all) steps down
+            # again, and a second reactor.stop() raises
+            self._exiting = True
             self.reactor.callLater(0, self.exit)
 
     def _web_loaded(self, _: object) -> None:

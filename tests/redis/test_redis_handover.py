@@ -108,6 +108,11 @@ async def test_a_hand_over_of_the_first_pbx_keeps_the_heartbeat_and_the_metrics_
         assert _metric(text, 'pbxis_pbx_lease_takeovers_total{pbx="east"}') == 2
         assert _metric(text, 'pbxis_pbx_lease_takeovers_total{pbx="west"}') == 1
         assert not exits
+        # a pause past both leases loses both: the process is asked to end once
+        service._step_down("east's lease lost")
+        service._step_down("west's lease lost")
+        await task.deferLater(reactor, 0.01, lambda: None)
+        assert exits == [1]
     finally:
         await defer.maybeDeferred(service.stopService)
         for port in ports.values():
