@@ -224,9 +224,9 @@ class Spread:
         live[self.node] = _Node(frozenset(self.held), frozenset(self.pbxes))
         self.live = live
         self.heartbeats += 1
-        for pbx in self._handed:
-            if any(pbx in n.held for name, n in live.items() if name != self.node):
-                self._taken.add(pbx)
+        for given in self._handed:
+            if any(given in n.held for name, n in live.items() if name != self.node):
+                self._taken.add(given)
         self._tried_this_round = False
         if self.on_surplus is not None and self.handing is None and self.heartbeats > 3 and self._settled():
             pbx = self.surplus()
