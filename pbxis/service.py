@@ -790,7 +790,14 @@ class PbxisService(MultiService):
                 await stopped
             except Exception:
                 log.failure("Redis: logging off from PBX {pbx}", pbx=pbx)
-        await defer.maybeDeferred(side.disownServiceParent)  # drains, then lets the lease go
+        try:
+            await defer.maybeDeferred(side.disownServiceParent)  # drains, then lets the lease go
+        except Exception:
+            # whatever failed there, nothing of that side may go on: its lease goes (else it
+            # is renewed with no AMI link behind it) and this node stands by again
+            log.failure("Redis: stopping PBX {pbx}'s side for the hand-over", pbx=pbx)
+            await defer.maybeDeferred(side.lease.stop)
+            await defer.maybeDeferred(side.link.stop)
         self.spread.spread.released(pbx)
         self._past_takeovers[pbx] = self._past_takeovers.get(pbx, 0) + side.lease.takeovers
         fresh = _RedisService(self.config, self.reactor, pbx, self.spread.spread)

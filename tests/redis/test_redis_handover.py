@@ -108,6 +108,19 @@ async def test_a_hand_over_of_the_first_pbx_keeps_the_heartbeat_and_the_metrics_
         assert _metric(text, 'pbxis_pbx_lease_takeovers_total{pbx="east"}') == 2
         assert _metric(text, 'pbxis_pbx_lease_takeovers_total{pbx="west"}') == 1
         assert not exits
+        # whatever fails in the old side's stop, its lease goes and the node stands by again
+        west = service.redis_pbx["west"]
+
+        async def broken() -> None:
+            raise RuntimeError("a bug in the read loop's stop")
+
+        west.node.stop = broken  # type: ignore[method-assign]
+        service._hand_over("west")
+        await stack.wait_for(lambda: service.redis_pbx["west"] is not west, 10, "west handed over")
+        assert spread.handing is None and "west" not in spread.held
+        assert west.lease._stopped and not west.lease.valid()
+        keys_west = pbx_keys(redis_config.key_prefix, "west")
+        assert await link.command("GET", keys_west.collector) != "me"
         # a pause past both leases loses both: the process is asked to end once
         service._step_down("east's lease lost")
         service._step_down("west's lease lost")
