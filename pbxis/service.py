@@ -526,7 +526,8 @@ def _executor_for(center: CallCenter, pbx: str) -> Callable[[str, dict[str, Any]
 class _StandbyGate(Resource):
     """In front of the site of an ``all`` or ``collector`` node with ``[redis]``: while
     the node stands by (or stepped down), ``/health`` answers 200 with ``standby`` (a
-    stepped-down node 503), ``/metrics`` as usual, anything else 503 with ``Retry-After``."""
+    stepped-down node 503), ``/metrics`` and ``/health/pbx/{pbx}`` as usual, anything else
+    503 with ``Retry-After``."""
 
     isLeaf = True
 
@@ -538,7 +539,10 @@ class _StandbyGate(Resource):
     def render(self, request: Any) -> bytes | int:
         body = self._standby()
         first = request.postpath[0] if request.postpath else b""
-        if body is None or first == b"metrics":
+        # /health/pbx/{pbx} is that PBX's, from its holder's published status (as on a node
+        # holding another PBX): the node's standby body would say 200 for a PBX nobody holds
+        per_pbx = first == b"health" and request.postpath[1:2] == [b"pbx"]
+        if body is None or first == b"metrics" or per_pbx:
             answer: bytes | int = self._inner.render(request)
             return answer
         request.setHeader(b"content-type", b"application/json")

@@ -131,3 +131,50 @@ async def test_a_hand_over_of_the_first_pbx_keeps_the_heartbeat_and_the_metrics_
         for port in ports.values():
             await defer.maybeDeferred(port.stopListening)
         await task.deferLater(reactor, 0.05, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_collector_standing_by_for_every_pbx_answers_health_pbx_from_the_holders_status(
+    redis_config: RedisConfig, link: RedisLink
+) -> None:
+    """/health is the node's (standby); /health/pbx/{pbx} is that PBX's, as its holder
+    published it (pbxis.store.redis_status), as on a node that holds another PBX."""
+    import json
+
+    from pbxis.service import PbxisService
+
+    prefix = redis_config.key_prefix
+    for pbx in ("east", "west"):
+        await link.command("SET", pbx_keys(prefix, pbx).collector, "other", "PX", 60_000)
+    status = {"holder": "other", "connected": True, "state": "connected", "synced": True, "at": 0}
+    await link.command("SET", pbx_keys(prefix, "east").status, json.dumps(status), "PX", 60_000)
+    tables = [
+        {"name": p, "host": "127.0.0.1", "port": 1, "username": USER, "secret": SECRET}
+        for p in ("east", "west")
+    ]
+    config = parse_config(
+        {
+            "pbx": tables,
+            "redis": {"url": redis_config.url, "key_prefix": prefix},
+            "node": {"role": "collector", "lease_time": 1, "name": "me"},
+            "http": {"listen": "tcp:0:interface=127.0.0.1"},
+        }
+    )
+    service = PbxisService(config, reactor)
+    service.exit = lambda: None
+    service.startService()
+    stack = Stack(service, None)
+    try:
+        await stack.wait_for(lambda: service.http_port, 5, "listening")
+        side = service.redis_pbx["east"]
+        await stack.wait_for(lambda: side.lease.holder == "other" and side.status.fresh, 5, "the holder seen")
+        code, body = await stack.api("GET", "/health")
+        assert code == 200 and body["status"] == "standby", body
+        code, body = await stack.api("GET", "/health/pbx/east")
+        assert code == 200 and body["pbx"] == "east" and body["status"] == "standby", body
+        assert body["holder"] == "other" and body["connected"] is True, body
+        code, body = await stack.api("GET", "/health/pbx/west")  # held, but no status published
+        assert code == 503 and body["pbx"] == "west", body
+    finally:
+        await defer.maybeDeferred(service.stopService)
+        await task.deferLater(reactor, 0.05, lambda: None)
