@@ -837,6 +837,29 @@ class PbxisService(MultiService):
             self.center_service.setServiceParent(self)
         else:
             self.center.start_pbx(pbx)
+        self.reactor.callLater(self.config.node.lease_time, self._not_logged_in, side)
+
+    def _not_logged_in(self, side: _RedisService) -> None:
+        """``lease_time`` after this node took ``side``'s PBX (and loaded it): not logged in
+        to that Asterisk (unreachable from here, for now), its agents and supervisors are
+        told so once, as a link lost would (``pbxStatus`` false; the login's rebuild says
+        true). Nobody else would: the vacancy watch sees a holder, and the tracker's records
+        loaded before any login are down without a word."""
+        from .events import PBX_STATUS, AgentEvent
+
+        unit = self.center.units.get(side.pbx)
+        if unit is None or self.redis_pbx.get(side.pbx) is not side or not side.lease.valid():
+            return
+        if unit.connected or not unit.started:
+            return
+        log.warn(
+            "Redis: node {node} holds PBX {pbx}'s AMI lease but is not logged in to it after "
+            "{lease_time:g} s; its agents get pbxStatus false", node=side.node.name, pbx=side.pbx,
+            lease_time=self.config.node.lease_time,
+        )  # fmt: skip
+        now = self.center.now_ms()
+        keys = list(unit.hub.stats()["log_sizes"])  # every registration: agents and supervisors
+        unit.publish([AgentEvent(key, PBX_STATUS, now, {"connected": False}) for key in keys])
 
     def _standby(self) -> dict[str, Any] | None:
         """``/health`` while this node serves no PBX (standby, or stepped down); ``None``

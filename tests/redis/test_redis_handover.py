@@ -178,3 +178,58 @@ async def test_a_collector_standing_by_for_every_pbx_answers_health_pbx_from_the
     finally:
         await defer.maybeDeferred(service.stopService)
         await task.deferLater(reactor, 0.05, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_holder_not_logged_in_within_lease_time_tells_its_agents_once(
+    redis_config: RedisConfig, link: RedisLink
+) -> None:
+    """Nobody else would: the vacancy watch sees a holder. pbxStatus false once, then true
+    after the login's rebuild (an Asterisk this node cannot reach yet, then can)."""
+    from pbxis.service import PbxisService
+    from tests.redis.redis_proc import free_port
+
+    port = free_port()  # east: nothing listens there yet
+    sim = _sim(3)
+    table = {"username": USER, "secret": SECRET, "reconnect_min_delay": 0.05, "reconnect_max_delay": 0.2}
+    config = parse_config(
+        {
+            "ami": {"host": "127.0.0.1", "port": port, **table},
+            "redis": {"url": redis_config.url, "key_prefix": redis_config.key_prefix},
+            "node": {"role": "collector", "lease_time": 1, "name": "me"},
+            "http": {"listen": "tcp:0:interface=127.0.0.1"},
+        }
+    )
+    service = PbxisService(config, reactor)
+    service.exit = lambda: None
+    service.startService()
+    stack = Stack(service, None)
+    log_key = pbx_keys(redis_config.key_prefix, "default").log("1001")
+
+    async def statuses() -> list[str]:
+        entries = await link.command("XRANGE", log_key, "-", "+")
+        return [e[1][e[1].index("j") + 1] for e in entries if "pbxStatus" in e[1]]
+
+    listening = None
+    try:
+        await stack.wait_for(lambda: service.redis.loaded.called, 5, "the lease and the load")
+        await service.center.register_agent_async("1001", ["sales"])
+        for _ in range(300):
+            if await statuses():
+                break
+            await task.deferLater(reactor, 0.01, lambda: None)
+        shown = await statuses()
+        assert len(shown) == 1 and '"connected":false' in shown[0], shown
+        listening = reactor.listenTCP(port, sim.factory, interface="127.0.0.1")
+        await stack.wait_for(lambda: service.center.ready, 10, "logged in and rebuilt")
+        for _ in range(300):
+            if len(await statuses()) > 1:
+                break
+            await task.deferLater(reactor, 0.01, lambda: None)
+        shown = await statuses()
+        assert len(shown) == 2 and '"connected":true' in shown[1], shown
+    finally:
+        await defer.maybeDeferred(service.stopService)
+        if listening is not None:
+            await defer.maybeDeferred(listening.stopListening)
+        await task.deferLater(reactor, 0.05, lambda: None)
