@@ -73,7 +73,8 @@ FREE_TICKS = 3
 
 #: heartbeats a node leaves a PBX it handed over to the others (it takes it back only
 #: if nobody did, after twice FREE_TICKS; once another node was seen holding it, the
-#: rule is over: that node's death is an ordinary takeover)
+#: rule is over: that node's death is an ordinary takeover; so it is when no other live
+#: node may hold it)
 HANDED_ROUNDS = 6
 
 
@@ -141,7 +142,8 @@ class Spread:
         times in a row)?"""
         patience = FREE_TICKS + len(self.pbxes)
         handed = self._handed.get(pbx)
-        if handed is not None and pbx not in self._taken and self.heartbeats - handed < HANDED_ROUNDS:
+        held_back = handed is not None and pbx not in self._taken and self.heartbeats - handed < HANDED_ROUNDS
+        if held_back and self._others(pbx):  # (no live node left to leave it to: no wait)
             return free_ticks >= 2 * patience  # given away: the others' turn first
         if free_ticks >= patience:
             return True

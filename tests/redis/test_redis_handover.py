@@ -1,7 +1,7 @@
 """A collector with two PBXes on Redis hands one over (PbxisService._hand_over) and stands
 by for it again with a fresh unit: in one process, on a real redis-server and two
 in-process simulators, ``lease_time`` 1 s. Nobody else takes the PBX, so this node takes
-it back (after the hand-over's patience): what lives on past the old unit must not point
+it back (no live node to leave it to): what lives on past the old unit must not point
 at it (the node set's heartbeat, ``/metrics``)."""
 
 from __future__ import annotations
