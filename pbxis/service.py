@@ -526,7 +526,8 @@ def _executor_for(center: CallCenter, pbx: str) -> Callable[[str, dict[str, Any]
 class _StandbyGate(Resource):
     """In front of the site of an ``all`` or ``collector`` node with ``[redis]``: while
     the node stands by (or stepped down), ``/health`` answers 200 with ``standby`` (a
-    stepped-down node 503), ``/metrics`` as usual, anything else 503 with ``Retry-After``."""
+    stepped-down node 503), ``/metrics`` and ``/health/pbx/{pbx}`` as usual, anything else
+    503 with ``Retry-After``."""
 
     isLeaf = True
 
@@ -538,7 +539,10 @@ class _StandbyGate(Resource):
     def render(self, request: Any) -> bytes | int:
         body = self._standby()
         first = request.postpath[0] if request.postpath else b""
-        if body is None or first == b"metrics":
+        # /health/pbx/{pbx} is that PBX's, from its holder's published status (as on a node
+        # holding another PBX): the node's standby body would say 200 for a PBX nobody holds
+        per_pbx = first == b"health" and request.postpath[1:2] == [b"pbx"]
+        if body is None or first == b"metrics" or per_pbx:
             answer: bytes | int = self._inner.render(request)
             return answer
         request.setHeader(b"content-type", b"application/json")
@@ -695,7 +699,11 @@ class PbxisService(MultiService):
         if redis_side is not None:
             from .metrics import LeaseCollector, RedisCollector
 
-            collectors.append(RedisCollector(redis_side.link, redis_side.store, redis_side.node))
+            def current_side() -> tuple[Any, Any, Any]:
+                side: Any = self.redis or self.redis_web  # the first PBX's, renewed at a hand-over
+                return side.link, side.store, side.node
+
+            collectors.append(RedisCollector(current=current_side))
             collectors.append(LeaseCollector(self._leases))
         # a collector listens for /health and /metrics only (README, "Several nodes")
         self.app = build_app(
@@ -720,6 +728,9 @@ class PbxisService(MultiService):
             self.center, self._ami_endpoint if config.node.has_ami and not per_pbx else None
         )
         self._webhooks_resumed = False
+        self._exiting = False
+        #: takeovers of each PBX's lease by the sides this node renewed (a counter goes on)
+        self._past_takeovers: dict[str, int] = {}
         if self.redis_web_pbx:
             # a web node: serves once every PBX's registrations are known; no AMI link
             loads = [side.loaded for side in self.redis_web_pbx.values()]
@@ -753,6 +764,9 @@ class PbxisService(MultiService):
         side = self.redis_pbx.get(pbx)
         unit = self.center.unit(pbx)
         ready = side is not None and side.loaded.called and side.lease.valid() and unit.ready
+        # and what it logged is in Redis: the release does not wait for a store behind Redis
+        # (its drain gives up after a few seconds; the rest would be lost)
+        ready = ready and side is not None and side.store.health().get("status") == "ok"
         if side is None or not ready or not self.running:
             self.spread.spread.kept(pbx)  # not now: the next heartbeat asks again
             return
@@ -767,11 +781,12 @@ class PbxisService(MultiService):
             "Redis: node {node} holds more PBXes than another collector; handing PBX {pbx} over",
             node=side.node.name, pbx=pbx,
         )  # fmt: skip
-        # The tracker hears nothing more (not even the link's end, which would log pbxStatus
-        # false to every agent: the next holder's rebuild covers the gap), the AMI link
+        # The tracker and the boards hear nothing more (not even the link's end, which would
+        # log pbxStatus false to every agent and supervisor: the next holder's rebuild
+        # covers the gap), the AMI link
         # goes, what is logged is written, and only then is the lease let go.
         unit.ami.remove_observer(unit.sync)
-        unit.ami.remove_observer(unit.supervision.sync)
+        unit.ami.remove_observer(unit.supervision.sync)  # nor do the supervisors' boards
         unit.supervision.stop()
         stopped = unit.stop()
         if stopped is not None:
@@ -779,8 +794,16 @@ class PbxisService(MultiService):
                 await stopped
             except Exception:
                 log.failure("Redis: logging off from PBX {pbx}", pbx=pbx)
-        await defer.maybeDeferred(side.disownServiceParent)  # drains, then lets the lease go
+        try:
+            await defer.maybeDeferred(side.disownServiceParent)  # drains, then lets the lease go
+        except Exception:
+            # whatever failed there, nothing of that side may go on: its lease goes (else it
+            # is renewed with no AMI link behind it) and this node stands by again
+            log.failure("Redis: stopping PBX {pbx}'s side for the hand-over", pbx=pbx)
+            await defer.maybeDeferred(side.lease.stop)
+            await defer.maybeDeferred(side.link.stop)
         self.spread.spread.released(pbx)
+        self._past_takeovers[pbx] = self._past_takeovers.get(pbx, 0) + side.lease.takeovers
         fresh = _RedisService(self.config, self.reactor, pbx, self.spread.spread)
         self.redis_pbx[pbx] = fresh
         if self.redis is side:
@@ -814,6 +837,29 @@ class PbxisService(MultiService):
             self.center_service.setServiceParent(self)
         else:
             self.center.start_pbx(pbx)
+        self.reactor.callLater(self.config.node.lease_time, self._not_logged_in, side)
+
+    def _not_logged_in(self, side: _RedisService) -> None:
+        """``lease_time`` after this node took ``side``'s PBX (and loaded it): not logged in
+        to that Asterisk (unreachable from here, for now), its agents and supervisors are
+        told so once, as a link lost would (``pbxStatus`` false; the login's rebuild says
+        true). Nobody else would: the vacancy watch sees a holder, and the tracker's records
+        loaded before any login are down without a word."""
+        from .events import PBX_STATUS, AgentEvent
+
+        unit = self.center.units.get(side.pbx)
+        if unit is None or self.redis_pbx.get(side.pbx) is not side or not side.lease.valid():
+            return
+        if unit.connected or not unit.started:
+            return
+        log.warn(
+            "Redis: node {node} holds PBX {pbx}'s AMI lease but is not logged in to it after "
+            "{lease_time:g} s; its agents get pbxStatus false", node=side.node.name, pbx=side.pbx,
+            lease_time=self.config.node.lease_time,
+        )  # fmt: skip
+        now = self.center.now_ms()
+        keys = list(unit.hub.stats()["log_sizes"])  # every registration: agents and supervisors
+        unit.publish([AgentEvent(key, PBX_STATUS, now, {"connected": False}) for key in keys])
 
     def _standby(self) -> dict[str, Any] | None:
         """``/health`` while this node serves no PBX (standby, or stepped down); ``None``
@@ -838,7 +884,8 @@ class PbxisService(MultiService):
         out = []
         for name, side in self.redis_pbx.items():
             lease = side.lease
-            out.append((name, {"held": lease.valid(), "takeovers": lease.takeovers, "holder": lease.holder}))
+            takeovers = lease.takeovers + self._past_takeovers.get(name, 0)
+            out.append((name, {"held": lease.valid(), "takeovers": takeovers, "holder": lease.holder}))
         for name, web_side in self.redis_web_pbx.items():
             status = web_side.status.status or {}
             out.append((name, {"held": False, "takeovers": 0, "holder": status.get("holder")}))
@@ -852,7 +899,10 @@ class PbxisService(MultiService):
             unit.ami.stop()
             if link is not None and link.transport is not None:
                 getattr(link.transport, "abortConnection", link.transport.loseConnection)()
-        if self.running:
+        if self.running and not self._exiting:
+            # once: with several PBXes each lease lost (a pause loses them all) steps down
+            # again, and a second reactor.stop() raises
+            self._exiting = True
             self.reactor.callLater(0, self.exit)
 
     def _web_loaded(self, _: object) -> None:
