@@ -1,0 +1,232 @@
+"""Two sites on one Redis (issue #16): real ``twistd pbxis`` processes on one
+``redis-server`` and two simulators (``python -m pbxis.simulator``, calls flowing), standing
+for PBXes ``east`` and ``west``.
+
+Two collectors name both PBXes and spread them: each holds one lease (``lease_time = 2``)
+while both live. A web node serves an SSE client of agent 1001 on each PBX. ``kill -9``
+of the node holding ``east`` mid-call: the other collector, holding ``west`` already, is
+logged in to east too within ``lease_time + 2`` s; both clients, never disconnected, get
+every event exactly once (ids the Redis logs', consecutive, no state repeated), and the
+client on west sees nothing at all of the failover: its events go on meanwhile, with no
+``pbxStatus``, no ``reset``, and west's lease was never taken over. Then the killed node
+comes back (a standby, or given one PBX back) and the survivor is paused (``SIGSTOP``)
+past its lease: the other takes over what it held; resumed (``SIGCONT``), the old holder
+writes nothing (the logs stay the clients', once each), steps down and says why.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from pbxis.store.redis_keys import pbx_keys
+from tests.redis.redis_proc import RedisServer
+from tests.redis.test_redis_daemon import SSEClient
+from tests.support.cluster import check_exactly_once, holder_of, holds, node_tables, pbx_tables
+from tests.support.processes import (
+    CALLS,
+    Daemons,
+    free_port,
+    health,
+    running_daemons,
+    start_simulator,
+    stop,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+PREFIX = "sites:"
+LEASE = 2.0
+PBXES = ("east", "west")
+COLLECTORS = ("c1", "c2")
+
+
+@dataclass
+class Sites:
+    daemons: Daemons
+    redis: redis.Redis
+    tmp: Path
+    #: node name -> (config, HTTP port)
+    nodes: dict[str, tuple[Path, int]]
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def port(self, node: str) -> int:
+        return self.nodes[node][1]
+
+    def url(self, node: str, path: str) -> str:
+        return f"http://127.0.0.1:{self.port(node)}{path}"
+
+    def log(self, node: str) -> Path:
+        return self.tmp / f"{node}.log"
+
+    def start(self, node: str) -> None:
+        self.daemons.config, self.daemons.http = self.nodes[node]
+        self.procs[node] = self.daemons.start(wait=False, log=self.log(node))
+
+    def collectors(self) -> dict[str, int]:
+        return {name: self.port(name) for name in COLLECTORS}
+
+    def holder(self, pbx: str) -> str | None:
+        return holder_of(self.collectors(), pbx)
+
+    def output(self, node: str) -> str:
+        return self.log(node).read_text("utf-8", errors="replace")
+
+    def metrics(self, node: str) -> str:
+        return requests.get(self.url(node, "/metrics"), timeout=10).text
+
+    def subscribe(self, pbx: str) -> SSEClient:
+        answer = requests.put(
+            self.url("web", f"/pbx/{pbx}/agents/1001"), json={"queues": ["sales"]}, timeout=10
+        )
+        assert answer.status_code == 200, answer.text
+        client = SSEClient()
+        client.open(self.url("web", f"/stream/{answer.json()['token']}/sse"))
+        return client
+
+
+def spread(sites: Sites) -> bool:
+    """Each PBX held by one collector, and no collector holding both."""
+    holders = [sites.holder(pbx) for pbx in PBXES]
+    return None not in holders and len(set(holders)) == len(PBXES)
+
+
+def web_ready(sites: Sites) -> bool:
+    """The web node answers, and sees each PBX served by its holder."""
+    if health(sites.port("web"))[0] != 200:
+        return False
+    for pbx in PBXES:
+        answer = requests.get(sites.url("web", f"/health/pbx/{pbx}"), timeout=5)
+        if answer.status_code != 200 or answer.json().get("status") != "ok":
+            return False
+    return True
+
+
+@pytest.fixture
+def sites(tmp_path: Path, redis_server: RedisServer) -> Iterator[Sites]:
+    r = redis.Redis(port=redis_server.port, decode_responses=True)
+    r.flushall()
+    with running_daemons(tmp_path, simulator=False) as daemons:
+        ami = {pbx: free_port() for pbx in PBXES}
+        sims = [start_simulator(port, *CALLS, seed=n) for n, port in enumerate(ami.values(), start=3)]
+        try:
+            tables = pbx_tables(
+                ami, extra="reconnect_min_delay = 0.1\nreconnect_max_delay = 0.5\naction_timeout = 2.0\n"
+            )
+            nodes = {}
+            for name, role in (("c1", "collector"), ("c2", "collector"), ("web", "web")):
+                port = free_port()
+                path = tmp_path / f"{name}.toml"
+                node = node_tables(redis_server.url, PREFIX, role, name, LEASE)
+                path.write_text(
+                    f'{tables}\n[http]\nlisten = "tcp:{port}:interface=127.0.0.1"\n\n'
+                    f"[agents]\ngrace_period = 600\n{node}",
+                    "utf-8",
+                )
+                nodes[name] = (path, port)
+            s = Sites(daemons, r, tmp_path, nodes)
+            for name in COLLECTORS:
+                s.start(name)
+            wait_for(lambda: spread(s), 30, "the two collectors holding one PBX each")
+            s.start("web")
+            wait_for(lambda: web_ready(s), 30, "the web node serving both PBXes")
+            yield s
+        finally:
+            for sim in sims:
+                stop(sim)
+    r.close()
+
+
+def log_key(pbx: str) -> str:
+    return pbx_keys(PREFIX, pbx).log("1001")
+
+
+def metric(text: str, name: str, pbx: str) -> float | None:
+    """A per-PBX series' value (a counter may carry prometheus' ``_total``)."""
+    m = re.search(rf'^{name}(?:_total)?\{{[^}}]*pbx="{pbx}"[^}}]*\}} (\S+)$', text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def test_kill_9_of_easts_holder_west_sees_nothing_then_a_paused_holder_writes_nothing(sites: Sites) -> None:
+    r = sites.redis
+    east, west = sites.holder("east"), sites.holder("west")
+    assert east and west and east != west
+    standing = sites.metrics(east)
+    assert metric(standing, "pbxis_pbx_lease_held", "east") == 1.0, standing
+    assert metric(standing, "pbxis_pbx_lease_held", "west") == 0.0, standing
+    west_takeovers = metric(sites.metrics(west), "pbxis_pbx_lease_takeovers", "west")
+    clients = {pbx: sites.subscribe(pbx) for pbx in PBXES}
+    try:
+        wait_for(
+            lambda: all(len(c.events) >= 15 for c in clients.values()), 40, "calls flowing on both PBXes"
+        )
+        west_before = len(clients["west"].events)
+        sites.procs[east].send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        sites.procs[east].wait(10)
+        wait_for(lambda: holds(sites.port(west), "east"), LEASE + 10, "the survivor logged in to east")
+        took = time.monotonic() - killed
+        assert took <= LEASE + 2, took
+        # west's events went on while east had no holder (about five a second)
+        west_during = len(clients["west"].events)
+        assert west_during > west_before, "west's client heard nothing while east failed over"
+        wait_for(lambda: on_web(sites, "east") == west, 10, f"the web node naming {west} as east's holder")
+        wait_for(grown(clients, 5), 30, "both PBXes' events after the takeover")
+        west_after = len(clients["west"].events)
+        metrics = sites.metrics(west)
+        assert metric(metrics, "pbxis_pbx_lease_held", "east") == 1.0, metrics
+        assert metric(metrics, "pbxis_pbx_lease_takeovers", "east") == 1.0, metrics
+        assert metric(metrics, "pbxis_pbx_lease_takeovers", "west") == west_takeovers, metrics
+
+        # the partition: the killed node back, the survivor paused past its leases
+        sites.start(east)
+        wait_for(lambda: health(sites.port(east))[0] == 200, 30, f"{east} back")
+        paused = sites.procs[west]
+        paused.send_signal(signal.SIGSTOP)
+        try:
+            wait_for(
+                lambda: all(holds(sites.port(east), p) for p in PBXES), LEASE + 10, f"{east} holding both"
+            )
+            wait_for(grown(clients, 3), 30, "events from the new holder")
+        finally:
+            paused.send_signal(signal.SIGCONT)
+        wait_for(lambda: "lost the AMI lease" in sites.output(west), 15, f"{west} saying it stepped down")
+        wait_for(grown(clients, 5), 30, "events after the old holder stepped down")
+        time.sleep(0.5)
+    finally:
+        for client in clients.values():
+            client.close()
+    for pbx, client in clients.items():
+        check_exactly_once(client, r, log_key(pbx))
+        assert {e["pbx"] for e in client.events} == {pbx}
+        assert not [e for e in client.events if e["type"] in ("reset", "closed")], pbx
+    # nothing of east's failover on west: no pbxStatus, no gap (above), its lease untouched
+    during = clients["west"].events[west_before:west_after]
+    assert not [e for e in during if e["type"] == "pbxStatus"], during
+    output = sites.output(west)
+    assert "paused" in output and "another writer took over" not in output, output[-3000:]
+    if paused.poll() is None:  # it stays up as a standby, or is on its way out
+        assert not any(holds(sites.port(west), p) for p in PBXES)
+
+
+def on_web(sites: Sites, pbx: str) -> str | None:
+    """Who the web node says holds ``pbx`` (from the holder's status in Redis)."""
+    answer = requests.get(sites.url("web", f"/health/pbx/{pbx}"), timeout=10)
+    holder = answer.json().get("holder")
+    return str(holder) if holder else None
+
+
+def grown(clients: dict[str, SSEClient], n: int) -> Callable[[], bool]:
+    """A predicate: every client has ``n`` more events than now."""
+    base = {pbx: len(c.events) for pbx, c in clients.items()}
+    return lambda: all(len(c.events) >= base[pbx] + n for pbx, c in clients.items())
