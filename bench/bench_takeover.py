@@ -15,7 +15,6 @@ load counts): the median of ``--repeat`` rounds and the worst.
 from __future__ import annotations
 
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,14 +31,17 @@ import requests  # noqa: E402
 
 from tests.redis.redis_proc import RedisServer  # noqa: E402
 from tests.redis.test_redis_daemon import SSEClient  # noqa: E402
-from tests.support.processes import free_port, health, running_daemons, stop, wait_for  # noqa: E402
+from tests.support.cluster import logged_in, node_tables  # noqa: E402
+from tests.support.processes import (  # noqa: E402
+    free_port,
+    health,
+    running_daemons,
+    start_simulator,
+    stop,
+    wait_for,
+)
 
 PREFIX = "takeover:"
-
-
-def logged_in(port: int) -> bool:
-    status, body = health(port)
-    return status == 200 and bool(body.get("ami", {}).get("connected"))
 
 
 def main() -> None:
@@ -52,24 +54,17 @@ def main() -> None:
     server = RedisServer().start()
     r = redis.Redis(port=server.port, decode_responses=True)
     with tempfile.TemporaryDirectory() as tmp, running_daemons(Path(tmp), simulator=False) as daemons:
-        sim = subprocess.Popen(
-            [sys.executable, "-m", "pbxis.simulator", "--port", str(daemons.ami_port),
-             "--agents", "1001-1004", "--queues", "sales", "--rate", "240", "--talk", "1-3"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        calls = ("--agents", "1001-1004", "--queues", "sales", "--rate", "240", "--talk", "1-3")
+        sim = start_simulator(daemons.ami_port, *calls)
         try:
             base = daemons.config.read_text("utf-8")
             nodes: dict[str, tuple[Path, int]] = {}
             for name, role in (("c1", "collector"), ("c2", "collector"), ("web", "web")):
                 port = free_port()
                 path = Path(tmp) / f"{name}.toml"
-                path.write_text(
-                    base.replace(f"tcp:{daemons.http}:", f"tcp:{port}:")
-                    + f'\n[agents]\ngrace_period = 600\n\n[redis]\nurl = "{server.url}"\n'
-                    f'key_prefix = "{PREFIX}"\n\n[node]\nrole = "{role}"\nname = "{name}"\n'
-                    f"lease_time = {args.lease}\n",
-                    "utf-8",
-                )
+                tables = node_tables(server.url, PREFIX, role, name, args.lease)
+                own = base.replace(f"tcp:{daemons.http}:", f"tcp:{port}:")
+                path.write_text(f"{own}\n[agents]\ngrace_period = 600\n{tables}", "utf-8")
                 nodes[name] = (path, port)
             procs: dict[str, Any] = {}
 
