@@ -48,7 +48,7 @@ import redis  # noqa: E402
 from pbxis.store.redis_keys import pbx_keys  # noqa: E402
 from tests.redis.redis_proc import RedisServer  # noqa: E402
 from tests.redis.test_redis_daemon import SSEClient  # noqa: E402
-from tests.support.cluster import holds, node_tables, pbx_tables  # noqa: E402
+from tests.support.cluster import holds, last_log_id, node_tables, pbx_tables, time_takeover  # noqa: E402
 from tests.support.processes import wait_for  # noqa: E402
 
 PBXES = ("east", "west")
@@ -132,7 +132,9 @@ def takeovers(
     ).json()["token"]
     client = SSEClient()
     client.open(f"{web.base_url}/stream/{token}/sse")
-    times: dict[str, list[float]] = {"kill-to-expiry": [], "kill-to-login": [], "expiry-to-first-event": []}
+    times: dict[str, list[float]] = {
+        name: [] for name in ("kill-to-expiry", "kill-to-login", "kill-to-first-event", "expiry-to-first-event")
+    }
     try:
         wait_for(lambda: len(client.events) >= 5, 30, "events flowing to the east client")
         for n in range(rounds):
@@ -143,28 +145,21 @@ def takeovers(
             proc.kill()
             killed = time.monotonic()
             proc.wait(10)
-            expiry = login = first = None
-            last_old = 0
-            while first is None or login is None:
-                now = time.monotonic()
-                if now - killed > lease + 30:
-                    raise AssertionError("no takeover of east")
-                if expiry is None and r.get(keys.collector) != holder:
-                    expiry = now
-                    top = r.xrevrange(keys.log(east_agent), "+", "-", count=1)
-                    last_old = int(str(top[0][0]).split("-")[0]) if top else 0
-                if login is None and holds(collectors[other].port, "east"):
-                    login = now
-                if expiry is not None and first is None and any(e["id"] > last_old for e in client.events):
-                    first = now
-                time.sleep(0.005)
-            assert expiry is not None
-            times["kill-to-expiry"].append(expiry - killed)
-            times["kill-to-login"].append(login - killed)
-            times["expiry-to-first-event"].append(first - expiry)
+            t = time_takeover(
+                killed,
+                client,
+                expired=lambda h=holder: r.get(keys.collector) != h,
+                last_id=lambda: last_log_id(r, keys.log(east_agent)),
+                logged_in=lambda o=other: holds(collectors[o].port, "east"),
+                limit=lease + 30,
+            )
+            times["kill-to-expiry"].append(t.expiry)
+            times["kill-to-login"].append(t.login)
+            times["kill-to-first-event"].append(t.first)
+            times["expiry-to-first-event"].append(t.first - t.expiry)
             note(
-                f"round {n + 1}: {holder} killed; expiry {expiry - killed:.2f} s, {other} logged in "
-                f"{login - killed:.2f} s, first event {first - killed:.2f} s after the kill"
+                f"round {n + 1}: {holder} killed; expiry {t.expiry:.2f} s, {other} logged in "
+                f"{t.login:.2f} s, first event {t.first:.2f} s after the kill"
             )
             collectors[holder].proc = None
             collectors[holder].start()

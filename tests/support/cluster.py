@@ -10,21 +10,26 @@ A cluster is real ``twistd pbxis`` processes on one ``redis-server``: collectors
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pbxis.store.redis_backend import STATE_TYPES
 from tests.support.processes import health
 
 __all__ = [
+    "Takeover",
     "check_exactly_once",
     "holder_of",
     "holds",
+    "last_log_id",
     "logged_events",
     "logged_in",
     "node_tables",
     "pbx_tables",
     "standby",
+    "time_takeover",
 ]
 
 
@@ -123,3 +128,51 @@ def check_exactly_once(
         value = {k: v for k, v in e.items() if k not in ("id", "time")}
         assert last.get(key) != value, f"state repeated: {e} in {[(x['id'], x['type']) for x in events]}"
         last[key] = value
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """When, in seconds after the kill, the lease expired, the standby logged in, and
+    the client had its first event the new holder wrote."""
+
+    expiry: float
+    login: float
+    first: float
+
+
+def time_takeover(
+    killed: float,
+    client: Events,
+    *,
+    expired: Callable[[], bool],
+    last_id: Callable[[], int],
+    logged_in: Callable[[], bool],
+    limit: float,
+) -> Takeover:
+    """Poll a takeover begun at ``killed`` (``time.monotonic()``) until it is done.
+
+    ``expired``: the lease's key no longer names the killed holder; ``last_id``, read
+    then: the log's last id (what the old holder wrote), so the first event above it
+    reaching ``client`` is the new holder's; ``logged_in``: the standby's AMI login.
+    """
+    expiry = login = first = None
+    last_old = 0
+    while first is None or login is None:
+        now = time.monotonic()
+        if now - killed > limit:
+            raise AssertionError("no takeover")
+        if expiry is None and expired():
+            expiry, last_old = now, last_id()
+        if login is None and logged_in():
+            login = now
+        if expiry is not None and first is None and any(e["id"] > last_old for e in client.events):
+            first = now
+        time.sleep(0.005)
+    assert expiry is not None
+    return Takeover(expiry - killed, login - killed, first - killed)
+
+
+def last_log_id(r: Any, log_key: str) -> int:
+    """The id of the last event of an agent's Redis log (0 when empty)."""
+    top = r.xrevrange(log_key, "+", "-", count=1)
+    return int(str(top[0][0]).split("-")[0]) if top else 0
