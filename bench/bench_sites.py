@@ -132,9 +132,8 @@ def takeovers(
     ).json()["token"]
     client = SSEClient()
     client.open(f"{web.base_url}/stream/{token}/sse")
-    times: dict[str, list[float]] = {
-        name: [] for name in ("kill-to-expiry", "kill-to-login", "kill-to-first-event", "expiry-to-first-event")
-    }
+    names = ("kill-to-expiry", "kill-to-login", "kill-to-first-event", "expiry-to-first-event")
+    times: dict[str, list[float]] = {name: [] for name in names}
     try:
         wait_for(lambda: len(client.events) >= 5, 30, "events flowing to the east client")
         for n in range(rounds):
