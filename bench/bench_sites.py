@@ -182,7 +182,9 @@ async def run(reactor: Any, args: Any) -> None:
     server = RedisServer().start()
     r = redis.Redis(port=server.port, decode_responses=True)
     sims = {pbx: _Child(reactor, "stack.py", "simulate", str(args.agents)) for pbx in PBXES}
-    ports = {pbx: int((await sims[pbx].expect()).split()[1]) for pbx in PBXES}
+    # each one's first line is its port: wait for both at once (a line nobody waits for is lost)
+    said = {pbx: sims[pbx].expect() for pbx in PBXES}
+    ports = {pbx: int((await said[pbx]).split()[1]) for pbx in PBXES}
     agents = agent_names(args.agents)
     workdir = Path(tempfile.mkdtemp(prefix="pbxis-sites-"))
     nodes: list[Node] = []
@@ -267,7 +269,7 @@ def main() -> None:
     if args.quick:
         args.agents, args.rate, args.seconds = args.agents or 5, args.rate or [100.0], 0.5
     else:
-        args.agents, args.rate = args.agents or 50, args.rate or [500.0, 1000.0, 2000.0, 4000.0]
+        args.agents, args.rate = args.agents or 50, args.rate or [500.0, 1000.0, 2000.0, 4000.0, 8000.0]
     note(machine())
     note(
         f"2 PBXes, {args.agents} agents each, one SSE client per agent; steps {args.rate} AMI events/s; "
