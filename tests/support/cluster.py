@@ -153,7 +153,9 @@ def time_takeover(
 
     ``expired``: the lease's key no longer names the killed holder; ``last_id``, read
     then: the log's last id (what the old holder wrote), so the first event above it
-    reaching ``client`` is the new holder's; ``logged_in``: the standby's AMI login.
+    reaching ``client`` is the new holder's (a ``pbxStatus`` false above it is not: the
+    no-holder watch of any node logs it when nobody held the lease for ``lease_time``);
+    ``logged_in``: the standby's AMI login.
     """
     expiry = login = first = None
     last_old = 0
@@ -165,11 +167,16 @@ def time_takeover(
             expiry, last_old = now, last_id()
         if login is None and logged_in():
             login = now
-        if expiry is not None and first is None and any(e["id"] > last_old for e in client.events):
+        if expiry is not None and first is None and any(_written(e, last_old) for e in client.events):
             first = now
         time.sleep(0.005)
     assert expiry is not None
     return Takeover(expiry - killed, login - killed, first - killed)
+
+
+def _written(event: dict[str, Any], last_old: int) -> bool:
+    """An event the new holder wrote: above the old log, not the no-holder watch's."""
+    return event["id"] > last_old and not (event["type"] == "pbxStatus" and not event.get("connected"))
 
 
 def last_log_id(r: Any, log_key: str) -> int:
