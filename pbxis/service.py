@@ -34,9 +34,13 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from zope.interface import implementer
 
+from .ami.client import AMIClientFactory
 from .config import DEFAULT_PBX, Config, ConfigError, PbxConfig
 from .engine import CallCenter
 from .gcpolicy import start_collector_policy
+from .hub import Hub
+from .sync import StateSync
+from .tracker import Tracker
 from .web.app import build_app
 from .web.site import build_site
 
@@ -676,10 +680,6 @@ class PbxisService(MultiService):
             self.spread.spread.on_surplus = self._hand_over
         for name, web_side in self.redis_web_pbx.items():
             self.center.unit(name).health_view = web_side.health_view
-        self.tracker = self.center.tracker
-        self.hub = self.center.hub
-        self.ami = self.center.ami
-        self.sync = self.center.sync
 
         if self.spread is not None:
             self.spread.setServiceParent(self)  # the loads are known before any lease is tried
@@ -747,6 +747,24 @@ class PbxisService(MultiService):
                 self.center_service.setServiceParent(self)  # its stop ends streams, logs off
             for side in self.redis_pbx.values():
                 side.loaded.addCallback(self._redis_loaded_cb, side)
+
+    # the first PBX's parts, read from the call center each time: a collector renews a
+    # PBX's unit when it hands that PBX over (attributes would keep the old one's)
+    @property
+    def tracker(self) -> Tracker:
+        return self.center.tracker
+
+    @property
+    def hub(self) -> Hub:
+        return self.center.hub
+
+    @property
+    def ami(self) -> AMIClientFactory:
+        return self.center.ami
+
+    @property
+    def sync(self) -> StateSync:
+        return self.center.sync
 
     def _wire(self, side: _RedisService) -> None:
         """One PBX's Redis side into the engine: its commands, its health, its step-down."""

@@ -86,6 +86,7 @@ async def test_a_hand_over_of_the_first_pbx_keeps_the_heartbeat_and_the_metrics_
         service._hand_over("east")
         await stack.wait_for(lambda: service.redis_pbx["east"] is not old_side, 10, "the hand-over")
         assert old_unit.ami.protocol_instance is None and not old_side.lease.valid()
+        assert service.ami is service.center.unit("east").ami is not old_unit.ami  # not the old one's
         # a planned hand-over is no outage: neither the agent's nor the supervisor's log
         # says pbxStatus false (the next holder's rebuild covers the gap)
         keys = pbx_keys(redis_config.key_prefix, "east")
