@@ -494,9 +494,9 @@ class _SpreadService(Service):
         from .store.redis_spread import Spread
 
         assert config.redis is not None
-        # its own connection: a PBX's link goes when that PBX is handed over (and its
-        # side renewed), the heartbeat must not go with it
-        self.link = RedisLink(config.redis, reactor, name="node set")
+        # its own connection: every PBX's side (and its link) may be stopped and renewed
+        # by a hand-over, while the heartbeat must go on
+        self.link = RedisLink(config.redis, reactor, name="collectors")
         self.spread = Spread(
             self.link, NodeKeys(config.redis.key_prefix), node_name(config), reactor,
             config.node.lease_time, [pbx.name for pbx in config.pbxes],
@@ -890,12 +890,15 @@ class PbxisService(MultiService):
             return None
         lost = any(side.lease.lost is not None for side in sides)
         first = sides[0]
-        return {
+        body: dict[str, Any] = {
             "status": "stepped_down" if lost else "standby",
             "node": first.node.name,
-            "lease": {side.pbx: side.lease_view() for side in sides},
             "redis": {"connected": first.link.connected, "url": first.link.config.safe_url},
         }
+        if not self.config.tenants:
+            # the gate asks no key: with [[tenants]] the PBXes' names are not for everyone
+            body["lease"] = {side.pbx: side.lease_view() for side in sides}
+        return body
 
     def _leases(self) -> list[tuple[str, dict[str, Any]]]:
         """Each PBX's lease as ``/metrics`` shows it (pbxis.metrics.LeaseCollector)."""
