@@ -806,12 +806,19 @@ class PbxisService(MultiService):
         unit.ami.remove_observer(unit.sync)
         unit.ami.remove_observer(unit.supervision.sync)  # nor do the supervisors' boards
         unit.supervision.stop()
+        link = unit.ami.protocol_instance
         stopped = unit.stop()
         if stopped is not None:
+            # a close the peer never completes (an Asterisk that stopped reading) must not
+            # hold the lease here with no link behind it: the socket is aborted after a while
+            abort = self.reactor.callLater(HAND_OVER_CLOSE, _abort_link, link)
             try:
                 await stopped
             except Exception:
                 log.failure("Redis: logging off from PBX {pbx}", pbx=pbx)
+            finally:
+                if abort.active():
+                    abort.cancel()
         try:
             await defer.maybeDeferred(side.disownServiceParent)  # drains, then lets the lease go
         except Exception:
@@ -1006,6 +1013,18 @@ class _DeferredEndpoint:
             return defer.fail(ConnectionRefusedError("the demo simulator is not listening yet"))
         host = _address(self._port)
         return TCP4ClientEndpoint(self._reactor, host.host, host.port).connect(factory)
+
+
+#: seconds a hand-over waits for the AMI socket's close before it aborts it
+HAND_OVER_CLOSE = 5.0
+
+
+def _abort_link(link: Any) -> None:
+    """Drop an AMI link's socket at once (``abortConnection``: no flush, no wait)."""
+    transport = None if link is None else link.transport
+    if transport is not None:
+        log.warn("Redis: the AMI socket did not close in {s:g} s; aborting it", s=HAND_OVER_CLOSE)
+        getattr(transport, "abortConnection", transport.loseConnection)()
 
 
 def _vacancy(config: Config, link: Any, keys: Any, reactor: Any, pbx: str) -> Any:

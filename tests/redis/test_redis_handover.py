@@ -6,6 +6,7 @@ at it (the node set's heartbeat, ``/metrics``)."""
 
 from __future__ import annotations
 
+import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
@@ -41,7 +42,7 @@ def _metric(text: str, name: str) -> float:
 
 @pytest_twisted.ensureDeferred
 async def test_a_hand_over_of_the_first_pbx_keeps_the_heartbeat_and_the_metrics_current(
-    redis_config: RedisConfig, link: RedisLink
+    redis_config: RedisConfig, link: RedisLink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pbxis.service import PbxisService
 
@@ -116,8 +117,13 @@ async def test_a_hand_over_of_the_first_pbx_keeps_the_heartbeat_and_the_metrics_
             raise RuntimeError("a bug in the read loop's stop")
 
         west.node.stop = broken  # type: ignore[method-assign]
+        # and its Asterisk lets the AMI socket hang on close (a polite close never ends)
+        transport = service.center.unit("west").ami.protocol_instance.transport
+        transport.loseConnection = lambda: None
+        monkeypatch.setattr("pbxis.service.HAND_OVER_CLOSE", 0.2)
         service._hand_over("west")
         await stack.wait_for(lambda: service.redis_pbx["west"] is not west, 10, "west handed over")
+        assert transport.disconnected  # aborted: no AMI socket left to it
         assert spread.handing is None and "west" not in spread.held
         assert west.lease._stopped and not west.lease.valid()
         keys_west = pbx_keys(redis_config.key_prefix, "west")
