@@ -109,6 +109,9 @@ async def test_a_hand_over_of_the_first_pbx_keeps_the_heartbeat_and_the_metrics_
         # a counter: this node took east twice (its renewed side's lease once)
         assert _metric(text, 'pbxis_pbx_lease_takeovers_total{pbx="east"}') == 2
         assert _metric(text, 'pbxis_pbx_lease_takeovers_total{pbx="west"}') == 1
+        # the AMI counters go on too (a sum going down would read as a reset)
+        assert _metric(text, 'pbxis_pbx_logins_total{pbx="east"}') == 2
+        assert _metric(text, "pbxis_ami_logins_total") == 3
         assert not exits
         # whatever fails in the old side's stop, its lease goes and the node stands by again
         west = service.redis_pbx["west"]
