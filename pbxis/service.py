@@ -34,9 +34,13 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from zope.interface import implementer
 
+from .ami.client import AMIClientFactory
 from .config import DEFAULT_PBX, Config, ConfigError, PbxConfig
 from .engine import CallCenter
 from .gcpolicy import start_collector_policy
+from .hub import Hub
+from .sync import StateSync
+from .tracker import Tracker
 from .web.app import build_app
 from .web.site import build_site
 
@@ -676,10 +680,6 @@ class PbxisService(MultiService):
             self.spread.spread.on_surplus = self._hand_over
         for name, web_side in self.redis_web_pbx.items():
             self.center.unit(name).health_view = web_side.health_view
-        self.tracker = self.center.tracker
-        self.hub = self.center.hub
-        self.ami = self.center.ami
-        self.sync = self.center.sync
 
         if self.spread is not None:
             self.spread.setServiceParent(self)  # the loads are known before any lease is tried
@@ -748,6 +748,24 @@ class PbxisService(MultiService):
             for side in self.redis_pbx.values():
                 side.loaded.addCallback(self._redis_loaded_cb, side)
 
+    # the first PBX's parts, read from the call center each time: a collector renews a
+    # PBX's unit when it hands that PBX over (attributes would keep the old one's)
+    @property
+    def tracker(self) -> Tracker:
+        return self.center.tracker
+
+    @property
+    def hub(self) -> Hub:
+        return self.center.hub
+
+    @property
+    def ami(self) -> AMIClientFactory:
+        return self.center.ami
+
+    @property
+    def sync(self) -> StateSync:
+        return self.center.sync
+
     def _wire(self, side: _RedisService) -> None:
         """One PBX's Redis side into the engine: its commands, its health, its step-down."""
         if self.config.node.has_ami:
@@ -788,12 +806,19 @@ class PbxisService(MultiService):
         unit.ami.remove_observer(unit.sync)
         unit.ami.remove_observer(unit.supervision.sync)  # nor do the supervisors' boards
         unit.supervision.stop()
+        link = unit.ami.protocol_instance
         stopped = unit.stop()
         if stopped is not None:
+            # a close the peer never completes (an Asterisk that stopped reading) must not
+            # hold the lease here with no link behind it: the socket is aborted after a while
+            abort = self.reactor.callLater(HAND_OVER_CLOSE, _abort_link, link)
             try:
                 await stopped
             except Exception:
                 log.failure("Redis: logging off from PBX {pbx}", pbx=pbx)
+            finally:
+                if abort.active():
+                    abort.cancel()
         try:
             await defer.maybeDeferred(side.disownServiceParent)  # drains, then lets the lease go
         except Exception:
@@ -988,6 +1013,18 @@ class _DeferredEndpoint:
             return defer.fail(ConnectionRefusedError("the demo simulator is not listening yet"))
         host = _address(self._port)
         return TCP4ClientEndpoint(self._reactor, host.host, host.port).connect(factory)
+
+
+#: seconds a hand-over waits for the AMI socket's close before it aborts it
+HAND_OVER_CLOSE = 5.0
+
+
+def _abort_link(link: Any) -> None:
+    """Drop an AMI link's socket at once (``abortConnection``: no flush, no wait)."""
+    transport = None if link is None else link.transport
+    if transport is not None:
+        log.warn("Redis: the AMI socket did not close in {s:g} s; aborting it", s=HAND_OVER_CLOSE)
+        getattr(transport, "abortConnection", transport.loseConnection)()
 
 
 def _vacancy(config: Config, link: Any, keys: Any, reactor: Any, pbx: str) -> Any:

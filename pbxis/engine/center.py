@@ -291,6 +291,10 @@ class CallCenter:
         if self.webhooks is not None:
             unit.hub.observers.append(self.webhooks.hub_observer(pbx))
         unit.health_view = old.health_view
+        # /metrics' AMI counters go on from the old link's (else a sum goes down: a reset)
+        before, after = old.ami.stats, unit.ami.stats
+        after.connects, after.logins, after.reconnects = before.connects, before.logins, before.reconnects
+        after.events_in.update(before.events_in)
         old.close("handed over")  # its hub's timers and supervisors' go with it
         self.units[pbx] = unit
         return unit

@@ -6,6 +6,7 @@ at it (the node set's heartbeat, ``/metrics``)."""
 
 from __future__ import annotations
 
+import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
 
@@ -41,7 +42,7 @@ def _metric(text: str, name: str) -> float:
 
 @pytest_twisted.ensureDeferred
 async def test_a_hand_over_of_the_first_pbx_keeps_the_heartbeat_and_the_metrics_current(
-    redis_config: RedisConfig, link: RedisLink
+    redis_config: RedisConfig, link: RedisLink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pbxis.service import PbxisService
 
@@ -86,6 +87,7 @@ async def test_a_hand_over_of_the_first_pbx_keeps_the_heartbeat_and_the_metrics_
         service._hand_over("east")
         await stack.wait_for(lambda: service.redis_pbx["east"] is not old_side, 10, "the hand-over")
         assert old_unit.ami.protocol_instance is None and not old_side.lease.valid()
+        assert service.ami is service.center.unit("east").ami is not old_unit.ami  # not the old one's
         # a planned hand-over is no outage: neither the agent's nor the supervisor's log
         # says pbxStatus false (the next holder's rebuild covers the gap)
         keys = pbx_keys(redis_config.key_prefix, "east")
@@ -107,6 +109,9 @@ async def test_a_hand_over_of_the_first_pbx_keeps_the_heartbeat_and_the_metrics_
         # a counter: this node took east twice (its renewed side's lease once)
         assert _metric(text, 'pbxis_pbx_lease_takeovers_total{pbx="east"}') == 2
         assert _metric(text, 'pbxis_pbx_lease_takeovers_total{pbx="west"}') == 1
+        # the AMI counters go on too (a sum going down would read as a reset)
+        assert _metric(text, 'pbxis_pbx_logins_total{pbx="east"}') == 2
+        assert _metric(text, "pbxis_ami_logins_total") == 3
         assert not exits
         # whatever fails in the old side's stop, its lease goes and the node stands by again
         west = service.redis_pbx["west"]
@@ -115,8 +120,13 @@ async def test_a_hand_over_of_the_first_pbx_keeps_the_heartbeat_and_the_metrics_
             raise RuntimeError("a bug in the read loop's stop")
 
         west.node.stop = broken  # type: ignore[method-assign]
+        # and its Asterisk lets the AMI socket hang on close (a polite close never ends)
+        transport = service.center.unit("west").ami.protocol_instance.transport
+        transport.loseConnection = lambda: None
+        monkeypatch.setattr("pbxis.service.HAND_OVER_CLOSE", 0.2)
         service._hand_over("west")
         await stack.wait_for(lambda: service.redis_pbx["west"] is not west, 10, "west handed over")
+        assert transport.disconnected  # aborted: no AMI socket left to it
         assert spread.handing is None and "west" not in spread.held
         assert west.lease._stopped and not west.lease.valid()
         keys_west = pbx_keys(redis_config.key_prefix, "west")
