@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import repeat
 from operator import contains
 from typing import Final
 
-from .message import Banner, Message
+from .message import SEARCH_LIMIT, Banner, Message
 
 __all__ = [
     "NEED_DATA",
@@ -127,6 +127,25 @@ def _parse_follows(block: bytes) -> Message:
         output.pop()  # the newline before --END COMMAND--
     pairs.extend(("Output", line.rstrip("\r")) for line in output)
     return Message._trusted(tuple(pairs))
+
+
+def _folds(text: str, blocks: list[str]) -> Iterable[str | None]:
+    """Each block's look-up text (``"\\n"`` + the block lowered, see :class:`Message`),
+    made for the whole read in two C-level calls rather than two per message.
+
+    Split on ``"\\r\\n\\r"``, the lowered read falls apart where the blocks do, each piece
+    after the first beginning with the LF that ends the blank line: the ``"\\n"`` a
+    look-up needs in front. A line beginning with CR would cut one piece more: the
+    counts then differ, and the messages lower their own text when first asked.
+    Non-ASCII reads and long messages are left to the message, as it would treat them.
+    """
+    if not text.isascii() or max(map(len, blocks)) > SEARCH_LIMIT:
+        return repeat(None)
+    folds = text.lower().split("\r\n\r")
+    if len(folds) != len(blocks):
+        return repeat(None)
+    folds[0] = "\n" + folds[0]
+    return folds
 
 
 class AMIParser:
@@ -260,15 +279,16 @@ class AMIParser:
         append = parsed.append
         holds, separator = _holds, _SEPARATOR
         blocks = text.split("\r\n\r\n")
+        folds = _folds(text, blocks)
         lines_seen = 0
-        for block in blocks:
+        for block, folded in zip(blocks, folds, strict=False):  # folds may be repeat(None)
             # One C-level call per line (map, no bytecode per line) checks that every
             # line has its ": " (a line without one takes the general pattern); the
             # message keeps the block's text and splits it only if asked for its pairs.
             lines = block.split("\r\n")
             lines_seen += len(lines)
             if all(map(holds, lines, separator)):
-                append(Message(_text=block))
+                append(Message(_text=block, _folded=folded))
             else:
                 found = _HEADER_LINE.findall(block)
                 if found:
