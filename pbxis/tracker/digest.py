@@ -268,8 +268,10 @@ class State:
     def _note_recording(self, message: Message) -> None:
         """``ChanVariable: MIXMONITOR_FILENAME=...`` (manager.conf channelvars) on the caller."""
         path = message.channel_variables().get(RECORDING_VARIABLE)
+        if not path:
+            return  # the common case: no look-up of the Uniqueid
         uid = message.get("Uniqueid")
-        if path and uid:
+        if uid:
             self.recordings.remember(uid, unescape(path))
 
     def _start_call(self, agent: str, call: Call) -> bool:
