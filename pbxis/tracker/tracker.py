@@ -461,7 +461,7 @@ class Tracker:
                     seen[key] = shared
                     events.append(AgentEvent(agent, kind, now_ms, dict(shared)))
                 continue
-            data = view_entry(record, key, queues)
+            data: dict[str, Any] | None = view_entry(record, key, queues)
             if data != old:
                 seen[key] = data
                 if data is None:
