@@ -250,6 +250,34 @@ class RedisCollector(Collector):
         )
 
 
+class LeaseCollector(Collector):
+    """Each PBX's AMI lease (``[redis]``), labelled ``pbx``: held here, taken over by
+    this node, and its holder as this node last saw it (on a web node: as the holder
+    published it). ``leases()`` gives ``(pbx, {"held", "takeovers", "holder"})``."""
+
+    def __init__(self, leases: Callable[[], Sequence[tuple[str, dict[str, Any]]]]) -> None:
+        self._leases = leases
+
+    def collect(self) -> Iterator[Metric]:
+        held = GaugeMetricFamily(
+            "pbxis_pbx_lease_held", "1 while this node holds the PBX's AMI lease.", labels=["pbx"]
+        )
+        takeovers = CounterMetricFamily(
+            "pbxis_pbx_lease_takeovers", "Times this node took the PBX's AMI lease.", labels=["pbx"]
+        )
+        holder = GaugeMetricFamily(
+            "pbxis_pbx_lease_holder",
+            "1 for the node holding the PBX's AMI lease, as this node last saw it.",
+            labels=["pbx", "node"],
+        )
+        for pbx, lease in self._leases():
+            held.add_metric([pbx], int(bool(lease.get("held"))))
+            takeovers.add_metric([pbx], int(lease.get("takeovers", 0)))
+            if lease.get("holder"):
+                holder.add_metric([pbx, str(lease["holder"])], 1)
+        yield from (held, takeovers, holder)
+
+
 def build_registry(
     *, ami: _AMI, hub: _StatsSource, streams: _StatsSource | None, sync: Any
 ) -> CollectorRegistry:
@@ -329,8 +357,22 @@ class AmiTotals:
     """Several AMI links read as one by :class:`PbxisCollector` (its unlabelled series
     sum every PBX; the ``pbxis_pbx_*`` series split them)."""
 
-    def __init__(self, links: list[Any]) -> None:
-        self._links = links
+    def __init__(self, links: Callable[[], list[Any]]) -> None:
+        self._get = links
+        #: action listeners, attached to each link once (also to a PBX's new link, after
+        #: a collector handed that PBX over and stands by for it again)
+        self._listeners: list[Callable[[str, float, str], None]] = []
+        self._attached: set[int] = set()
+
+    @property
+    def _links(self) -> list[Any]:
+        links = self._get()
+        for link in links:
+            if id(link) not in self._attached:
+                self._attached.add(id(link))
+                for listener in self._listeners:
+                    link.add_action_listener(listener)
+        return links
 
     @property
     def connected(self) -> bool:
@@ -352,8 +394,11 @@ class AmiTotals:
         )
 
     def add_action_listener(self, listener: Callable[[str, float, str], None]) -> None:
-        for link in self._links:
-            link.add_action_listener(listener)
+        self._listeners.append(listener)
+        for link in self._get():
+            if id(link) in self._attached:
+                link.add_action_listener(listener)
+        self._links  # noqa: B018 (attaches it to the links not seen yet)
 
 
 def pbx_registry(pbxes: Callable[[], Sequence[PbxSource]]) -> CollectorRegistry:

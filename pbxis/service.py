@@ -34,7 +34,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from zope.interface import implementer
 
-from .config import Config, ConfigError
+from .config import DEFAULT_PBX, Config, ConfigError, PbxConfig
 from .engine import CallCenter
 from .gcpolicy import start_collector_policy
 from .web.app import build_app
@@ -148,21 +148,25 @@ class _RedisService(Service):
     """The Redis link and store: connects and loads on start (``loaded`` fires), writes
     what is pending on stop (a few seconds at most), then closes the link."""
 
-    def __init__(self, config: Config, reactor: Any) -> None:
-        from .store.redis_keys import Keys
+    def __init__(self, config: Config, reactor: Any, pbx: str = DEFAULT_PBX, spread: Any = None) -> None:
+        from .store.redis_keys import pbx_keys
         from .store.redis_lease import Lease
         from .store.redis_link import RedisLink
         from .store.redis_node import RedisNode
         from .store.redis_store import COLLECTOR_FLUSH_DELAY, FLUSH_DELAY, RedisStore
 
         assert config.redis is not None
-        self.link = RedisLink(config.redis, reactor)
+        #: the PBX this service holds or stands by for (each has its own keys and lease)
+        self.pbx = pbx
+        self._label = "" if len(config.pbxes) == 1 else f" (PBX {pbx})"
+        self._keys = keys = pbx_keys(config.redis.key_prefix, pbx)
+        self.link = RedisLink(config.redis, reactor, name=f"commands{self._label}")
         #: the read loop and the commands this node runs or sends (pbxis.store.redis_node)
-        self.node = RedisNode(config, self.link, reactor)
-        agents = config.agents
+        self.node = RedisNode(config, self.link, reactor, keys, self._label)
+        agents = _pbx_config(config, pbx).agents
         self.store = RedisStore(
             self.link,
-            Keys(config.redis.key_prefix),
+            keys,
             reactor,
             max_log=agents.max_log,
             max_log_bytes=agents.max_log_bytes,
@@ -175,19 +179,32 @@ class _RedisService(Service):
         self.store.node = self.node
         self.loaded: Deferred[int] = Deferred()
         self._reactor = reactor
-        self._keys = Keys(config.redis.key_prefix)
+        self._config = config
+        #: how this PBX's lease spreads with the others' over the nodes (several PBXes)
+        self.spread = spread
         #: the AMI lease (pbxis.store.redis_lease): this node loads, writes, connects to
         #: Asterisk and runs commands only while it holds it; until then it stands by
         self.lease = Lease(
-            self.link, self._keys.collector, self.node.name, reactor, config.node.lease_time,
+            self.link, keys.collector, self.node.name, reactor, config.node.lease_time,
             on_won=self._won, on_lost=self._lost,
+            may_take=self._may_take,
         )  # fmt: skip
+        #: the holder's view of this PBX's link, as published in Redis (pbxis.store.redis_status)
+        from .store.redis_status import StatusReader
+
+        self.status = StatusReader(self.link, keys, reactor, config.node.lease_time / 3)
+        self.status_writer: Any = None
+        #: pbxStatus false to this PBX's agents when nobody held it for lease_time
+        self.vacancy = _vacancy(config, self.link, keys, reactor, pbx)
         self.store.writable = self.lease.valid
         #: called with the reason when the lease is lost (the daemon drops its AMI link)
         self.on_lost: list[Callable[[str], object]] = []
         #: webhook endpoints' outboxes (pbxis.webhooks.redis_outbox), loaded with the store
         self.outboxes: list[Any] = []
         self.on_stop: list[Callable[[], object]] = []
+
+    def _may_take(self, free_ticks: int) -> bool:
+        return self.spread is None or bool(self.spread.may_take(self.pbx, free_ticks))
 
     def outbox(self, webhook: Any) -> Any:
         """The engine's webhook outbox factory: durable in Redis, loaded on start."""
@@ -202,23 +219,29 @@ class _RedisService(Service):
         self.link.start()
         self.node.connect()
         log.info(
-            "Redis: connecting to {url}; node {node} stands by for the AMI lease",
-            url=self.link.config.safe_url, node=self.node.name,
+            "Redis: connecting to {url}; node {node} stands by for the AMI lease{pbx}",
+            url=self.link.config.safe_url, node=self.node.name, pbx=self._label,
         )  # fmt: skip
         self.lease.start()
+        self.status.start()
+        self.vacancy.start()
 
     def _won(self) -> None:
         """The lease is this node's: claim the logs, load the state, then (the daemon)
         connect to Asterisk and rebuild, emitting only real changes."""
-        log.info("Redis: node {node} holds the AMI lease; taking over", node=self.node.name)
+        if self.spread is not None:
+            self.spread.won(self.pbx)
+        log.info(
+            "Redis: node {node} holds the AMI lease{pbx}; taking over", node=self.node.name, pbx=self._label
+        )
         defer.ensureDeferred(self._load()).addCallbacks(self.loaded.callback, self._failed)
 
     def _lost(self, reason: str) -> None:
         """Step down: no write, no AMI socket, no command from now on; the process ends
         (its supervisor starts it again, as a standby: README, "Standby and takeover")."""
         log.error(
-            "Redis: node {node} lost the AMI lease ({reason}); dropping the AMI link, writing "
-            "nothing more and stepping down", node=self.node.name, reason=reason,
+            "Redis: node {node} lost the AMI lease{pbx} ({reason}); dropping the AMI link, writing "
+            "nothing more and stepping down", node=self.node.name, reason=reason, pbx=self._label,
         )  # fmt: skip
         for hook in self.on_lost:
             try:
@@ -234,9 +257,23 @@ class _RedisService(Service):
         return {
             "status": "standby" if lost is None else "stepped_down",
             "node": self.node.name,
-            "lease": {"holder": self.lease.holder, "held": self.lease.valid(), "lost": lost},
+            "lease": self.lease_view(),
             "redis": {"connected": self.link.connected, "url": self.link.config.safe_url},
         }
+
+    def lease_view(self) -> dict[str, Any]:
+        """This PBX's lease as ``/health`` shows it: who holds it, whether this node does."""
+        return {"holder": self.lease.holder, "held": self.lease.valid(), "lost": self.lease.lost}
+
+    def health_view(self, local: dict[str, Any]) -> dict[str, Any]:
+        """A PBX's health on a node that may not hold it (PbxUnit.health_view): the local
+        link while this node holds it, else the holder's published view."""
+        from .store.redis_status import remote_health
+
+        lease = self.lease_view()
+        if lease["held"]:
+            return {**local, "holder": self.node.name, "lease": lease}
+        return {**local, **remote_health(self.status), "lease": lease}
 
     async def _load(self) -> int:
         while True:
@@ -265,6 +302,10 @@ class _RedisService(Service):
         super().stopService()
         for stop in self.on_stop:
             stop()
+        self.status.stop()
+        self.vacancy.stop()
+        if self.status_writer is not None:
+            self.status_writer.stop()
         if self.lease.lost is not None or not self.loaded.called:
             # never held (a standby) or stepped down: nothing of this node may be written
             d0: Deferred[Any] = defer.ensureDeferred(self.node.stop())
@@ -283,8 +324,23 @@ class _RedisService(Service):
         from .store.redis_feed import RegistrationFeed
         from .store.redis_grace import Liveness
         from .store.redis_queries import QueryServer
+        from .store.redis_status import StatusWriter
+        from .store.redis_vacancy import rebuilt
 
-        hub, store = center.hub, self.store
+        pbx = self.pbx
+        unit = center.unit(pbx)
+
+        def after_rebuild(full: bool) -> None:
+            # this PBX has a holder again, rebuilt: the next vacancy may say so once more
+            if full and self.lease.valid():
+                rebuilt(self.link, self._keys, self.node.name).addErrback(lambda f: None)
+
+        unit.sync.add_rebuild_listener(after_rebuild)
+        hub, store = unit.hub, self.store
+        self.status_writer = StatusWriter(
+            self.link, self._keys, self.node.name, self._reactor, self._config.node.lease_time,
+            health=unit.health, holds=lambda: self.lease.valid() and unit.started,
+        )  # fmt: skip
 
         def current(agent: str) -> tuple[str, Any, Any] | None:
             registration = hub.get(agent)
@@ -297,13 +353,13 @@ class _RedisService(Service):
         self.feed = RegistrationFeed(
             self.link, reader, self._keys, self._reactor,
             current=current, load=store._load_agent,
-            register=lambda agent, queues, name: _register_any(center, agent, queues, name),
-            unregister=lambda agent: _unregister_any(center, agent),
+            register=lambda agent, queues, name: _register_any(center, agent, queues, name, pbx),
+            unregister=lambda agent: _unregister_any(center, agent, pbx),
             serving=self.lease.valid,
         )  # fmt: skip
         # a node past its lease (paused, resuming) answers no question, ends no registration
         self.queries = QueryServer(
-            self.link, reader, self._keys, lambda k, a: _answer(center, k, a), serving=self.lease.valid
+            self.link, reader, self._keys, lambda k, a: _answer(center, k, a, pbx), serving=self.lease.valid
         )
         self.liveness = Liveness(
             self.link, self._keys, self._reactor,
@@ -315,6 +371,7 @@ class _RedisService(Service):
             await self.feed.start()
             await self.queries.start()
             self.liveness.start()
+            self.status_writer.start()
 
         return defer.ensureDeferred(start())
 
@@ -324,23 +381,31 @@ class _RedisWebService(Service):
     loop, the follower store (:mod:`pbxis.store.redis_follower`) and its grace refresh.
     ``loaded`` fires once every registration is known (then the node listens)."""
 
-    def __init__(self, config: Config, reactor: Any) -> None:
+    def __init__(self, config: Config, reactor: Any, pbx: str = DEFAULT_PBX) -> None:
         from .store.redis_follower import FollowerStore
-        from .store.redis_keys import Keys
+        from .store.redis_keys import pbx_keys
         from .store.redis_link import RedisLink
         from .store.redis_node import RedisNode
         from .store.redis_queries import QueryClient
+        from .store.redis_status import StatusReader
 
         assert config.redis is not None
-        keys = Keys(config.redis.key_prefix)
+        self.pbx = pbx
+        keys = pbx_keys(config.redis.key_prefix, pbx)
         self.keys = keys
-        self.link = RedisLink(config.redis, reactor)
+        self._label = "" if len(config.pbxes) == 1 else f" (PBX {pbx})"
+        self.link = RedisLink(config.redis, reactor, name=f"commands{self._label}")
         #: the node's one read loop and the commands it sends (pbxis.store.redis_node)
-        self.node = RedisNode(config, self.link, reactor)
+        self.node = RedisNode(config, self.link, reactor, keys, self._label)
         self.relay = self.node.send()
         self.reader = self.node.reader
         self.queries = QueryClient(self.link, self.reader, keys, self.node.name, reactor)
-        agents = config.agents
+        #: the holder's view of this PBX's link (``/health/pbx/{pbx}`` here)
+        self.status = StatusReader(self.link, keys, reactor, config.node.lease_time / 3)
+        #: pbxStatus false to this PBX's agents when nobody held it for lease_time (a web
+        #: node may be the only one left to notice)
+        self.vacancy = _vacancy(config, self.link, keys, reactor, pbx)
+        agents = _pbx_config(config, pbx).agents
         self.store = FollowerStore(
             self.link, self.reader, self.queries, keys, reactor,
             grace_ms=int(agents.grace_period * 1000),
@@ -349,6 +414,12 @@ class _RedisWebService(Service):
         self.loaded: Deferred[int] = Deferred()
         self.liveness: Any = None
         self._reactor = reactor
+
+    def health_view(self, local: dict[str, Any]) -> dict[str, Any]:
+        """This PBX's health here (PbxUnit.health_view): its holder's published view."""
+        from .store.redis_status import remote_health
+
+        return {**local, **remote_health(self.status)}
 
     def attach(self, hub: Any) -> None:
         """The hub this store serves: its calls for what the read loop brings."""
@@ -372,6 +443,8 @@ class _RedisWebService(Service):
         self.node.connect()
         url = self.link.config.safe_url
         log.info("Redis (web node {node}): connecting to {url}", node=self.node.name, url=url)
+        self.status.start()
+        self.vacancy.start()
         defer.ensureDeferred(self._load()).addCallbacks(self.loaded.callback, self.loaded.errback)
 
     async def _load(self) -> int:
@@ -397,11 +470,50 @@ class _RedisWebService(Service):
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
+        self.status.stop()
+        self.vacancy.stop()
         if self.liveness is not None:
             self.liveness.stop()
         d: Deferred[Any] = defer.ensureDeferred(self.node.stop())
         d.addCallback(lambda _: self.link.stop())
         return d.addCallback(lambda _: None)
+
+
+class _SpreadService(Service):
+    """The collector's heartbeat in the node set, so that several PBXes' leases spread over
+    the live collectors (:mod:`pbxis.store.redis_spread`)."""
+
+    def __init__(self, config: Config, link: Any, reactor: Any) -> None:
+        from .store.redis_keys import NodeKeys
+        from .store.redis_node import node_name
+        from .store.redis_spread import Spread
+
+        assert config.redis is not None
+        self.spread = Spread(
+            link, NodeKeys(config.redis.key_prefix), node_name(config), reactor,
+            config.node.lease_time, [pbx.name for pbx in config.pbxes],
+        )  # fmt: skip
+
+    def startService(self) -> None:
+        super().startService()
+        self.spread.start()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return defer.maybeDeferred(self.spread.stop).addCallback(lambda _: None)
+
+
+def _executor_for(center: CallCenter, pbx: str) -> Callable[[str, dict[str, Any]], Any]:
+    """What runs the commands sent on ``pbx``'s command stream: only that PBX's."""
+
+    async def execute(kind: str, args: dict[str, Any]) -> Any:
+        from .errors import InvalidArgument
+
+        if isinstance(args, dict) and str(args.get("pbx", DEFAULT_PBX)) != pbx:
+            raise InvalidArgument(f"pbx: this is PBX {pbx!r}'s command stream")
+        return await center.execute_remote(kind, args)
+
+    return execute
 
 
 class _StandbyGate(Resource):
@@ -437,7 +549,9 @@ class _StandbyGate(Resource):
         )
 
 
-def _register_any(center: CallCenter, key: str, queues: Any, name: str | None) -> None:
+def _register_any(
+    center: CallCenter, key: str, queues: Any, name: str | None, pbx: str = DEFAULT_PBX
+) -> None:
     """A registration found in Redis (made on another node, or before a restart), into
     this (the writer's) engine. One that cannot be taken is logged, never fatal."""
     from .errors import CommandError
@@ -445,42 +559,43 @@ def _register_any(center: CallCenter, key: str, queues: Any, name: str | None) -
 
     try:
         if not is_supervisor_key(key):
-            center.register_agent(key, queues, name=name)
+            center.register_agent(key, queues, name=name, pbx=pbx)
         elif queues:
-            center.register_supervisor(key.split(":", 1)[1], queues, name=name)
+            center.register_supervisor(key.split(":", 1)[1], queues, name=name, pbx=pbx)
         else:
             # the hub keeps a supervisor with no queues of its own (they are the board's):
             # its token and log go on; its board is loaded when the CRM registers it again
-            center.hub.register(key, (), name)
+            center.unit(pbx).hub.register(key, (), name)
             log.warn("Redis: supervisor {key} is back without its queues; register it again", key=key)
     except CommandError as e:
         log.error("Redis: registration {key} from Redis not taken: {e}", key=key, e=e)
 
 
-def _unregister_any(center: CallCenter, key: str) -> None:
+def _unregister_any(center: CallCenter, key: str, pbx: str = DEFAULT_PBX) -> None:
     from .errors import CommandError
     from .supervisors import is_supervisor_key
 
     try:
         if is_supervisor_key(key):
-            center.unregister_supervisor(key.split(":", 1)[1])
+            center.unregister_supervisor(key.split(":", 1)[1], pbx=pbx)
         else:
-            center.unregister_agent(key)
+            center.unregister_agent(key, pbx=pbx)
     except CommandError:
         pass  # ended meanwhile
 
 
-def _answer(center: CallCenter, kind: str, args: dict[str, Any]) -> Any:
-    """The writer's answer to a web node's question (:mod:`pbxis.store.redis_queries`)."""
+def _answer(center: CallCenter, kind: str, args: dict[str, Any], pbx: str = DEFAULT_PBX) -> Any:
+    """The writer's answer to a web node's question (:mod:`pbxis.store.redis_queries`)
+    about PBX ``pbx`` (each PBX's questions come on its own stream)."""
     if kind == "snapshot":
-        span = center.hub.snapshot_span(str(args["agent"]), bool(args.get("reset")))
+        span = center.unit(pbx).hub.snapshot_span(str(args["agent"]), bool(args.get("reset")))
         return None if span is None else [span.first, span.last, span.reset]
     if kind == "agent":
-        return center.agent_state(str(args["agent"]))
+        return center.agent_state(str(args["agent"]), pbx=pbx)
     if kind == "queues":
-        return center.queues()
+        return center.queues(pbx=pbx)
     if kind == "supervisor":
-        return center.supervisor_state(str(args["agent"]))
+        return center.supervisor_state(str(args["agent"]), pbx=pbx)
     raise ValueError(f"unknown question {kind!r}")
 
 
@@ -514,17 +629,28 @@ class PbxisService(MultiService):
         #: how the process ends when it steps down (lost its AMI lease); an embedding
         #: program or a test may do otherwise
         self.exit: Callable[[], object] = reactor.stop
-        store: Any = None
         check_supported(config)
+        names = [pbx.name for pbx in config.pbxes]
+        #: one Redis side per PBX, each with its keys (and, on a collector, its lease);
+        #: ``redis`` / ``redis_web`` is the first PBX's (a lone PBX's: the only one)
+        self.redis_pbx: dict[str, _RedisService] = {}
+        self.redis_web_pbx: dict[str, _RedisWebService] = {}
+        self.spread: _SpreadService | None = None
+        store: Any = None
+        relay: Any = None
         if config.redis is not None and config.node.role == "web":
-            self.redis_web = _RedisWebService(config, reactor)
-            store = self.redis_web.store
+            self.redis_web_pbx = {name: _RedisWebService(config, reactor, name) for name in names}
+            self.redis_web = self.redis_web_pbx[names[0]]
+            store = {name: side.store for name, side in self.redis_web_pbx.items()}
+            relay = {name: side.relay for name, side in self.redis_web_pbx.items()}  # to each holder
         elif config.redis is not None:
-            self.redis = _RedisService(config, reactor)
-            store = self.redis.store
-        relay = None
-        if self.redis_web is not None:
-            relay = self.redis_web.relay  # a web node: commands go to the collector
+            self.redis_pbx = {name: _RedisService(config, reactor, name) for name in names}
+            self.redis = self.redis_pbx[names[0]]
+            store = {name: side.store for name, side in self.redis_pbx.items()}
+            if len(names) > 1:
+                self.spread = _SpreadService(config, self.redis.link, reactor)
+                for side in self.redis_pbx.values():
+                    side.spread = self.spread.spread
         self.center = CallCenter(
             reactor,
             config,
@@ -533,33 +659,37 @@ class PbxisService(MultiService):
             outbox=None if self.redis is None else self.redis.outbox,
             relay=relay,
         )
-        if self.redis is not None and config.node.has_ami:
-            # an 'all' or 'collector' node runs what web nodes send, as a local command
-            # while it holds the AMI lease: commands follow the AMI link
-            self.redis.node.execute(self.center.execute_remote, lease=self.redis.lease)
-            self.redis.on_lost.append(self._step_down)
+        for side in self.redis_pbx.values():
+            self._wire(side)
+        if self.spread is not None:
+            self.spread.spread.on_surplus = self._hand_over
+        for name, web_side in self.redis_web_pbx.items():
+            self.center.unit(name).health_view = web_side.health_view
         self.tracker = self.center.tracker
         self.hub = self.center.hub
         self.ami = self.center.ami
         self.sync = self.center.sync
 
-        if self.redis is not None:
-            self.redis.setServiceParent(self)
-        if self.redis_web is not None:
-            self.redis_web.attach(self.hub)
-            self.redis_web.setServiceParent(self)
+        if self.spread is not None:
+            self.spread.setServiceParent(self)  # the loads are known before any lease is tried
+        for side in self.redis_pbx.values():
+            side.setServiceParent(self)
+        for name, web_side in self.redis_web_pbx.items():
+            web_side.attach(self.center.unit(name).hub)
+            web_side.setServiceParent(self)
         self.simulator_service: _SimulatorService | None = None
         if config.demo and config.node.has_ami:
             self.simulator_service = _SimulatorService(reactor, config)
             self.simulator_service.setServiceParent(self)
 
         http = config.http
-        collectors = []
+        collectors: list[Any] = []
         redis_side = self.redis or self.redis_web
         if redis_side is not None:
-            from .metrics import RedisCollector
+            from .metrics import LeaseCollector, RedisCollector
 
             collectors.append(RedisCollector(redis_side.link, redis_side.store, redis_side.node))
+            collectors.append(LeaseCollector(self._leases))
         # a collector listens for /health and /metrics only (README, "Several nodes")
         self.app = build_app(
             self.center, http, clock=reactor, api=config.node.has_http_api, collectors=collectors
@@ -575,14 +705,18 @@ class PbxisService(MultiService):
         )
         if self.redis is not None:
             # a standby answers /health (200, "standby") and /metrics; the rest once it serves
-            self.site.resource = _StandbyGate(self.site.resource, self.redis.standby)
+            self.site.resource = _StandbyGate(self.site.resource, self._standby)
         self.web = _WebService(serverFromString(reactor, http.server_endpoint), self.site)
+        # several PBXes on Redis: each PBX's link starts when its lease is won (_redis_loaded)
+        per_pbx = len(self.redis_pbx) > 1
         self.center_service = _CallCenterService(
-            self.center, self._ami_endpoint if config.node.has_ami else None
+            self.center, self._ami_endpoint if config.node.has_ami and not per_pbx else None
         )
-        if self.redis_web is not None:
-            # a web node: serves once every registration is known; no AMI link
-            self.redis_web.loaded.addCallbacks(self._web_loaded, self._web_failed)
+        self._webhooks_resumed = False
+        if self.redis_web_pbx:
+            # a web node: serves once every PBX's registrations are known; no AMI link
+            loads = [side.loaded for side in self.redis_web_pbx.values()]
+            defer.gatherResults(loads, consumeErrors=True).addCallbacks(self._web_loaded, self._web_failed)
         elif self.redis is None:
             self.web.setServiceParent(self)
             self.center_service.setServiceParent(self)
@@ -591,21 +725,117 @@ class PbxisService(MultiService):
             # this node holds the AMI lease and the registrations, logs and states are back
             # from Redis (a resume would otherwise be a 404).
             self.web.setServiceParent(self)
-            self.redis.loaded.addCallback(self._redis_loaded)
+            if per_pbx:
+                self.center_service.setServiceParent(self)  # its stop ends streams, logs off
+            for side in self.redis_pbx.values():
+                side.loaded.addCallback(self._redis_loaded_cb, side)
 
-    def _redis_loaded(self, _: object) -> None:
-        assert self.redis is not None
-        adopted = self.redis.store.adopt(
-            lambda agent, queues, name: _register_any(self.center, agent, queues, name)
+    def _wire(self, side: _RedisService) -> None:
+        """One PBX's Redis side into the engine: its commands, its health, its step-down."""
+        if self.config.node.has_ami:
+            # a 'collector' (or 'all') node runs what web nodes send, as a local command,
+            # while it holds that PBX's lease: commands follow the AMI link
+            side.node.execute(_executor_for(self.center, side.pbx), lease=side.lease)
+        side.on_lost.append(self._step_down)
+        self.center.unit(side.pbx).health_view = side.health_view
+
+    def _hand_over(self, pbx: str) -> None:
+        """This node holds two PBXes more than another live collector (pbxis.store.redis_spread):
+        let ``pbx`` go to it, then stand by for ``pbx`` again with a fresh unit."""
+        assert self.spread is not None
+        side = self.redis_pbx.get(pbx)
+        unit = self.center.unit(pbx)
+        ready = side is not None and side.loaded.called and side.lease.valid() and unit.ready
+        if side is None or not ready or not self.running:
+            self.spread.spread.kept(pbx)  # not now: the next heartbeat asks again
+            return
+        defer.ensureDeferred(self._handing_over(side)).addErrback(
+            lambda f: log.failure("Redis: handing PBX {pbx} over failed", f, pbx=pbx)
         )
-        log.info("Redis: {n} registrations back, with their tokens and logs", n=len(adopted))
-        self.redis.share(self.center).addErrback(
+
+    async def _handing_over(self, side: _RedisService) -> None:
+        assert self.spread is not None
+        pbx, unit = side.pbx, self.center.unit(side.pbx)
+        log.info(
+            "Redis: node {node} holds more PBXes than another collector; handing PBX {pbx} over",
+            node=side.node.name, pbx=pbx,
+        )  # fmt: skip
+        # The tracker hears nothing more (not even the link's end, which would log pbxStatus
+        # false to every agent: the next holder's rebuild covers the gap), the AMI link
+        # goes, what is logged is written, and only then is the lease let go.
+        unit.ami.remove_observer(unit.sync)
+        unit.ami.remove_observer(unit.supervision.sync)
+        unit.supervision.stop()
+        stopped = unit.stop()
+        if stopped is not None:
+            try:
+                await stopped
+            except Exception:
+                log.failure("Redis: logging off from PBX {pbx}", pbx=pbx)
+        await defer.maybeDeferred(side.disownServiceParent)  # drains, then lets the lease go
+        self.spread.spread.released(pbx)
+        fresh = _RedisService(self.config, self.reactor, pbx, self.spread.spread)
+        self.redis_pbx[pbx] = fresh
+        if self.redis is side:
+            self.redis = fresh
+        self.center.renew_unit(pbx, fresh.store)
+        self._wire(fresh)
+        fresh.loaded.addCallback(self._redis_loaded_cb, fresh)
+        if self.running:
+            fresh.setServiceParent(self)
+
+    def _redis_loaded_cb(self, _: object, side: _RedisService) -> None:
+        self._redis_loaded(side)
+
+    def _redis_loaded(self, side: _RedisService) -> None:
+        pbx = side.pbx
+        adopted = side.store.adopt(
+            lambda agent, queues, name: _register_any(self.center, agent, queues, name, pbx)
+        )
+        log.info(
+            "Redis: {n} registrations back{pbx}, with their tokens and logs", n=len(adopted), pbx=side._label
+        )
+        side.share(self.center).addErrback(
             lambda f: log.failure("Redis: following the other nodes failed", f)
         )
-        if self.center.webhooks is not None:
+        if self.center.webhooks is not None and not self._webhooks_resumed:
+            self._webhooks_resumed = True
             self.center.webhooks.resume()  # deliveries left pending by the previous process
-        if self.redis.lease.valid():
+        if not side.lease.valid():
+            return
+        if len(self.redis_pbx) == 1:
             self.center_service.setServiceParent(self)
+        else:
+            self.center.start_pbx(pbx)
+
+    def _standby(self) -> dict[str, Any] | None:
+        """``/health`` while this node serves no PBX (standby, or stepped down); ``None``
+        once it holds one. With several PBXes each one's lease is shown."""
+        sides = list(self.redis_pbx.values())
+        if len(sides) == 1:
+            return sides[0].standby()
+        bodies = [side.standby() for side in sides]
+        if any(body is None for body in bodies):
+            return None
+        lost = any(side.lease.lost is not None for side in sides)
+        first = sides[0]
+        return {
+            "status": "stepped_down" if lost else "standby",
+            "node": first.node.name,
+            "lease": {side.pbx: side.lease_view() for side in sides},
+            "redis": {"connected": first.link.connected, "url": first.link.config.safe_url},
+        }
+
+    def _leases(self) -> list[tuple[str, dict[str, Any]]]:
+        """Each PBX's lease as ``/metrics`` shows it (pbxis.metrics.LeaseCollector)."""
+        out = []
+        for name, side in self.redis_pbx.items():
+            lease = side.lease
+            out.append((name, {"held": lease.valid(), "takeovers": lease.takeovers, "holder": lease.holder}))
+        for name, web_side in self.redis_web_pbx.items():
+            status = web_side.status.status or {}
+            out.append((name, {"held": False, "takeovers": 0, "holder": status.get("holder")}))
+        return out
 
     def _step_down(self, reason: str) -> None:
         """The lease is lost: the AMI sockets go at once (not a polite logoff: another node
@@ -620,8 +850,8 @@ class PbxisService(MultiService):
 
     def _web_loaded(self, _: object) -> None:
         assert self.redis_web is not None
-        n = self.redis_web.follow()
-        log.info("Redis: web node {node} serves {n} registrations", node=self.redis_web.node, n=n)
+        n = sum(side.follow() for side in self.redis_web_pbx.values())
+        log.info("Redis: web node {node} serves {n} registrations", node=self.redis_web.node.name, n=n)
         try:
             self.web.setServiceParent(self)
         except Exception:
@@ -698,6 +928,19 @@ class _DeferredEndpoint:
             return defer.fail(ConnectionRefusedError("the demo simulator is not listening yet"))
         host = _address(self._port)
         return TCP4ClientEndpoint(self._reactor, host.host, host.port).connect(factory)
+
+
+def _vacancy(config: Config, link: Any, keys: Any, reactor: Any, pbx: str) -> Any:
+    """The watch that tells a PBX's agents when nobody holds it (pbxis.store.redis_vacancy)."""
+    from .store.redis_vacancy import VacancyWatch
+
+    agents = _pbx_config(config, pbx).agents
+    return VacancyWatch(link, keys, reactor, config.node.lease_time, pbx=pbx, max_log=agents.max_log)
+
+
+def _pbx_config(config: Config, pbx: str) -> PbxConfig:
+    """PBX ``pbx``'s table (its ``[ami]`` and ``[agents]``)."""
+    return next(p for p in config.pbxes if p.name == pbx)
 
 
 def check_supported(config: Config) -> None:

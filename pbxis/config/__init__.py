@@ -669,10 +669,20 @@ def parse_config(
     if sim["enabled"]:
         _match_simulated_driver(sim, agents)
     pbx_tables = _pbx_tables(data, agents, environ, base)
-    if redis is not None and len(pbx_tables) > 1:
+    if redis is not None and len(pbx_tables) > 1 and node.role == "all":
+        # an 'all' node would serve the API of the PBXes it holds from its own hub and of
+        # the others as a web node: two roles per PBX that change at each takeover
         raise ConfigError(
-            "[redis]: several [[pbx]] tables run in one process without Redis for now; "
-            "sharing them through Redis (one collector per PBX) is not built yet"
+            "[node].role: with [redis] and several [[pbx]] tables run 'collector' nodes (they "
+            "share the PBXes' AMI links) and 'web' nodes (the API), not 'all' "
+            '(README, "Several PBXes on Redis")'
+        )
+    if redis is not None and len(pbx_tables) > 1 and webhooks:
+        # each PBX's holder would deliver from one outbox per endpoint that all holders share
+        raise ConfigError(
+            "[[webhooks]]: not available yet with [redis] and several [[pbx]] tables (the "
+            "durable outbox is one per endpoint, not one per PBX); use one PBX per deployment "
+            "or no [redis]"
         )
     tenants = _tenants(data.get("tenants"), {p.name for p in pbx_tables} or {DEFAULT_PBX}, base)
     if tenants:

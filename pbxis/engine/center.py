@@ -142,7 +142,8 @@ class CallCenter:
     AMI client (tests); ``now_ms`` stamps events (Unix epoch milliseconds). ``relay``:
     a node without an AMI link (``[node] role = "web"``) sends originate and queue
     actions there (:mod:`pbxis.engine.remote`); the node with the link runs them with
-    :meth:`execute_remote`.
+    :meth:`execute_remote`. With several PBXes ``store`` and ``relay`` are mappings from
+    PBX name to that PBX's (each PBX has its own keys and its own holder in Redis).
     """
 
     def __init__(
@@ -152,20 +153,24 @@ class CallCenter:
         *,
         link: AMIClientFactory | None = None,
         now_ms: Callable[[], int] | None = None,
-        store: HubStore | None = None,
+        store: HubStore | Mapping[str, HubStore] | None = None,
         outbox: Callable[[WebhookConfig], Outbox] | None = None,
-        relay: CommandRelay | None = None,
+        relay: CommandRelay | Mapping[str, CommandRelay] | None = None,
     ) -> None:
         self.config = config
-        self.relay = relay
         self.reactor = reactor
         self.now_ms: Callable[[], int] = now_ms or _wall_ms
         pbxes = config.pbxes
-        if (link is not None or store is not None) and len(pbxes) > 1:
+        names = [pbx.name for pbx in pbxes]
+        if (link is not None or (store is not None and not isinstance(store, Mapping))) and len(pbxes) > 1:
             raise ConfigError("[[pbx]]: a test link or a shared store serves one PBX only")
+        stores = _per_pbx(store, names, "store")
+        #: where each PBX's commands go when its AMI link is another node's (a web node)
+        self.relays: dict[str, CommandRelay] = _per_pbx(relay, names, "relay")
         #: one unit per configured PBX, in config order (pbxis.engine.unit)
         self.units: dict[str, PbxUnit] = {
-            pbx.name: PbxUnit(reactor, config, pbx, self.now_ms, link=link, store=store) for pbx in pbxes
+            pbx.name: PbxUnit(reactor, config, pbx, self.now_ms, link=link, store=stores.get(pbx.name))
+            for pbx in pbxes
         }
         # Webhooks read every agent's log as the hub writes it (``[[webhooks]]``); with
         # none configured nothing is built and the hub has no observer.
@@ -273,6 +278,28 @@ class CallCenter:
         self._started = True
         for unit in self.units.values():
             unit.start(chosen.get(unit.name))
+
+    def renew_unit(self, pbx: str, store: HubStore | None = None) -> PbxUnit:
+        """A fresh unit for ``pbx`` in place of the current one, which must be stopped:
+        a collector that handed the PBX over stands by for it again with nothing of its
+        old state (when it takes the lease back it loads everything from the store)."""
+        old = self.unit(pbx)
+        if old.started:
+            raise RuntimeError(f"PBX {pbx}: stop its link before renewing it")
+        config = next(p for p in self.config.pbxes if p.name == pbx)
+        unit = PbxUnit(self.reactor, self.config, config, self.now_ms, store=store)
+        if self.webhooks is not None:
+            unit.hub.observers.append(self.webhooks.hub_observer(pbx))
+        unit.health_view = old.health_view
+        self.units[pbx] = unit
+        return unit
+
+    def start_pbx(self, pbx: str, endpoint: IStreamClientEndpoint | None = None) -> None:
+        """Connect one PBX (a collector that has just taken its lease); the others wait."""
+        unit = self.unit(pbx)
+        self._started = True
+        if not unit.started:
+            unit.start(endpoint)
 
     def when_ready(self) -> Deferred[CallCenter]:
         """Fires with this call center once every PBX link is logged in and rebuilt."""
@@ -527,7 +554,7 @@ class CallCenter:
                     f"variables: {str(key)[:40]!r}: a name of 1 to 64 of A-Za-z0-9_, not starting "
                     "with a digit, and a string value"
                 )
-        if self.relay is not None:
+        if pbx in self.relays:
             # the node with the AMI link checks the registration and applies [originate]
             # (one rate limit for every web node)
             args = {"agent": agent, "number": number, "callerId": caller_id,
@@ -588,7 +615,7 @@ class CallCenter:
             raise InvalidArgument(
                 f"{action} takes no parameter {unknown[0]!r} (only: {', '.join(sorted(allowed)) or 'none'})"
             )
-        if self.relay is not None:
+        if pbx in self.relays:
             args = {"agent": agent, "queue": queue, "action": action, "pbx": pbx,
                     "caller": caller.value, "params": params}  # fmt: skip
             await self._relayed(QUEUE, args)
@@ -623,9 +650,9 @@ class CallCenter:
 
     # -- commands from another node -------------------------------------------------------
     async def _relayed(self, kind: str, args: dict[str, Any]) -> Any:
-        assert self.relay is not None
-        timeout = self.primary.config.ami.action_timeout + RELAY_MARGIN
-        return result_of(await self.relay.send(kind, args, timeout))
+        pbx = str(args["pbx"])
+        timeout = self.unit(pbx).config.ami.action_timeout + RELAY_MARGIN
+        return result_of(await self.relays[pbx].send(kind, args, timeout))
 
     async def execute_remote(self, kind: str, args: dict[str, Any]) -> Any:
         """Run a command a node without an AMI link sent (:mod:`pbxis.engine.remote`):
@@ -746,11 +773,14 @@ class CallCenter:
     def _document(
         self, kind: str, local: Callable[..., dict[str, Any]], *args: Any, pbx: str
     ) -> Deferred[Any]:
-        ask = getattr(self.hub.store, "ask", None)
+        try:
+            unit = self.unit(pbx)
+        except CommandError as e:
+            return defer.fail(e)
+        ask = getattr(unit.hub.store, "ask", None)
         if ask is None or self.config.node.has_ami:
             return defer.maybeDeferred(local, *args, pbx=pbx)
         try:
-            self._pbx(pbx)
             if args:
                 _check_agent(args[0], "supervisor" if kind == "supervisor" else "agent")
         except CommandError as e:
@@ -806,13 +836,29 @@ class CallCenter:
     def pbx_health(self, pbx: str) -> dict[str, Any]:
         """``/health/pbx/{pbx}``'s body: that PBX's link; ``status`` ok once logged in."""
         health = self.unit(pbx).health()
-        return {"pbx": pbx, "status": "ok" if health["connected"] else "unavailable", **health}
+        if not health["connected"]:
+            status = "no_holder" if health["state"] == "no_holder" else "unavailable"
+        elif health.get("lease", {}).get("held") is False:
+            status = "standby"  # a collector: another node holds this PBX, which is up
+        else:
+            status = "ok"
+        return {"pbx": pbx, "status": status, **health}
 
     # -- internals -----------------------------------------------------------------------
     def _store_health(self) -> dict[str, Any]:
-        """A shared store reports itself (``redis``: connected, pending, buffering...)."""
-        health = getattr(self.hub.store, "health", None)
-        return {} if health is None else {"redis": health()}
+        """A shared store reports itself (``redis``: connected, pending, buffering...);
+        with several PBXes, each PBX's store under ``redis.pbx``."""
+        reports = {}
+        for unit in self.units.values():
+            health = getattr(unit.hub.store, "health", None)
+            if health is not None:
+                reports[unit.name] = health()
+        if not reports:
+            return {}
+        if len(self.units) == 1:
+            return {"redis": next(iter(reports.values()))}
+        first = next(iter(reports.values()))
+        return {"redis": {**first, "pbx": reports}}
 
     def _pbx(self, pbx: str) -> None:
         self.unit(pbx)  # UnknownPbx unless configured
@@ -837,6 +883,18 @@ async def _shared_store_call(call: Any) -> Any:
         # the error's own text names the store's address: for the log, not for clients
         log.warn("the shared store did not answer: {e}", e=e)
         raise PbxUnavailable("the shared store did not answer in time: retry in a few seconds") from None
+
+
+def _per_pbx(value: Any, names: Sequence[str], what: str) -> dict[str, Any]:
+    """A store or relay given for the one PBX, or one per PBX (a mapping by name)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        return {names[0]: value}
+    unknown = sorted(set(value) - set(names))
+    if unknown:
+        raise ConfigError(f"[[pbx]]: a {what} for PBX {unknown[0]!r}, which is not configured")
+    return dict(value)
 
 
 def _wall_ms() -> int:

@@ -56,6 +56,7 @@ class Supervision:
         ami: AMIClientFactory,
         agent_sync: StateSync,
         now_ms: Callable[[], int],
+        publish: Callable[[list[Any]], None] | None = None,
     ) -> None:
         self.hub = hub
         self.now_ms = now_ms
@@ -65,7 +66,9 @@ class Supervision:
         self.sync = SupervisorSync(
             ami,
             self.board,
-            hub.publish,
+            # the unit's publish: with a durable store, a rebuild repeats no state the
+            # supervisor had (pbxStatus true after a restart or a takeover)
+            hub.publish if publish is None else publish,
             agent_sync,
             clock=reactor,
             now_ms=now_ms,

@@ -86,7 +86,7 @@ class PbxUnit:
         self.ami = link if link is not None else link_from_config(pbx.ami, clock=reactor)
         self.sync = StateSync(self.ami, self.tracker, self.publish, clock=reactor, now_ms=now_ms)
         self.ami.add_observer(self.sync)
-        self.supervision = Supervision(reactor, config, self.hub, self.ami, self.sync, now_ms)
+        self.supervision = Supervision(reactor, config, self.hub, self.ami, self.sync, now_ms, self.publish)
         self.commands = Commands(self.ami, self.tracker, agents)
         self.guard = OriginateGuard(reactor, config.originate)
         self.call_control = CallControl(
@@ -98,6 +98,10 @@ class PbxUnit:
             spy_context=agents.spy_context,
         )
         self.started = False
+        #: with a shared store (Redis): this PBX's health as this node should report it
+        #: (its holder's view when another node holds the link, with who holds it); set by
+        #: the daemon, ``None`` in one process
+        self.health_view: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
         return f"<PbxUnit {self.name}>"
@@ -138,7 +142,7 @@ class PbxUnit:
         stats = self.ami.stats
         last_event = stats.last_event_time
         hub_stats = self.hub.stats()
-        return {
+        local = {
             "connected": self.connected,
             "state": str(stats.state),
             "lastEventAge": None
@@ -150,6 +154,7 @@ class PbxUnit:
             "supervisors": self.supervision.count,
             "clients": dict(hub_stats.get("clients", {})),
         }
+        return local if self.health_view is None else self.health_view(local)
 
     def _snapshot(self, key: str) -> list[AgentEvent]:
         if is_supervisor_key(key):

@@ -55,10 +55,22 @@ class HubSet:
         return defer.succeed(None)  # ended meanwhile: subscribe() says so
 
     def lookup(self, token: str) -> Any:
-        """A Deferred :meth:`by_token` (in memory every hub answers at once)."""
+        """A Deferred :meth:`by_token`. In memory every hub answers at once; a follower
+        store (a web node) that does not know the token yet asks the shared store, and
+        then every PBX's hub asks its own (the token does not say its PBX)."""
         from twisted.internet import defer
 
-        return defer.succeed(self.by_token(token))
+        registration = self.by_token(token)
+        if registration is not None:
+            return defer.succeed(registration)
+        shared = [hub for hub in self.hubs if getattr(hub.store, "find_token", None) is not None]
+        asking = [hub.lookup(token) for hub in shared]
+        if not asking:
+            return defer.succeed(None)
+        d = defer.gatherResults(asking, consumeErrors=True)
+        d.addCallback(lambda found: next((r for r in found if r is not None), None))
+        d.addErrback(lambda f: f.value.subFailure if isinstance(f.value, defer.FirstError) else f)
+        return d
 
     def stats(self) -> dict[str, Any]:
         """Agents and clients by transport, summed over the hubs."""

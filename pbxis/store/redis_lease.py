@@ -81,6 +81,7 @@ class Lease:
         *,
         on_won: Callable[[], object] = lambda: None,
         on_lost: Callable[[str], object] = lambda reason: None,
+        may_take: Callable[[int], bool] | None = None,
     ) -> None:
         self.link = link
         self.key = key
@@ -89,6 +90,11 @@ class Lease:
         self.lease_time = lease_time
         self.on_won = on_won
         self.on_lost = on_lost
+        #: asked before trying to take the lease while not holding it, with the number of
+        #: looks in a row that found it free (:meth:`pbxis.store.redis_spread.Spread.may_take`)
+        self.may_take = may_take
+        #: looks in a row (one per tick) that found no holder
+        self.free_ticks = 0
         #: held here until this time (the clock's), if ``held``
         self.valid_until = 0.0
         self.held = False
@@ -98,6 +104,7 @@ class Lease:
         #: times this node took the lease (0 or 1: a node that lost it steps down)
         self.takeovers = 0
         self._asking = False
+        self._stopped = False
         self._loop = task.LoopingCall(self._tick)
         self._loop.clock = clock
         self._expiry: Any = None
@@ -107,11 +114,13 @@ class Lease:
         return self.held and self.lost is None and self.clock.seconds() < self.valid_until
 
     def start(self) -> None:
-        if not self._loop.running and self.lost is None:
+        if not self._loop.running and self.lost is None and not self._stopped:
             self._loop.start(self.lease_time / 3, now=True)
 
     def stop(self) -> Any:
-        """Stop competing and let the lease go if held (a clean stop: no wait for expiry)."""
+        """Stop competing and let the lease go if held (a clean stop: no wait for expiry).
+        An answer still on its way is ignored (it must not make this node the holder)."""
+        self._stopped = True
         if self._loop.running:
             self._loop.stop()
         self._cancel_expiry()
@@ -129,21 +138,32 @@ class Lease:
         if self._asking or self.lost is not None:
             return
         self._asking = True
+        if not self.held and self.may_take is not None and not self.may_take(self.free_ticks):
+            # not this node's turn: only look who holds it (and whether it is free)
+            self.link.command("GET", self.key).addCallbacks(self._seen, self._failed)
+            return
         sent = self.clock.seconds()
         d = self.link.script(ACQUIRE, [self.key], [self.node, int(self.lease_time * 1000)])
         d.addCallbacks(lambda won: self._answered(bool(int(won)), sent), self._failed)
 
     def _answered(self, won: bool, sent: float) -> None:
         self._asking = False
-        if self.lost is not None:
+        if self.lost is not None or self._stopped:
+            if won and self._stopped and not self.held:
+                # taken (or renewed) after stop(): let it go at once rather than at expiry
+                self.link.script(RELEASE, [self.key], [self.node]).addErrback(
+                    lambda f: f.trap(RedisUnavailable, RedisTimeout)
+                )
             return
         if not won:
             if self.held:
                 self._lose("another node holds the lease now")
             else:
-                self.link.command("GET", self.key).addCallbacks(self._seen, lambda f: None)
+                self._asking = True
+                self.link.command("GET", self.key).addCallbacks(self._seen, self._failed)
             return
         self.holder = self.node
+        self.free_ticks = 0
         until = sent + self.lease_time
         if self.clock.seconds() >= until:  # acknowledged too late to count (a pause)
             if self.held:
@@ -158,7 +178,9 @@ class Lease:
             self.on_won()
 
     def _seen(self, holder: Any) -> None:
+        self._asking = False
         self.holder = None if holder is None else str(holder)
+        self.free_ticks = self.free_ticks + 1 if holder is None else 0
 
     def _failed(self, failure: Any) -> None:
         self._asking = False

@@ -36,12 +36,16 @@ def node_name(config: Config) -> str:
 class RedisNode:
     """See the module docstring. ``link`` is the command connection (started by its owner)."""
 
-    def __init__(self, config: Config, link: RedisLink, reactor: Any) -> None:
+    def __init__(
+        self, config: Config, link: RedisLink, reactor: Any, keys: Keys | None = None, label: str = ""
+    ) -> None:
         assert config.redis is not None
         self.name = node_name(config)
-        self.keys = Keys(config.redis.key_prefix)
+        #: one PBX's keys (:func:`~pbxis.store.redis_keys.pbx_keys`): a node runs one
+        #: RedisNode per PBX, each with its own reading connection
+        self.keys = keys if keys is not None else Keys(config.redis.key_prefix)
         self.link = link
-        self.reading = RedisLink(config.redis, reactor, name="reader")
+        self.reading = RedisLink(config.redis, reactor, name=f"reader{label}")
         self.reader = StreamReader(self.reading, link, self.keys, self.name)
         self.reactor = reactor
         self.executor: CommandExecutor | None = None

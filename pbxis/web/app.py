@@ -106,9 +106,10 @@ def build_app(
     if len(units) == 1:
         registry = build_registry(ami=center.ami, hub=center.hub, streams=stream_routes, sync=center.sync)
     else:
-        totals = AmiTotals([unit.ami for unit in units])
+        totals = AmiTotals(lambda: [unit.ami for unit in center.units.values()])
         registry = build_registry(ami=totals, hub=hubs, streams=stream_routes, sync=None)
-    registry.register(PbxCollector(lambda: units))
+    # read at scrape time: a collector renews a PBX's unit when it hands that PBX over
+    registry.register(PbxCollector(lambda: list(center.units.values())))
 
     def limited_registry(pbxes: list[str]) -> CollectorRegistry:
         return pbx_registry(lambda: [center.units[p] for p in pbxes])

@@ -48,6 +48,13 @@ def test_a_lone_ami_table_is_one_pbx_named_default() -> None:
     assert [p.name for p in parse_config({}).pbxes] == ["default"]  # the demo
 
 
+def test_several_pbxes_on_redis_run_collector_and_web_nodes() -> None:
+    redis = {"url": "redis://127.0.0.1:6379/0"}
+    for role in ("collector", "web"):
+        config = parse_config({"pbx": [{"name": "e"}, {"name": "w"}], "redis": redis, "node": {"role": role}})
+        assert [p.name for p in config.pbxes] == ["e", "w"]
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -74,7 +81,7 @@ def test_a_lone_ami_table_is_one_pbx_named_default() -> None:
         ({"pbx": [{"name": "east"}], "simulator": {"enabled": True}}, "[simulator].enabled"),
         (
             {"pbx": [{"name": "e"}, {"name": "w"}], "redis": {"url": "redis://127.0.0.1:6379/0"}},
-            "[redis]: several [[pbx]]",
+            "[node].role: with [redis] and several [[pbx]]",
         ),
     ],
 )

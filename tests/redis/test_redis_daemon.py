@@ -150,6 +150,9 @@ def test_kill_9_and_restart_on_the_same_redis_resumes_exactly_once(processes: di
     wall_ids = [e["id"] for e in wall.events]
     assert wall_ids == list(range(wall_ids[0], wall_ids[0] + len(wall_ids))), wall_ids
     assert wall_before < len(wall.events)
+    # the restarted writer's rebuild repeats no state the supervisor had (pbxStatus true)
+    repeated = [e for e in wall.events[wall_before:] if e["type"] == "pbxStatus"]
+    assert not repeated, repeated
     # a supervisor's stream has queueStats, never the agents' queueCount
     assert not {"reset", "queueCount"} & {e["type"] for e in wall.events}, wall.events
     new = client.events[len(before) :]
