@@ -29,6 +29,18 @@ _NEEDLES: dict[str, str] = {}
 _MAX_NEEDLES: Final = 1024
 
 
+_SEARCHES: dict[tuple[str, ...], tuple[tuple[str, int], ...]] = {}
+"""Keys asked together (:meth:`Message.values`) -> each one's needle and the length of
+the needle but its LF: the handlers' few tuples, resolved once."""
+
+
+def _searches(keys: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    found = tuple((needle, len(needle) - 1) for needle in map(_needle, keys))
+    if len(_SEARCHES) < _MAX_NEEDLES:
+        _SEARCHES[keys] = found
+    return found
+
+
 def _needle(key: str) -> str:
     """What a text look-up searches for: ``"\\n" + key + ": "``, lowered."""
     folded = key.lower()
@@ -227,13 +239,13 @@ class Message:
         text = self._text
         assert text is not None
         out: list[str | None] = []
-        for key in keys:  # get's search, written out
-            needle = _NEEDLES.get(key) or _needle(key)
+        searches = _SEARCHES.get(keys) or _searches(keys)
+        for needle, skip in searches:  # get's search, written out
             at = folded.find(needle)
             if at < 0:
                 out.append(None)
                 continue
-            begin = at + len(needle) - 1
+            begin = at + skip
             end = text.find("\r\n", begin)
             out.append(text[begin:end] if end >= 0 else text[begin:])
         return out
@@ -245,8 +257,8 @@ class Message:
         if folded is None:
             folded = self._fold()
         if folded:
-            for key in keys:
-                if (_NEEDLES.get(key) or _needle(key)) in folded:
+            for needle, _ in _SEARCHES.get(keys) or _searches(keys):
+                if needle in folded:
                     return False
             return True
         index = self._index

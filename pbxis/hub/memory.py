@@ -16,7 +16,7 @@ from pbxis.events import AgentEvent
 
 from .log import ENTRY_OVERHEAD, Budget, EventLog
 from .registration import Registration
-from .store import QueueState, SnapshotSpan, StaleFence
+from .store import QueueState, SnapshotSpan, StaleFence, without_time
 from .tokens import TokenIndex
 
 __all__ = ["MemoryLog", "MemoryStore", "without_time"]
@@ -49,7 +49,7 @@ class MemoryLog(EventLog):
     def append_queue_state(self, state: QueueState, agent_json: str, now: float, fence: int) -> int:
         self._check(fence)
         key = (state.queue, state.type)
-        shown = without_time(state.rest)
+        shown = state.shown
         self._queue_versions[key] = state.version
         if self._queue_shown.get(key) == shown:
             return 0  # a new version of what this log shows already: nothing to tell
@@ -205,7 +205,3 @@ class MemoryStore:
     def flush(self) -> None:
         return None
 
-
-def without_time(rest: str) -> str:
-    """A queue state's JSON (``"time":T,"queue":...}``) without its time: its content."""
-    return rest.partition(",")[2] if rest.startswith('"time":') else rest
