@@ -10,6 +10,7 @@ needs observing as it happens, through the AMI client's action listener into a
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -163,15 +164,18 @@ class RedisCollector(Collector):
 
     STATES = ("ok", "buffering", "degraded")
 
-    def __init__(self, link: Any, store: Any, node: Any) -> None:
-        self._link = link
-        self._store = store
-        self._node = node
+    def __init__(
+        self, link: Any = None, store: Any = None, node: Any = None, *,
+        current: Callable[[], tuple[Any, Any, Any]] | None = None,
+    ) -> None:  # fmt: skip
+        #: ``current()``: the ``(link, store, node)`` of now, read at each scrape (a
+        #: collector renews a PBX's Redis side when it hands that PBX over)
+        self._current = current if current is not None else (lambda: (link, store, node))
 
     def collect(self) -> Iterator[Metric]:
-        link = self._link
-        health = self._store.health() if self._store is not None else {}
-        stats = self._node.stats() if self._node is not None else {}
+        link, store, node = self._current()
+        health = store.health() if store is not None else {}
+        stats = node.stats() if node is not None else {}
         gauge, counter = GaugeMetricFamily, CounterMetricFamily
         yield gauge(
             "pbxis_redis_up", "1 while the Redis command connection is up.", value=int(link.connected)
@@ -188,7 +192,7 @@ class RedisCollector(Collector):
         yield counter(
             "pbxis_redis_writes",
             "Write pipelines Redis acknowledged.",
-            value=getattr(self._store, "writes", 0),
+            value=getattr(store, "writes", 0),
         )
         yield gauge(
             "pbxis_redis_pending_events",
@@ -362,14 +366,16 @@ class AmiTotals:
         #: action listeners, attached to each link once (also to a PBX's new link, after
         #: a collector handed that PBX over and stands by for it again)
         self._listeners: list[Callable[[str, float, str], None]] = []
-        self._attached: set[int] = set()
+        # the links themselves, weakly (not their ids: a freed link's id is often the
+        # next one's, which would then never get the listeners)
+        self._attached: weakref.WeakSet[Any] = weakref.WeakSet()
 
     @property
     def _links(self) -> list[Any]:
         links = self._get()
         for link in links:
-            if id(link) not in self._attached:
-                self._attached.add(id(link))
+            if link not in self._attached:
+                self._attached.add(link)
                 for listener in self._listeners:
                     link.add_action_listener(listener)
         return links
@@ -396,7 +402,7 @@ class AmiTotals:
     def add_action_listener(self, listener: Callable[[str, float, str], None]) -> None:
         self._listeners.append(listener)
         for link in self._get():
-            if id(link) in self._attached:
+            if link in self._attached:
                 link.add_action_listener(listener)
         self._links  # noqa: B018 (attaches it to the links not seen yet)
 

@@ -483,24 +483,31 @@ class _SpreadService(Service):
     """The collector's heartbeat in the node set, so that several PBXes' leases spread over
     the live collectors (:mod:`pbxis.store.redis_spread`)."""
 
-    def __init__(self, config: Config, link: Any, reactor: Any) -> None:
+    def __init__(self, config: Config, reactor: Any) -> None:
         from .store.redis_keys import NodeKeys
+        from .store.redis_link import RedisLink
         from .store.redis_node import node_name
         from .store.redis_spread import Spread
 
         assert config.redis is not None
+        # its own connection: every PBX's side (and its link) may be stopped and renewed
+        # by a hand-over, while the heartbeat must go on
+        self.link = RedisLink(config.redis, reactor, name="collectors")
         self.spread = Spread(
-            link, NodeKeys(config.redis.key_prefix), node_name(config), reactor,
+            self.link, NodeKeys(config.redis.key_prefix), node_name(config), reactor,
             config.node.lease_time, [pbx.name for pbx in config.pbxes],
         )  # fmt: skip
 
     def startService(self) -> None:
         super().startService()
+        self.link.start()
         self.spread.start()
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
-        return defer.maybeDeferred(self.spread.stop).addCallback(lambda _: None)
+        d = defer.maybeDeferred(self.spread.stop)
+        d.addBoth(lambda _: self.link.stop())
+        return d.addCallback(lambda _: None)
 
 
 def _executor_for(center: CallCenter, pbx: str) -> Callable[[str, dict[str, Any]], Any]:
@@ -519,7 +526,8 @@ def _executor_for(center: CallCenter, pbx: str) -> Callable[[str, dict[str, Any]
 class _StandbyGate(Resource):
     """In front of the site of an ``all`` or ``collector`` node with ``[redis]``: while
     the node stands by (or stepped down), ``/health`` answers 200 with ``standby`` (a
-    stepped-down node 503), ``/metrics`` as usual, anything else 503 with ``Retry-After``."""
+    stepped-down node 503), ``/metrics`` and ``/health/pbx/{pbx}`` as usual, anything else
+    503 with ``Retry-After``."""
 
     isLeaf = True
 
@@ -531,7 +539,10 @@ class _StandbyGate(Resource):
     def render(self, request: Any) -> bytes | int:
         body = self._standby()
         first = request.postpath[0] if request.postpath else b""
-        if body is None or first == b"metrics":
+        # /health/pbx/{pbx} is that PBX's, from its holder's published status (as on a node
+        # holding another PBX): the node's standby body would say 200 for a PBX nobody holds
+        per_pbx = first == b"health" and request.postpath[1:2] == [b"pbx"]
+        if body is None or first == b"metrics" or per_pbx:
             answer: bytes | int = self._inner.render(request)
             return answer
         request.setHeader(b"content-type", b"application/json")
@@ -648,7 +659,7 @@ class PbxisService(MultiService):
             self.redis = self.redis_pbx[names[0]]
             store = {name: side.store for name, side in self.redis_pbx.items()}
             if len(names) > 1:
-                self.spread = _SpreadService(config, self.redis.link, reactor)
+                self.spread = _SpreadService(config, reactor)
                 for side in self.redis_pbx.values():
                     side.spread = self.spread.spread
         self.center = CallCenter(
@@ -688,7 +699,11 @@ class PbxisService(MultiService):
         if redis_side is not None:
             from .metrics import LeaseCollector, RedisCollector
 
-            collectors.append(RedisCollector(redis_side.link, redis_side.store, redis_side.node))
+            def current_side() -> tuple[Any, Any, Any]:
+                side: Any = self.redis or self.redis_web  # the first PBX's, renewed at a hand-over
+                return side.link, side.store, side.node
+
+            collectors.append(RedisCollector(current=current_side))
             collectors.append(LeaseCollector(self._leases))
         # a collector listens for /health and /metrics only (README, "Several nodes")
         self.app = build_app(
@@ -713,6 +728,9 @@ class PbxisService(MultiService):
             self.center, self._ami_endpoint if config.node.has_ami and not per_pbx else None
         )
         self._webhooks_resumed = False
+        self._exiting = False
+        #: takeovers of each PBX's lease by the sides this node renewed (a counter goes on)
+        self._past_takeovers: dict[str, int] = {}
         if self.redis_web_pbx:
             # a web node: serves once every PBX's registrations are known; no AMI link
             loads = [side.loaded for side in self.redis_web_pbx.values()]
@@ -746,6 +764,9 @@ class PbxisService(MultiService):
         side = self.redis_pbx.get(pbx)
         unit = self.center.unit(pbx)
         ready = side is not None and side.loaded.called and side.lease.valid() and unit.ready
+        # and what it logged is in Redis: the release does not wait for a store behind Redis
+        # (its drain gives up after a few seconds; the rest would be lost)
+        ready = ready and side is not None and side.store.health().get("status") == "ok"
         if side is None or not ready or not self.running:
             self.spread.spread.kept(pbx)  # not now: the next heartbeat asks again
             return
@@ -760,11 +781,12 @@ class PbxisService(MultiService):
             "Redis: node {node} holds more PBXes than another collector; handing PBX {pbx} over",
             node=side.node.name, pbx=pbx,
         )  # fmt: skip
-        # The tracker hears nothing more (not even the link's end, which would log pbxStatus
-        # false to every agent: the next holder's rebuild covers the gap), the AMI link
+        # The tracker and the boards hear nothing more (not even the link's end, which would
+        # log pbxStatus false to every agent and supervisor: the next holder's rebuild
+        # covers the gap), the AMI link
         # goes, what is logged is written, and only then is the lease let go.
         unit.ami.remove_observer(unit.sync)
-        unit.ami.remove_observer(unit.supervision.sync)
+        unit.ami.remove_observer(unit.supervision.sync)  # nor do the supervisors' boards
         unit.supervision.stop()
         stopped = unit.stop()
         if stopped is not None:
@@ -772,8 +794,16 @@ class PbxisService(MultiService):
                 await stopped
             except Exception:
                 log.failure("Redis: logging off from PBX {pbx}", pbx=pbx)
-        await defer.maybeDeferred(side.disownServiceParent)  # drains, then lets the lease go
+        try:
+            await defer.maybeDeferred(side.disownServiceParent)  # drains, then lets the lease go
+        except Exception:
+            # whatever failed there, nothing of that side may go on: its lease goes (else it
+            # is renewed with no AMI link behind it) and this node stands by again
+            log.failure("Redis: stopping PBX {pbx}'s side for the hand-over", pbx=pbx)
+            await defer.maybeDeferred(side.lease.stop)
+            await defer.maybeDeferred(side.link.stop)
         self.spread.spread.released(pbx)
+        self._past_takeovers[pbx] = self._past_takeovers.get(pbx, 0) + side.lease.takeovers
         fresh = _RedisService(self.config, self.reactor, pbx, self.spread.spread)
         self.redis_pbx[pbx] = fresh
         if self.redis is side:
@@ -807,6 +837,29 @@ class PbxisService(MultiService):
             self.center_service.setServiceParent(self)
         else:
             self.center.start_pbx(pbx)
+        self.reactor.callLater(self.config.node.lease_time, self._not_logged_in, side)
+
+    def _not_logged_in(self, side: _RedisService) -> None:
+        """``lease_time`` after this node took ``side``'s PBX (and loaded it): not logged in
+        to that Asterisk (unreachable from here, for now), its agents and supervisors are
+        told so once, as a link lost would (``pbxStatus`` false; the login's rebuild says
+        true). Nobody else would: the vacancy watch sees a holder, and the tracker's records
+        loaded before any login are down without a word."""
+        from .events import PBX_STATUS, AgentEvent
+
+        unit = self.center.units.get(side.pbx)
+        if unit is None or self.redis_pbx.get(side.pbx) is not side or not side.lease.valid():
+            return
+        if unit.connected or not unit.started:
+            return
+        log.warn(
+            "Redis: node {node} holds PBX {pbx}'s AMI lease but is not logged in to it after "
+            "{lease_time:g} s; its agents get pbxStatus false", node=side.node.name, pbx=side.pbx,
+            lease_time=self.config.node.lease_time,
+        )  # fmt: skip
+        now = self.center.now_ms()
+        keys = list(unit.hub.stats()["log_sizes"])  # every registration: agents and supervisors
+        unit.publish([AgentEvent(key, PBX_STATUS, now, {"connected": False}) for key in keys])
 
     def _standby(self) -> dict[str, Any] | None:
         """``/health`` while this node serves no PBX (standby, or stepped down); ``None``
@@ -819,19 +872,23 @@ class PbxisService(MultiService):
             return None
         lost = any(side.lease.lost is not None for side in sides)
         first = sides[0]
-        return {
+        body: dict[str, Any] = {
             "status": "stepped_down" if lost else "standby",
             "node": first.node.name,
-            "lease": {side.pbx: side.lease_view() for side in sides},
             "redis": {"connected": first.link.connected, "url": first.link.config.safe_url},
         }
+        if not self.config.tenants:
+            # the gate asks no key: with [[tenants]] the PBXes' names are not for everyone
+            body["lease"] = {side.pbx: side.lease_view() for side in sides}
+        return body
 
     def _leases(self) -> list[tuple[str, dict[str, Any]]]:
         """Each PBX's lease as ``/metrics`` shows it (pbxis.metrics.LeaseCollector)."""
         out = []
         for name, side in self.redis_pbx.items():
             lease = side.lease
-            out.append((name, {"held": lease.valid(), "takeovers": lease.takeovers, "holder": lease.holder}))
+            takeovers = lease.takeovers + self._past_takeovers.get(name, 0)
+            out.append((name, {"held": lease.valid(), "takeovers": takeovers, "holder": lease.holder}))
         for name, web_side in self.redis_web_pbx.items():
             status = web_side.status.status or {}
             out.append((name, {"held": False, "takeovers": 0, "holder": status.get("holder")}))
@@ -845,7 +902,10 @@ class PbxisService(MultiService):
             unit.ami.stop()
             if link is not None and link.transport is not None:
                 getattr(link.transport, "abortConnection", link.transport.loseConnection)()
-        if self.running:
+        if self.running and not self._exiting:
+            # once: with several PBXes each lease lost (a pause loses them all) steps down
+            # again, and a second reactor.stop() raises
+            self._exiting = True
             self.reactor.callLater(0, self.exit)
 
     def _web_loaded(self, _: object) -> None:

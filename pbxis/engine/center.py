@@ -291,6 +291,7 @@ class CallCenter:
         if self.webhooks is not None:
             unit.hub.observers.append(self.webhooks.hub_observer(pbx))
         unit.health_view = old.health_view
+        old.close("handed over")  # its hub's timers and supervisors' go with it
         self.units[pbx] = unit
         return unit
 
@@ -809,7 +810,7 @@ class CallCenter:
         per_pbx = {unit.name: unit.health() for unit in shown}
         connected = all(h["connected"] for h in per_pbx.values())
         ok = connected or (
-            not self.config.node.has_ami and bool(self._store_health().get("redis", {}).get("connected"))
+            not self.config.node.has_ami and bool(self._store_health(shown).get("redis", {}).get("connected"))
         )
         clients: dict[str, int] = {}
         for h in per_pbx.values():
@@ -830,7 +831,7 @@ class CallCenter:
             "supervisors": sum(h["supervisors"] for h in per_pbx.values()),
             "clients": clients,
             "pbx": per_pbx,
-            **self._store_health(),
+            **self._store_health(shown),
         }
 
     def pbx_health(self, pbx: str) -> dict[str, Any]:
@@ -845,11 +846,12 @@ class CallCenter:
         return {"pbx": pbx, "status": status, **health}
 
     # -- internals -----------------------------------------------------------------------
-    def _store_health(self) -> dict[str, Any]:
+    def _store_health(self, shown: Sequence[PbxUnit]) -> dict[str, Any]:
         """A shared store reports itself (``redis``: connected, pending, buffering...);
-        with several PBXes, each PBX's store under ``redis.pbx``."""
+        with several PBXes, each PBX's store under ``redis.pbx``: only those ``shown`` (a
+        tenant's key sees nothing of another PBX's store)."""
         reports = {}
-        for unit in self.units.values():
+        for unit in shown:
             health = getattr(unit.hub.store, "health", None)
             if health is not None:
                 reports[unit.name] = health()

@@ -8,7 +8,7 @@ one PBX the transports take that hub itself and this module costs nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .hub import DeliverFn, EndFn, Hub, RegistrationEnded, Subscription
@@ -20,8 +20,14 @@ __all__ = ["HubSet"]
 class HubSet:
     """The hubs of several PBXes, answering what the transports ask of one hub."""
 
-    def __init__(self, hubs: Sequence[Hub]) -> None:
-        self.hubs = tuple(hubs)
+    def __init__(self, hubs: Sequence[Hub] | Callable[[], Sequence[Hub]]) -> None:
+        # a callable is read at each use: a collector renews a PBX's unit (and hub) when
+        # it hands that PBX over (pbxis.service)
+        self._hubs = hubs
+
+    @property
+    def hubs(self) -> Sequence[Hub]:
+        return self._hubs() if callable(self._hubs) else self._hubs
 
     def by_token(self, token: str) -> Registration | None:
         for hub in self.hubs:

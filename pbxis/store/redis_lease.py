@@ -180,7 +180,10 @@ class Lease:
     def _seen(self, holder: Any) -> None:
         self._asking = False
         self.holder = None if holder is None else str(holder)
-        self.free_ticks = self.free_ticks + 1 if holder is None else 0
+        # a key in this node's own name while it does not hold the lease here (a take
+        # acknowledged too late) is free to it: ACQUIRE renews it
+        free = holder is None or self.holder == self.node
+        self.free_ticks = self.free_ticks + 1 if free else 0
 
     def _failed(self, failure: Any) -> None:
         self._asking = False

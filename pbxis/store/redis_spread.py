@@ -72,7 +72,9 @@ LEAVE = Script(
 FREE_TICKS = 3
 
 #: heartbeats a node leaves a PBX it handed over to the others (it takes it back only
-#: if nobody did, after twice FREE_TICKS)
+#: if nobody did, after twice FREE_TICKS; once another node was seen holding it, the
+#: rule is over: that node's death is an ordinary takeover; so it is when no other live
+#: node may hold it)
 HANDED_ROUNDS = 6
 
 
@@ -114,6 +116,9 @@ class Spread:
         #: the PBX being handed over, until :meth:`released` (or :meth:`kept`)
         self.handing: str | None = None
         self._handed: dict[str, int] = {}
+        #: PBXes handed over that another node was seen holding since: no longer held back
+        #: (if that node dies at once, its PBX is taken at the first look, as any other's)
+        self._taken: set[str] = set()
         self._tried_this_round = False
         self._asking = False
         self._loop = task.LoopingCall(self._beat)
@@ -137,7 +142,8 @@ class Spread:
         times in a row)?"""
         patience = FREE_TICKS + len(self.pbxes)
         handed = self._handed.get(pbx)
-        if handed is not None and self.heartbeats - handed < HANDED_ROUNDS:
+        held_back = handed is not None and pbx not in self._taken and self.heartbeats - handed < HANDED_ROUNDS
+        if held_back and self._others(pbx):  # (no live node left to leave it to: no wait)
             return free_ticks >= 2 * patience  # given away: the others' turn first
         if free_ticks >= patience:
             return True
@@ -163,6 +169,7 @@ class Spread:
         """This node let ``pbx``'s lease go (handed it over)."""
         self.held.discard(pbx)
         self._handed[pbx] = self.heartbeats
+        self._taken.discard(pbx)
         if self.handing == pbx:
             self.handing = None
 
@@ -219,6 +226,9 @@ class Spread:
         live[self.node] = _Node(frozenset(self.held), frozenset(self.pbxes))
         self.live = live
         self.heartbeats += 1
+        for given in self._handed:
+            if any(given in n.held for name, n in live.items() if name != self.node):
+                self._taken.add(given)
         self._tried_this_round = False
         if self.on_surplus is not None and self.handing is None and self.heartbeats > 3 and self._settled():
             pbx = self.surplus()

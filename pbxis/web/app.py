@@ -90,7 +90,10 @@ def build_app(
 
     units = list(center.units.values())
     # one PBX: its hub itself; several: one token space over their hubs (pbxis.hub.hubs)
-    hubs: Hub | HubSet = center.hub if len(units) == 1 else HubSet([unit.hub for unit in units])
+    # (read at each use: a collector renews a PBX's unit when it hands that PBX over)
+    hubs: Hub | HubSet = (
+        center.hub if len(units) == 1 else HubSet(lambda: [unit.hub for unit in center.units.values()])
+    )
     stream_routes = None
     if api:
         public = http.public_url.rstrip("/")

@@ -83,6 +83,15 @@ def test_several_pbxes_on_redis_run_collector_and_web_nodes() -> None:
             {"pbx": [{"name": "e"}, {"name": "w"}], "redis": {"url": "redis://127.0.0.1:6379/0"}},
             "[node].role: with [redis] and several [[pbx]]",
         ),
+        (
+            {
+                "pbx": [{"name": "e"}, {"name": "w"}],
+                "redis": {"url": "redis://127.0.0.1:6379/0"},
+                "node": {"role": "collector"},
+                "webhooks": [{"url": "http://h/x", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}],
+            },
+            "[[webhooks]]: not available yet with [redis] and several [[pbx]]",
+        ),
     ],
 )
 def test_pbx_mistakes_name_the_key(data: dict[str, Any], message: str) -> None:

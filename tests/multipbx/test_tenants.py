@@ -168,3 +168,31 @@ def test_tenant_mistakes_name_the_key(
     with pytest.raises(ConfigError) as raised:
         parse_config(data)
     assert message in str(raised.value)
+
+
+def test_a_tenants_health_shows_no_other_pbxs_shared_store() -> None:
+    """With Redis each PBX has its own store, and ``/health`` reports each under
+    ``redis.pbx``: a tenant's body (``health(its pbxes)``) names its PBXes' only."""
+    from twisted.internet import task as _task
+
+    from pbxis.engine import CallCenter
+    from pbxis.hub.memory import MemoryStore
+
+    class Reporting(MemoryStore):
+        def __init__(self, pbx: str) -> None:
+            super().__init__()
+            self.pbx = pbx
+
+        def health(self) -> dict[str, Any]:
+            return {"connected": True, "pendingEvents": 0, "of": self.pbx}
+
+    tables = [
+        {"name": p, "host": "127.0.0.1", "port": 5038, "username": "u", "secret": "s"}
+        for p in ("east", "west")
+    ]
+    config = parse_config({"pbx": tables})
+    center = CallCenter(_task.Clock(), config, store={"east": Reporting("east"), "west": Reporting("west")})
+    body = center.health(["west"])
+    assert "east" not in str(body), body
+    assert body["redis"]["of"] == "west" and list(body["redis"]["pbx"]) == ["west"], body
+    assert list(center.health()["redis"]["pbx"]) == ["east", "west"]

@@ -145,3 +145,27 @@ async def test_an_all_node_stands_by_serves_once_it_holds_the_lease_and_drops_am
         assert status == 503 and body["status"] == "stepped_down", body
     finally:
         await stop_stack(stack)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_lease_left_in_this_nodes_name_counts_as_free_to_it(link: RedisLink, prefix: str) -> None:
+    """A take acknowledged too late (a pause) leaves the key in this node's name while it
+    does not hold it here; with a spread asking first (may_take: only a lease seen free),
+    the node must not wait out the key's TTL with nobody holding the PBX."""
+    key = Keys(prefix).collector
+    await link.command("SET", key, "me", "PX", 60_000)
+    clock = task.Clock()
+    seen = Seen()
+    lease_ = Lease(
+        link, key, "me", clock, 1.0,
+        on_won=lambda: setattr(seen, "won", seen.won + 1), may_take=lambda free: free > 0,
+    )  # fmt: skip
+    lease_.start()
+    try:
+        for _ in range(3):
+            await settle(lambda: not lease_._asking)
+            clock.advance(1 / 3)
+        await settle(lambda: not lease_._asking)
+        assert lease_.valid() and seen.won == 1
+    finally:
+        lease_.stop()

@@ -141,3 +141,51 @@ async def test_the_survivor_takes_a_dead_nodes_pbxes_at_its_first_look(
         assert took <= 6  # within lease_time (3 ticks) and a tick or two more
     finally:
         a.stop()
+
+
+def test_a_pbx_handed_over_and_taken_is_no_longer_held_back_when_its_taker_dies() -> None:
+    """The giver leaves a PBX it handed over to the others for a while (HANDED_ROUNDS); once
+    another node took it, that is over: when the taker dies at once, the giver takes it back
+    at its first look, like any dead node's PBX (the takeover bound)."""
+    import json
+
+    spread = Spread(None, NodeKeys("x:"), "a", task.Clock(), LEASE, ["p1", "p2"])  # type: ignore[arg-type]
+
+    def beat(*others: tuple[str, list[str]]) -> None:
+        reply = ["a", json.dumps({"held": sorted(spread.held), "can": ["p1", "p2"]})]
+        for name, held in others:
+            reply += [name, json.dumps({"held": held, "can": ["p1", "p2"]})]
+        spread._answered(reply)
+
+    spread.won("p1")
+    spread.won("p2")
+    for _ in range(4):
+        beat(("b", []))
+    spread.released("p2")  # handed over to b
+    assert not spread.may_take("p2", 1)  # b's turn first
+    beat(("b", ["p2"]))  # b took it
+    beat()  # b died: its membership lapsed, then its lease
+    assert spread.may_take("p2", 1)
+
+
+def test_a_pbx_handed_over_to_a_node_that_died_before_announcing_it_is_not_held_back() -> None:
+    """The taker may die before its next heartbeat says it holds the PBX: once no live node
+    but this one may hold it, there is nobody to leave it to."""
+    import json
+
+    spread = Spread(None, NodeKeys("x:"), "a", task.Clock(), LEASE, ["p1", "p2"])  # type: ignore[arg-type]
+
+    def beat(*others: str) -> None:
+        reply = ["a", json.dumps({"held": sorted(spread.held), "can": ["p1", "p2"]})]
+        for name in others:
+            reply += [name, json.dumps({"held": [], "can": ["p1", "p2"]})]
+        spread._answered(reply)
+
+    spread.won("p1")
+    spread.won("p2")
+    for _ in range(4):
+        beat("b")
+    spread.released("p2")
+    assert not spread.may_take("p2", 1)
+    beat()  # b is gone, never having said it took p2
+    assert spread.may_take("p2", 1)

@@ -164,3 +164,36 @@ def test_event_series_are_bounded_to_known_names() -> None:
         (("type", "QueueMemberStatus"),): 3,
         (("type", "other"),): 5002,
     }
+
+
+def test_ami_totals_attach_the_listeners_to_a_renewed_link_whatever_its_id() -> None:
+    """A collector renews a PBX's unit (a new AMI link) at each hand-over; the old link is
+    freed, and CPython often gives the next object of its size the same id: the new link
+    must get the action listeners all the same."""
+    from pbxis.metrics import AmiTotals
+
+    class Link:
+        def __init__(self) -> None:
+            self.listeners: list[object] = []
+            self.connected = True
+
+        def add_action_listener(self, listener: object) -> None:
+            self.listeners.append(listener)
+
+    links = [Link()]
+    totals = AmiTotals(lambda: links)
+    seen: list[str] = []
+    totals.add_action_listener(lambda name, took, outcome: seen.append(name))
+    assert totals.connected and len(links[0].listeners) == 1
+    reused = None
+    for _ in range(50):  # until a new link lands where the freed one was (usually at once)
+        old_id = id(links[0])
+        links.clear()  # freed at once (no cycle)
+        links.append(Link())
+        if id(links[0]) == old_id:
+            reused = links[0]
+            break
+    if reused is None:
+        pytest.skip("this interpreter gave the new link another address")
+    assert totals.connected
+    assert len(reused.listeners) == 1
