@@ -15,7 +15,6 @@ load counts): the median of ``--repeat`` rounds and the worst.
 from __future__ import annotations
 
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,14 +31,17 @@ import requests  # noqa: E402
 
 from tests.redis.redis_proc import RedisServer  # noqa: E402
 from tests.redis.test_redis_daemon import SSEClient  # noqa: E402
-from tests.support.processes import free_port, health, running_daemons, stop, wait_for  # noqa: E402
+from tests.support.cluster import last_log_id, logged_in, node_tables, time_takeover  # noqa: E402
+from tests.support.processes import (  # noqa: E402
+    free_port,
+    health,
+    running_daemons,
+    start_simulator,
+    stop,
+    wait_for,
+)
 
 PREFIX = "takeover:"
-
-
-def logged_in(port: int) -> bool:
-    status, body = health(port)
-    return status == 200 and bool(body.get("ami", {}).get("connected"))
 
 
 def main() -> None:
@@ -52,24 +54,17 @@ def main() -> None:
     server = RedisServer().start()
     r = redis.Redis(port=server.port, decode_responses=True)
     with tempfile.TemporaryDirectory() as tmp, running_daemons(Path(tmp), simulator=False) as daemons:
-        sim = subprocess.Popen(
-            [sys.executable, "-m", "pbxis.simulator", "--port", str(daemons.ami_port),
-             "--agents", "1001-1004", "--queues", "sales", "--rate", "240", "--talk", "1-3"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        calls = ("--agents", "1001-1004", "--queues", "sales", "--rate", "240", "--talk", "1-3")
+        sim = start_simulator(daemons.ami_port, *calls)
         try:
             base = daemons.config.read_text("utf-8")
             nodes: dict[str, tuple[Path, int]] = {}
             for name, role in (("c1", "collector"), ("c2", "collector"), ("web", "web")):
                 port = free_port()
                 path = Path(tmp) / f"{name}.toml"
-                path.write_text(
-                    base.replace(f"tcp:{daemons.http}:", f"tcp:{port}:")
-                    + f'\n[agents]\ngrace_period = 600\n\n[redis]\nurl = "{server.url}"\n'
-                    f'key_prefix = "{PREFIX}"\n\n[node]\nrole = "{role}"\nname = "{name}"\n'
-                    f"lease_time = {args.lease}\n",
-                    "utf-8",
-                )
+                tables = node_tables(server.url, PREFIX, role, name, args.lease)
+                own = base.replace(f"tcp:{daemons.http}:", f"tcp:{port}:")
+                path.write_text(f"{own}\n[agents]\ngrace_period = 600\n{tables}", "utf-8")
                 nodes[name] = (path, port)
             procs: dict[str, Any] = {}
 
@@ -95,30 +90,21 @@ def main() -> None:
                 procs[holder].send_signal(9)
                 killed = time.monotonic()
                 procs[holder].wait(10)
-                expiry = login = first = None
-                last_old = 0
-                while first is None or login is None:
-                    now = time.monotonic()
-                    if now - killed > args.lease + 30:
-                        raise AssertionError("no takeover")
-                    if expiry is None and r.get(PREFIX + "collector") != holder:
-                        expiry = now
-                        top = r.xrevrange(PREFIX + "log:1001", "+", "-", count=1)
-                        last_old = int(str(top[0][0]).split("-")[0]) if top else 0
-                    if login is None and logged_in(nodes[standby][1]):
-                        login = now
-                    if expiry is not None and first is None:
-                        if any(e["id"] > last_old for e in client.events):
-                            first = now
-                    time.sleep(0.005)
-                assert expiry is not None
-                to_expiry.append(expiry - killed)
-                to_login.append(login - killed)
-                to_event.append(first - killed)
-                expiry_to_event.append(first - expiry)
+                t = time_takeover(
+                    killed,
+                    client,
+                    expired=lambda h=holder: r.get(PREFIX + "collector") != h,
+                    last_id=lambda: last_log_id(r, PREFIX + "log:1001"),
+                    logged_in=lambda s=standby: logged_in(nodes[s][1]),
+                    limit=args.lease + 30,
+                )
+                to_expiry.append(t.expiry)
+                to_login.append(t.login)
+                to_event.append(t.first)
+                expiry_to_event.append(t.first - t.expiry)
                 note(
-                    f"round {n + 1}: expiry {expiry - killed:.2f} s, login {login - killed:.2f} s, "
-                    f"first event {first - killed:.2f} s after the kill"
+                    f"round {n + 1}: expiry {t.expiry:.2f} s, login {t.login:.2f} s, "
+                    f"first event {t.first:.2f} s after the kill"
                 )
                 start(holder, False)
             client.close()

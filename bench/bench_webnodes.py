@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 import types
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -121,8 +122,11 @@ name = "{name}"
 """
 
 
-async def register(reactor: Any, node: Node, agents: list[str], concurrency: int = 16) -> dict[str, str]:
-    """``PUT /agents/{agent}`` on ``node``; each agent's SSE stream path (any web node serves it)."""
+async def register(
+    reactor: Any, node: Node, agents: list[str], concurrency: int = 16, route: str = "/agents"
+) -> dict[str, str]:
+    """``PUT {route}/{agent}`` on ``node`` (``/pbx/east/agents``: east's agents); each
+    agent's SSE stream path (any web node serves it)."""
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = concurrency
     todo = list(reversed(agents))
@@ -132,7 +136,7 @@ async def register(reactor: Any, node: Node, agents: list[str], concurrency: int
         while todo:
             agent = todo.pop()
             body = {"queues": [team_queue(int(agent) - FIRST)], "name": f"Agent {agent}"}
-            resp = await treq.put(f"{node.base_url}/agents/{agent}", json=body, pool=pool)
+            resp = await treq.put(f"{node.base_url}{route}/{agent}", json=body, pool=pool)
             data = await treq.json_content(resp)
             if resp.code != 200:
                 raise RuntimeError(f"PUT /agents/{agent}: {resp.code} {data}")
@@ -146,17 +150,25 @@ async def register(reactor: Any, node: Node, agents: list[str], concurrency: int
 
 
 async def latency(
-    reactor: Any, sim: _Child, client: LoadClient, agents: list[str], rate: float, seconds: float
+    reactor: Any, sims: Sequence[_Child], client: LoadClient, agents: list[str], rate: float, seconds: float
 ) -> dict[str, Any]:
-    driver = PauseDriver(cast(Any, types.SimpleNamespace(simulator=sim, agents=agents)), rate, agents)
-    await driver.start()
+    """Pauses of ``agents`` at ``rate`` AMI events/s on each of ``sims`` (one per PBX, the
+    same agent names on each); the client's latencies, and the frames due (``sent``:
+    pauses sent in the window, one frame each)."""
+    drivers = [
+        PauseDriver(cast(Any, types.SimpleNamespace(simulator=sim, agents=agents)), rate, agents)
+        for sim in sims
+    ]
+    for driver in drivers:
+        await driver.start()
     await task.deferLater(reactor, min(1.0, seconds / 3), lambda: None)  # warm-up
-    start = time.monotonic_ns()
+    start, before = time.monotonic_ns(), [(await d.sent())[0] for d in drivers]
     await task.deferLater(reactor, seconds, lambda: None)
-    end = time.monotonic_ns()
-    await driver.stop()
+    end, after = time.monotonic_ns(), [(await d.sent())[0] for d in drivers]
+    for driver in drivers:
+        await driver.stop()
     await task.deferLater(reactor, 0.5, lambda: None)  # frames still in flight
-    return dict(await client.report(start, end))
+    return {**await client.report(start, end), "sent": sum(after) - sum(before)}
 
 
 async def ramp(
@@ -181,11 +193,11 @@ async def ramp(
             ]
             opened, failed = await client.connect(entries)
             connected = step
-            r = await latency(reactor, sim, client, agents[:step], args.rate, args.seconds)
+            r = await latency(reactor, [sim], client, agents[:step], args.rate, args.seconds)
             if not r["p99_ms"] < args.p99_ms and not failed:
                 # once more: on a shared machine one burst of another process's work is
                 # enough to cross the bar (the better of the two counts, and is noted)
-                again = await latency(reactor, sim, client, agents[:step], args.rate, args.seconds)
+                again = await latency(reactor, [sim], client, agents[:step], args.rate, args.seconds)
                 note(f"{step} clients measured twice: p99 {r['p99_ms']:.1f} then {again['p99_ms']:.1f} ms")
                 r = min(r, again, key=lambda x: x["p99_ms"])
             name = f"webnodes.{n_nodes}-nodes.{step}-clients"

@@ -25,6 +25,7 @@ BENCHES = (
     "bench_ingest",
     "bench_webnodes",
     "bench_takeover",
+    "bench_sites",
 )
 
 

@@ -45,3 +45,15 @@ def test_bench_takeover_kills_the_holder_and_times_the_standby() -> None:
     # figures, not a timed test (the bound is the process test's): present and sane
     assert figures["takeover.kill-to-login.max"] > 0 and figures["takeover.bound"] == 4
     assert figures["takeover.kill-to-first-event.median"] > 0
+
+
+def test_bench_sites_runs_one_process_then_the_cluster_of_two_pbxes_and_kills_easts_holder() -> None:
+    figures = run_quick("bench_sites.py", timeout=240)
+    for kind in ("single", "clustered"):
+        assert figures[f"sites.{kind}.100-events-per-s.p99"] > 0, kind
+        assert figures[f"sites.{kind}.100-events-per-s.delivered"] > 0, kind
+    assert "sites.clustered-minus-single.100-events-per-s.p99" in figures
+    assert figures["sites.clustered-vs-single.100-events-per-s.p50"] > 0
+    # figures, not a timed test (the bound is the process test's): present and sane
+    assert figures["sites.takeover.kill-to-login.max"] > 0 and figures["sites.takeover.bound"] == 4
+    assert figures["sites.takeover.expiry-to-first-event.median"] > 0

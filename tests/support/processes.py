@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 __all__ = [
+    "CALLS",
     "TWISTD",
     "Daemons",
     "free_port",
@@ -73,12 +74,19 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, *, step: flo
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def start_simulator(port: int) -> subprocess.Popen[bytes]:
+#: ``python -m pbxis.simulator`` arguments for customer calls flowing: two agents in one queue,
+#: 150 calls a minute, talking 1-2 s (each agent's log grows by a few events a second)
+CALLS = ("--agents", "1001-1002", "--queues", "sales", "--rate", "150", "--talk", "1-2")
+
+
+def start_simulator(port: int, *args: str, seed: int = 1) -> subprocess.Popen[bytes]:
+    """``python -m pbxis.simulator`` on ``port``: no calls unless ``args`` ask (``CALLS``)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "pbxis.simulator", "--port", str(port), "--rate", "0", "--seed", "1"],
+        [sys.executable, "-m", "pbxis.simulator", "--port", str(port), *(args or ("--rate", "0")),
+         "--seed", str(seed)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )
+    )  # fmt: skip
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -108,14 +116,24 @@ class Daemons:
     #: the simulator process (None with ``simulator=False``)
     simulator: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, wait: bool = True) -> subprocess.Popen[bytes]:
-        daemon = subprocess.Popen(
-            [*TWISTD, "--pidfile=", "-n", "pbxis", "--config", str(self.config)],
-            cwd=self.cwd,
-            env={**os.environ, **SECRET_ENV},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+    def start(self, *, wait: bool = True, log: Path | None = None) -> subprocess.Popen[bytes]:
+        """``twistd -n pbxis`` on :attr:`config`; its output to a pipe, or appended to ``log``.
+
+        A file suits a long-lived process whose output is read while it runs (a pipe
+        nobody reads fills up and blocks the daemon).
+        """
+        out = log.open("ab") if log is not None else None
+        try:
+            daemon = subprocess.Popen(
+                [*TWISTD, "--pidfile=", "-n", "pbxis", "--config", str(self.config)],
+                cwd=self.cwd,
+                env={**os.environ, **SECRET_ENV},
+                stdout=subprocess.PIPE if out is None else out,
+                stderr=subprocess.STDOUT,
+            )
+        finally:
+            if out is not None:
+                out.close()
         self.started.append(daemon)
         if wait:
             # 200 and not a standby (with [redis], a node stands by until it holds the lease)
