@@ -8,7 +8,7 @@ replayed to any number of clients.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -85,7 +85,10 @@ ORIGINATE_FAILURE_REASONS: Final = ("busy", "no_answer", "congestion", "failed")
 TRANSFER_FAILURE_REASONS: Final = (*ORIGINATE_FAILURE_REASONS, "cancelled")
 
 
-@dataclass(frozen=True, slots=True)
+_NO_DATA: Any = object()
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class AgentEvent:
     """One event for one agent. ``time`` is Unix epoch milliseconds.
 
@@ -96,6 +99,15 @@ class AgentEvent:
     type: str
     time: int
     data: Mapping[str, Any] = field(default_factory=dict)
+
+    def __init__(self, agent: str, type: str, time: int, data: Mapping[str, Any] = _NO_DATA) -> None:
+        # What the dataclass's own __init__ does, through the slots' descriptors: a frozen
+        # dataclass sets each field with ``object.__setattr__``, which made an event cost
+        # 0.77 us to build (0.45 us so); the tracker builds one per change it emits.
+        _set_agent(self, agent)
+        _set_type(self, type)
+        _set_time(self, time)
+        _set_data(self, {} if data is _NO_DATA else data)
 
     def to_json(self, event_id: int, pbx: str | None = None) -> dict[str, Any]:
         """The contract's JSON object: ``id``, ``type``, ``agent`` (or ``supervisor``),
@@ -114,6 +126,15 @@ class AgentEvent:
         out["time"] = self.time
         out.update(self.data)
         return out
+
+
+def _slot(name: str) -> Callable[[AgentEvent, Any], None]:
+    """The setter of one of AgentEvent's slots (it bypasses the frozen ``__setattr__``)."""
+    setter: Callable[[AgentEvent, Any], None] = AgentEvent.__dict__[name].__set__
+    return setter
+
+
+_set_agent, _set_type, _set_time, _set_data = map(_slot, ("agent", "type", "time", "data"))
 
 
 @dataclass(frozen=True, slots=True)

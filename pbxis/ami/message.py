@@ -17,19 +17,28 @@ from typing import Final, overload
 HeaderPairs = Iterable[tuple[str, str]]
 HeaderInput = Mapping[str, object] | HeaderPairs
 
-__all__ = ["Banner", "HeaderInput", "Message", "normalise_headers"]
+__all__ = ["SEARCH_LIMIT", "Banner", "HeaderInput", "Message", "normalise_headers"]
 
 _partition = str.partition
 _SEPARATOR: Final = repeat(": ")
-_SEARCH_LIMIT: Final = 4096
+SEARCH_LIMIT: Final = 4096
 """Longer texts (a rare long event) take the dict index: a search per look-up would cost
 their length each time."""
 _NEEDLES: dict[str, str] = {}
 """Key as asked -> ``"\\n" + lowered key + ": "``: keys come from a small vocabulary."""
 _MAX_NEEDLES: Final = 1024
-_UNREAD: Final = "\x00event not read"
-"""``Message._event`` before the first :attr:`Message.event` (compared by identity: no
-parsed name is this object)."""
+
+
+_SEARCHES: dict[tuple[str, ...], tuple[tuple[str, int], ...]] = {}
+"""Keys asked together (:meth:`Message.values`) -> each one's needle and the length of
+the needle but its LF: the handlers' few tuples, resolved once."""
+
+
+def _searches(keys: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    found = tuple((needle, len(needle) - 1) for needle in map(_needle, keys))
+    if len(_SEARCHES) < _MAX_NEEDLES:
+        _SEARCHES[keys] = found
+    return found
 
 
 def _needle(key: str) -> str:
@@ -102,7 +111,11 @@ class Message:
 
     ``headers`` is the tuple of ``(key, value)`` pairs as they arrived. Look-ups by
     key are case-insensitive and return the first occurrence, which is what Asterisk
-    itself does with the headers it reads.
+    itself does with the headers it reads. ``event`` is the ``Event`` name (``None``
+    for a response or an action), read once when the message is made: every layer of
+    the daemon's path (the link, the factory's counts, the sync, the tracker's
+    dispatch) asks for it, and an attribute costs no call. OriginateResponse carries
+    ``Response:`` too; it is an event.
 
     Data layout. A message the parser's fast path framed (every line ``Key: value``,
     CRLF between lines: what Asterisk writes) keeps its text as it came, one string,
@@ -115,25 +128,46 @@ class Message:
     text could move characters).
     """
 
-    __slots__ = ("_event", "_folded", "_headers", "_index", "_text")
+    __slots__ = ("_folded", "_headers", "_index", "_text", "event")
 
-    def __init__(self, headers: HeaderInput = (), *, _text: str | None = None) -> None:
+    def __init__(
+        self, headers: HeaderInput = (), *, _text: str | None = None, _folded: str | None = None
+    ) -> None:
         # ``_text`` is the parser's: a frame whose every line holds ": ", lines split by
-        # CRLF, no other LF, no trailing CRLF (it checked all of it).
+        # CRLF, no other LF, no trailing CRLF (it checked all of it). ``_folded``, when
+        # given, is what :meth:`_fold` would make of it (the parser lowers a whole read
+        # at once).
         self._text: str | None = _text
-        self._event: str | None = _UNREAD
-        self._folded: str | None = None
+        self._folded: str | None = _folded
         self._index: dict[str, str] | None = None
-        self._headers: tuple[tuple[str, str], ...] | None = (
-            None if _text is not None else tuple(normalise_headers(headers))
-        )
+        self._headers: tuple[tuple[str, str], ...] | None = None
+        self.event: str | None = None
+        if _text is not None:
+            if _text.startswith("Event: "):  # how Asterisk writes every event
+                end = _text.find("\r\n")
+                self.event = _text[7:end] if end >= 0 else _text[7:]
+            else:
+                self.event = self.get("Event")
+        else:
+            self._headers = tuple(normalise_headers(headers))
+            self.event = self._event_of_pairs()
 
     @classmethod
     def _trusted(cls, headers: tuple[tuple[str, str], ...]) -> Message:
         """Build from pairs already known to be ``(str, str)`` (the parser's general path)."""
         self = cls()
         self._headers = headers
+        self._index = self._folded = None  # nothing looked up yet: a look-up indexes these
+        self.event = self._event_of_pairs()
         return self
+
+    def _event_of_pairs(self) -> str | None:
+        headers = self._headers
+        if not headers:
+            return None
+        if headers[0][0] == "Event":
+            return headers[0][1]
+        return self.get("Event")
 
     @property
     def headers(self) -> tuple[tuple[str, str], ...]:
@@ -154,7 +188,7 @@ class Message:
     def _fold(self) -> str:
         """The lowered text behind a LF, or ``""`` when look-ups take the dict index."""
         text = self._text
-        if text is None or len(text) > _SEARCH_LIMIT or not text.isascii():
+        if text is None or len(text) > SEARCH_LIMIT or not text.isascii():
             self._folded = ""
             return ""
         # ASCII only: lowering keeps every character where it was, so a position found
@@ -194,6 +228,28 @@ class Message:
             index = self._build_index()
         return index.get(key.lower(), default)
 
+    def values(self, keys: tuple[str, ...]) -> list[str | None]:
+        """``[self.get(key) for key in keys]`` in one call: for a handler that reads
+        several headers of every event it takes (a queue member's five or six)."""
+        folded = self._folded
+        if folded is None:
+            folded = self._fold()
+        if not folded:
+            return [self.get(key) for key in keys]
+        text = self._text
+        assert text is not None
+        out: list[str | None] = []
+        searches = _SEARCHES.get(keys) or _searches(keys)
+        for needle, skip in searches:  # get's search, written out
+            at = folded.find(needle)
+            if at < 0:
+                out.append(None)
+                continue
+            begin = at + skip
+            end = text.find("\r\n", begin)
+            out.append(text[begin:end] if end >= 0 else text[begin:])
+        return out
+
     def lacks(self, keys: tuple[str, ...]) -> bool:
         """True when none of ``keys`` is a header (any case): one call for look-ups that
         usually miss (the tracker asks every event for ``ActionID`` and ``ChanVariable``)."""
@@ -201,8 +257,8 @@ class Message:
         if folded is None:
             folded = self._fold()
         if folded:
-            for key in keys:
-                if (_NEEDLES.get(key) or _needle(key)) in folded:
+            for needle, _ in _SEARCHES.get(keys) or _searches(keys):
+                if needle in folded:
                     return False
             return True
         index = self._index
@@ -235,31 +291,6 @@ class Message:
         return len(self.headers)
 
     # -- what kind of message ---------------------------------------------------
-    @property
-    def event(self) -> str | None:
-        """The ``Event`` name. OriginateResponse carries ``Response:`` too; it is an event.
-
-        Read once, then kept: every layer of the daemon's path (the link, the factory's
-        counts, the sync, the tracker's dispatch) asks for it."""
-        event = self._event
-        if event is not _UNREAD:
-            return event
-        event = self._read_event()
-        self._event = event
-        return event
-
-    def _read_event(self) -> str | None:
-        text = self._text
-        if text is not None:
-            if text.startswith("Event: "):  # how Asterisk writes every event
-                end = text.find("\r\n")
-                return text[7:end] if end >= 0 else text[7:]
-        else:
-            headers = self._headers
-            if headers and headers[0][0] == "Event":
-                return headers[0][1]
-        return self.get("Event")
-
     @property
     def response(self) -> str | None:
         """``Success``/``Error``/``Goodbye``/``Follows`` for a response, else ``None``.
@@ -296,6 +327,11 @@ class Message:
         """
         wanted = (prefix + "ChanVariable").lower()
         out: dict[str, str] = {}
+        folded = self._folded
+        if folded is None:
+            folded = self._fold()
+        if folded and "\n" + wanted not in folded:
+            return out  # no line starts with the key: the common case, one search
         for key, value in self.headers:
             low = key.lower()
             if low == wanted or (low.startswith(wanted + "(") and low.endswith(")")):

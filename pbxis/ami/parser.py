@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import repeat
 from operator import contains
 from typing import Final
 
-from .message import Banner, Message
+from .message import SEARCH_LIMIT, Banner, Message
 
 __all__ = [
     "NEED_DATA",
@@ -127,6 +127,25 @@ def _parse_follows(block: bytes) -> Message:
         output.pop()  # the newline before --END COMMAND--
     pairs.extend(("Output", line.rstrip("\r")) for line in output)
     return Message._trusted(tuple(pairs))
+
+
+def _folds(text: str, blocks: list[str]) -> Iterable[str | None]:
+    """Each block's look-up text (``"\\n"`` + the block lowered, see :class:`Message`),
+    made for the whole read in two C-level calls rather than two per message.
+
+    Split on ``"\\r\\n\\r"``, the lowered read falls apart where the blocks do, each piece
+    after the first beginning with the LF that ends the blank line: the ``"\\n"`` a
+    look-up needs in front. A line beginning with CR would cut one piece more: the
+    counts then differ, and the messages lower their own text when first asked.
+    Non-ASCII reads and long messages are left to the message, as it would treat them.
+    """
+    if not text.isascii() or max(map(len, blocks)) > SEARCH_LIMIT:
+        return repeat(None)
+    folds = text.lower().split("\r\n\r")
+    if len(folds) != len(blocks):
+        return repeat(None)
+    folds[0] = "\n" + folds[0]
+    return folds
 
 
 class AMIParser:
@@ -256,28 +275,33 @@ class AMIParser:
         text = buf[start:end].decode("utf-8", "replace")
         if "Follows" in text:
             return False
-        parsed: list[Message] = []
-        append = parsed.append
-        holds, separator = _holds, _SEPARATOR
         blocks = text.split("\r\n\r\n")
-        lines_seen = 0
-        for block in blocks:
-            # One C-level call per line (map, no bytecode per line) checks that every
-            # line has its ": " (a line without one takes the general pattern); the
-            # message keeps the block's text and splits it only if asked for its pairs.
-            lines = block.split("\r\n")
-            lines_seen += len(lines)
-            if all(map(holds, lines, separator)):
-                append(Message(_text=block))
-            else:
-                found = _HEADER_LINE.findall(block)
-                if found:
-                    append(Message._trusted(tuple(found)))
-        # The CRLFs the two splits consumed are every LF of the region only if none is
-        # bare: one count instead of counting LF and CRLF both before parsing. A bare LF
-        # (rare: a client typing by hand) discards this pass for the careful path.
-        if text.count("\n") != lines_seen + len(blocks) - 2:
+        lines = text.split("\r\n")
+        # The CRLFs the split consumed are every LF of the region only if none is bare:
+        # one count instead of counting LF and CRLF both. A bare LF (rare: a client
+        # typing by hand) leaves the region to the careful path.
+        if text.count("\n") != len(lines) - 1:
             return False
+        folds = _folds(text, blocks)
+        # ``lines`` is each block's lines with one "" between blocks (a frame's end), and
+        # a blank line holds no ": ": every line of every block holds its ": " when the
+        # count of lines holding one is the count of lines that are not those blanks.
+        # One C-level pass over the read, no bytecode per line nor per message.
+        parsed: list[Message]
+        if sum(map(_holds, lines, _SEPARATOR)) == len(lines) - len(blocks) + 1:
+            pairs = zip(blocks, folds, strict=False)  # folds may be repeat(None)
+            parsed = [Message(_text=block, _folded=folded) for block, folded in pairs]
+        else:
+            parsed = []
+            for block, folded in zip(blocks, folds, strict=False):
+                # The message keeps the block's text and splits it only if asked for its
+                # pairs; a block with a line without ": " takes the general pattern.
+                if all(map(_holds, block.split("\r\n"), _SEPARATOR)):
+                    parsed.append(Message(_text=block, _folded=folded))
+                else:
+                    found = _HEADER_LINE.findall(block)
+                    if found:
+                        parsed.append(Message._trusted(tuple(found)))
         self._ready.extend(parsed)
         self._start = self._scan = end + 4
         return True

@@ -60,6 +60,22 @@ def encode_compact(obj: Any) -> str:
     return _ENCODER.encode(obj)
 
 
+#: Keys of :meth:`AgentEvent.to_json`'s own before the event's data: an event whose data
+#: holds one of them is encoded through ``to_json`` (its value replaces the head's there).
+_HEAD_KEYS = frozenset({"id", "type", "agent", "supervisor", "pbx", "time"})
+_encode_str = json.encoder.encode_basestring_ascii
+
+
+def _head(agent: str, type: str, pbx: str | None) -> str:
+    """``,"type":...,"agent":...,"pbx":...,"time":`` as ``encode_compact(event.to_json())``
+    writes it between the id and the time (``"supervisor"`` for a supervisor's log)."""
+    sample = AgentEvent(agent, type, 0).to_json(0, pbx)
+    sample.pop("id")
+    sample.pop("time")
+    parts = [f",{_encode_str(key)}:{encode_compact(value)}" for key, value in sample.items()]
+    return "".join(parts) + ',"time":'
+
+
 #: Bytes charged per entry beyond its text and frames: the str header (49), the float
 #: of ``_touched`` (24) and four list slots (32), rounded up.
 ENTRY_OVERHEAD = 120
@@ -124,6 +140,9 @@ class EventLog:
         #: the hub's clock reading when appended or last handed to a client (retention)
         self._touched: list[float] = []
         self._frames: list[dict[str, bytes] | None] = []
+        #: (agent, type) -> the JSON between an entry's id and its time (see :func:`_head`)
+        self._heads: dict[tuple[str, str], str] = {}
+        self._heads_pbx: str | None = None
 
     def __len__(self) -> int:
         return len(self._texts) - self._start
@@ -145,9 +164,26 @@ class EventLog:
         types, texts, touched, frames = self._types, self._texts, self._touched, self._frames
         last_id = self.last_id
         pbx = self.pbx
+        heads = self._heads
+        if self._heads_pbx != pbx:  # the hub names the log's PBX before any append
+            heads.clear()
+            self._heads_pbx = pbx
         try:
             for event in events:
-                text = encode(event.to_json(last_id + 1, pbx))  # may raise: nothing appended yet
+                data = event.data
+                time = event.time
+                key = (event.agent, event.type)
+                head = heads.get(key)
+                if head is None:
+                    head = heads[key] = _head(event.agent, event.type, pbx)
+                if type(time) is int and _HEAD_KEYS.isdisjoint(data):
+                    # what ``encode(event.to_json(...))`` gives, without building that dict
+                    # and encoding the same head again for each event of this agent and type
+                    body = encode(data) if data else "{}"
+                    tail = "}" if body == "{}" else "," + body[1:]
+                    text = f'{{"id":{last_id + 1}{head}{time}{tail}'  # may raise: nothing appended yet
+                else:  # a field shadowing one of the head's, a time not an int: as to_json says
+                    text = encode(event.to_json(last_id + 1, pbx))
                 last_id += 1
                 types.append(event.type)
                 texts.append(text)

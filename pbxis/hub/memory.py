@@ -16,7 +16,7 @@ from pbxis.events import AgentEvent
 
 from .log import ENTRY_OVERHEAD, Budget, EventLog
 from .registration import Registration
-from .store import QueueState, SnapshotSpan, StaleFence
+from .store import QueueState, SnapshotSpan, StaleFence, without_time
 from .tokens import TokenIndex
 
 __all__ = ["MemoryLog", "MemoryStore", "without_time"]
@@ -34,6 +34,8 @@ class MemoryLog(EventLog):
         #: what this log shows of each (queue, type), its time left out (in memory only: a
         #: restarted process renders the next change, the stores keep equal states' versions)
         self._queue_shown: dict[tuple[str, str], str] = {}
+        #: ``pbx`` and its ``"pbx":...,`` field as rendered into queue states
+        self._pbx_field: tuple[str | None, str] = (None, "")
 
     def _check(self, fence: int) -> None:
         if fence != self.fence:
@@ -47,14 +49,20 @@ class MemoryLog(EventLog):
     def append_queue_state(self, state: QueueState, agent_json: str, now: float, fence: int) -> int:
         self._check(fence)
         key = (state.queue, state.type)
-        shown = without_time(state.rest)
-        if self._queue_shown.get(key) == shown:
-            self.mark_queue_version(state.queue, state.type, state.version, state.rest)
-            return 0  # a new version of what this log shows already: nothing to tell
+        shown = state.shown
         self._queue_versions[key] = state.version
+        if self._queue_shown.get(key) == shown:
+            return 0  # a new version of what this log shows already: nothing to tell
         self._queue_shown[key] = shown
-        pbx = "" if self.pbx is None else f'"pbx":{json.dumps(self.pbx)},'
-        rest = f'"type":"{state.type}","agent":{agent_json},{pbx}{state.rest}'
+        pbx = self.pbx
+        if pbx is None:
+            field = ""
+        elif self._pbx_field[0] == pbx:
+            field = self._pbx_field[1]
+        else:  # rendered once per log, not per queue state
+            field = f'"pbx":{json.dumps(pbx)},'
+            self._pbx_field = (pbx, field)
+        rest = f'"type":"{state.type}","agent":{agent_json},{field}{state.rest}'
         return self.append_rendered(state.type, rest, now)
 
     def queue_version(self, queue: str, type: str) -> int:
@@ -197,7 +205,3 @@ class MemoryStore:
     def flush(self) -> None:
         return None
 
-
-def without_time(rest: str) -> str:
-    """A queue state's JSON (``"time":T,"queue":...}``) without its time: its content."""
-    return rest.partition(",")[2] if rest.startswith('"time":') else rest

@@ -75,7 +75,7 @@ them (one script for the batch), not once per AMI event.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from pbxis.events import AgentEvent
@@ -83,7 +83,7 @@ from pbxis.events import AgentEvent
 from .log import LogEntry
 from .registration import Registration
 
-__all__ = ["HubStore", "QueueState", "RegistrationLog", "SnapshotSpan", "StaleFence"]
+__all__ = ["HubStore", "QueueState", "RegistrationLog", "SnapshotSpan", "StaleFence", "without_time"]
 
 
 class StaleFence(RuntimeError):
@@ -99,6 +99,17 @@ class QueueState:
     type: str
     version: int
     rest: str
+    #: ``rest`` without its time: what the state says, compared by every log it is
+    #: offered to (computed once here, not once per log)
+    shown: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shown", without_time(self.rest))
+
+
+def without_time(rest: str) -> str:
+    """A queue state's JSON (``"time":T,"queue":...}``) without its time: its content."""
+    return rest.partition(",")[2] if rest.startswith('"time":') else rest
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,11 @@ is, and the instants. One entry suffices: every event concerns one topic."""
 NOTHING: Final[Outcome] = ((), (), ())
 
 _LIST_ITEM_OR_VARIABLES: Final = ("ActionID", "ChanVariable")
+_MEMBER_FIELDS: Final = ("Status", "Paused", "PausedReason", "Membership", "InCall")
+_EXTENSION_FIELDS: Final = ("Context", "Status")
+_DIAL_FIELDS: Final = ("Channel", "Uniqueid", "DestChannel", "DestUniqueid")
+_HANGUP_FIELDS: Final = ("Uniqueid", "Channel")
+_QUEUE_CALL_FIELDS: Final = ("DestUniqueid", "Uniqueid", "CallerIDNum", "CallerIDName", "Queue", "Channel")
 
 _TRANSFER_SIDES: Final = (
     ("Transferee", "TransferTarget", "SecondTransferer"),
@@ -251,25 +256,26 @@ class State:
 
     def set_member(self, queue: QueueState, agent: str, message: Message) -> None:
         member = queue.members.get(agent) or Member()
-        member.status = to_int(message.get("Status"), member.status)
-        paused = message.get("Paused")
+        status, paused, reason, membership, in_call = message.values(_MEMBER_FIELDS)
+        member.status = to_int(status, member.status)
         if paused is not None:
             member.paused = truth(paused)
         # PausedReason (13.8+), Reason (QueueMemberPaused of 11, deprecated in 13-17).
-        reason = message.get("PausedReason")
         if reason is None:
             reason = message.get("Reason")
         if reason is not None:
             member.reason = reason
-        member.membership = message.get("Membership") or member.membership
-        member.in_call = truth(message.get("InCall"))
+        member.membership = membership or member.membership
+        member.in_call = truth(in_call)
         queue.members[agent] = member
 
     def _note_recording(self, message: Message) -> None:
         """``ChanVariable: MIXMONITOR_FILENAME=...`` (manager.conf channelvars) on the caller."""
         path = message.channel_variables().get(RECORDING_VARIABLE)
+        if not path:
+            return  # the common case: no look-up of the Uniqueid
         uid = message.get("Uniqueid")
-        if path and uid:
+        if uid:
             self.recordings.remember(uid, unescape(path))
 
     def _start_call(self, agent: str, call: Call) -> bool:
@@ -340,9 +346,12 @@ class State:
     # -- extension state ---------------------------------------------------------------
     def _extension(self, message: Message) -> Outcome:
         agent = message.get("Exten")
-        if agent is None or agent not in self.agents or message.get("Context") != self.hint_context:
+        if agent is None or agent not in self.agents:
+            return NOTHING  # an extension no agent has: one look-up
+        context, status = message.values(_EXTENSION_FIELDS)
+        if context != self.hint_context:
             return NOTHING
-        self.agents[agent].extension = to_int(message.get("Status"), -1)
+        self.agents[agent].extension = to_int(status, -1)
         return EXTENSION_KEY, (agent,), ()
 
     # -- calls -------------------------------------------------------------------------
@@ -351,19 +360,18 @@ class State:
         agent = self.agent_of_member(message) or self.agent_of_channel(message.get("DestChannel"))
         if agent is None:
             return None
-        key = message.get("DestUniqueid")
-        caller = message.get("Uniqueid")
+        key, caller, number, name, queue, peer = message.values(_QUEUE_CALL_FIELDS)
         if not key or not caller:
             return None
         call = Call(
             key=key,
-            number=_number(message.get("CallerIDNum")),
-            name=_name(message.get("CallerIDName")),
+            number=_number(number),
+            name=_name(name),
             direction="in",
             unique_id=caller,
-            queue=message.get("Queue"),
+            queue=queue,
             channel=message.get("DestChannel"),
-            peer=message.get("Channel"),
+            peer=peer,
             peer_id=caller,
         )
         return agent, call
@@ -411,12 +419,9 @@ class State:
 
     def _dial_begin(self, message: Message) -> Outcome:
         changed: list[str] = []
-        caller_channel = message.get("Channel")
-        caller_key = message.get("Uniqueid")
-        dest_channel = message.get("DestChannel")
+        caller_channel, caller_key, dest_channel, dest_key = message.values(_DIAL_FIELDS)
         dest_agent = self.agent_of_channel(dest_channel)
         if dest_agent:
-            dest_key = message.get("DestUniqueid")
             if not dest_key:
                 pass
             elif caller_channel is None:
@@ -447,7 +452,7 @@ class State:
             dialled = (exten if exten != "s" else None) or _number(message.get("DestCallerIDNum"))
             name = _name(message.get("DestCallerIDName")) if dest_agent else None
             call = Call(caller_key, dialled, name, "out", caller_key, channel=caller_channel)
-            call.peer, call.peer_id = dest_channel, message.get("DestUniqueid")
+            call.peer, call.peer_id = dest_channel, dest_key
             if self._start_call(src_agent, call) and src_agent not in changed:
                 changed.append(src_agent)
         return (PHONE_KEY, changed, ()) if changed else NOTHING
@@ -593,13 +598,13 @@ class State:
         return ended
 
     def _hangup(self, message: Message) -> Outcome:
-        key = message.get("Uniqueid")
+        key, channel = message.values(_HANGUP_FIELDS)
         if not key:
             return NOTHING
         self.queue_callers.pop(key, None)
         self.transfers.pop(key, None)
         # Calls are keyed by the agent's own channel, so its Hangup names the agent.
-        agent = self.agent_of_channel(message.get("Channel"))
+        agent = self.agent_of_channel(channel)
         call = self.agents[agent].calls.pop(key, None) if agent else None
         if agent is None or call is None:
             return NOTHING

@@ -434,11 +434,13 @@ class Tracker:
         self, key: ViewKey, agents: Collection[str], now_ms: int
     ) -> list[AgentEvent | QueueEvent]:
         """A live event: the changes of one view entry, for the agents it concerns."""
-        records, queues = self._state.agents, self._state.queues
+        state = self._state
+        records, queues = state.agents, state.queues
         if len(agents) > 1:
             agents = self._in_order(agents)
-        pinned = self._rebuild.scope if self._rebuild is not None else frozenset()
-        unreported = self._state.unreported
+        rebuild = self._rebuild
+        pinned = rebuild.scope if rebuild is not None else _NOBODY
+        unreported = state.unreported
         kind = key[0]
         # A caller count goes to every watcher of the queue: computed once.
         shared = count_entry(key[1], queues) if kind == QUEUE_COUNT else None
@@ -454,13 +456,21 @@ class Tracker:
             old = seen.get(key, _UNSEEN)
             if old is _UNSEEN:  # not an entry of this agent's view (a queue it does not watch)
                 continue
-            data: dict[str, Any] | None = shared if shared is not None else view_entry(record, key, queues)
+            if shared is not None:
+                if shared != old:
+                    seen[key] = shared
+                    events.append(AgentEvent(agent, kind, now_ms, dict(shared)))
+                continue
+            data: dict[str, Any] | None = view_entry(record, key, queues)
             if data != old:
                 seen[key] = data
                 if data is None:
                     events.append(_news(agent, kind, now_ms, data, old))
-                else:  # the common case, inline: this loop runs per agent of a queue
-                    events.append(AgentEvent(agent, kind, now_ms, dict(data)))
+                else:
+                    # the common case, inline. ``data`` is this agent's own, just built,
+                    # and neither its view nor an event is ever changed in place: both
+                    # hold the one dict
+                    events.append(AgentEvent(agent, kind, now_ms, data))
         return events
 
     def _diff(self, record: AgentRecord, now_ms: int) -> list[AgentEvent]:
@@ -489,6 +499,7 @@ class Tracker:
 
 
 _UNSEEN: Final = object()
+_NOBODY: Final[frozenset[str]] = frozenset()
 
 
 def _news(agent: str, type: str, now_ms: int, data: dict[str, Any] | None, old: Any) -> AgentEvent:

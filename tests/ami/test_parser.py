@@ -347,3 +347,27 @@ def test_fast_path_agrees_with_the_general_pattern(path: Path) -> None:
         assert module._HEADER_LINE.findall(text.rstrip("\r")) == [
             (k, v.strip(" \t")) for k, v in item.headers
         ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(
+        st.lists(st.sampled_from(["Event: A", "Key: V", "\rOdd: line", "LoNg: " + "x" * 5000, "Ünï: x"]),
+                 min_size=1),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_a_reads_lowered_text_is_each_messages_own(lines: list[list[str]]) -> None:
+    """The batch lowers a whole read at once: every message's look-up text is what it
+    would have made itself (a line starting with CR, non-ASCII, long ones included)."""
+    data = b"".join("\r\n".join(block).encode() + b"\r\n\r\n" for block in lines)
+    for item in parse(data, expect_banner=False):
+        assert isinstance(item, Message)
+        folded = item._folded
+        fresh = Message(_text=item._text) if item._text is not None else item
+        fresh._folded = None
+        assert folded is None or folded == fresh._fold()
+        index = {k.lower(): v for k, v in reversed(item.headers)}
+        keys = ("event", "key", "odd", "long")
+        assert [item.get(k) for k in keys] == [index.get(k) for k in keys]

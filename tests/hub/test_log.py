@@ -165,3 +165,30 @@ def test_encode_compact_is_json_dumps_compact(value: object) -> None:
 def test_encode_compact_refuses_what_json_refuses() -> None:
     with pytest.raises(TypeError):
         encode_compact({"x": object()})
+
+
+_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5)
+
+
+@given(
+    events=st.lists(
+        st.tuples(
+            st.sampled_from(["1001", 'a"b', "supervisor:floor", "é"]),
+            st.sampled_from(["queueMemberStatus", "phoneNumber"]),
+            st.integers(0, 2**41) | st.floats(0, 1e12, allow_nan=False) | st.booleans(),
+            st.dictionaries(st.sampled_from(["queue", "time", "id", "agent", "pbx", "ü"]), _scalars),
+        ),
+        max_size=8,
+    ),
+    pbx=st.none() | st.sampled_from(["default", "east"]),
+)
+def test_an_entry_is_the_events_to_json_encoded(events: list[tuple[Any, ...]], pbx: str | None) -> None:
+    """The log renders the head of an agent's entries once per type: the text is still
+    exactly ``encode_compact(event.to_json(id, pbx))``."""
+    elog = EventLog(100)
+    elog.pbx = pbx
+    made = [AgentEvent(*fields) for fields in events]
+    elog.append(made, 0.0)
+    elog.append(made, 0.0)  # the heads now come from the log's cache
+    texts = [entry.text for entry in elog.after(0, 100)]
+    assert texts == [encode_compact(e.to_json(i + 1, pbx)) for i, e in enumerate(made + made)]
