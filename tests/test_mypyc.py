@@ -5,10 +5,9 @@ Every other test of this run imports the pure-Python package. This one builds th
 change of the sources, cached under ``build/mypyc-test``), checks that the compiled modules
 are the ones imported, and runs against them, in one subprocess, the quick tests whose
 assertions are about what the parser, the message and the tracker make of AMI traffic:
-their unit tests (``tests/ami``, ``tests/tracker``), the sync that feeds the tracker, and
-the reliability tests (AMI from the simulator through parser, tracker and hub, in
-process, through every fault). The rest (supervisors, simulator, engine, web, stores,
-browser: about a minute more) run on the pure build here, to keep ``make test`` within
+their unit tests (``tests/ami``, ``tests/tracker``) and the sync that feeds the tracker.
+The rest (reliability, supervisors, simulator, engine, web, stores, browser: about a
+minute and a half more) run on the pure build here, to keep ``make test`` within
 its ten minutes on two cores; ``make test-compiled`` runs the whole suite against the
 compiled build (about as long as ``make test``), for a release.
 Skipped without a C compiler or mypyc.
@@ -27,7 +26,6 @@ COMPILED_RUN = (
     "tests/ami",
     "tests/tracker",
     "tests/test_sync.py",
-    "tests/reliability",
 )
 
 

@@ -162,7 +162,11 @@ def time_takeover(
     while first is None or login is None:
         now = time.monotonic()
         if now - killed > limit:
-            raise AssertionError("no takeover")
+            raise AssertionError(
+                f"no takeover within {limit:g} s: lease expired {expiry is not None}, standby logged "
+                f"in {login is not None}, a new event {first is not None} (last old id {last_old}, "
+                f"{len(client.events)} events seen)"
+            )
         if expiry is None and expired():
             expiry, last_old = now, last_id()
         if login is None and logged_in():
