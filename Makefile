@@ -2,14 +2,15 @@
 #   make demo   install everything into .venv and run the daemon (the demo on the simulator
 #               when no Asterisk is configured; CONFIG=pbxis.toml for a real one)
 #               make demo CONFIG=docs/demo-pjsip22.toml: the demo on a simulated Asterisk 22 (PJSIP)
-#   make test   install everything (Chromium included), type-check (mypy) and run the whole test suite
+#   make test   install everything (Chromium included), type-check (mypy), build the optional
+#               compiled modules (cached: tests/support/compiled.py) and run the whole test suite
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 CONFIG ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-compiled install install-test lint bench clean
+.PHONY: demo test test-compiled install install-test lint bench bench-smoke clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,7 @@ demo: install
 
 test: install-test
 	$(BIN)/mypy
+	$(BIN)/python -m tests.support.compiled --build-only
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The whole suite against the optional mypyc build (tests/support/compiled.py: built once,
@@ -46,6 +48,11 @@ lint: install-test
 
 bench: install-test
 	$(BIN)/python bench/run_all.py
+
+# Every bench once with --quick, the cluster benches too (make test skips those: each
+# starts Redis, simulators and several twistd nodes, 40 s of a suite kept within ten minutes)
+bench-smoke: install-test
+	PBXIS_CLUSTER_BENCHES=1 $(BIN)/python -m pytest tests/test_bench_smoke.py tests/redis/test_redis_bench_smoke.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -33,6 +33,7 @@ def test_bench_e2e_runs_on_the_redis_store_beside_the_memory_store() -> None:
     assert figures["e2e.redis.sse.10-clients.redis-bytes"] > 0
 
 
+@pytest.mark.cluster_bench
 def test_bench_webnodes_runs_a_collector_and_one_then_two_web_nodes() -> None:
     figures = run_quick("bench_webnodes.py", timeout=240)
     for nodes in (1, 2):
@@ -40,6 +41,7 @@ def test_bench_webnodes_runs_a_collector_and_one_then_two_web_nodes() -> None:
         assert f"webnodes.{nodes}-nodes.max-clients-p99-under-50ms" in figures
 
 
+@pytest.mark.cluster_bench
 def test_bench_takeover_kills_the_holder_and_times_the_standby() -> None:
     figures = run_quick("bench_takeover.py", timeout=180)
     # figures, not a timed test (the bound is the process test's): present and sane
@@ -47,6 +49,7 @@ def test_bench_takeover_kills_the_holder_and_times_the_standby() -> None:
     assert figures["takeover.kill-to-first-event.median"] > 0
 
 
+@pytest.mark.cluster_bench
 def test_bench_sites_runs_one_process_then_the_cluster_of_two_pbxes() -> None:
     figures = run_quick("bench_sites.py", timeout=240)
     for kind in ("single", "clustered"):
