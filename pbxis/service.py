@@ -746,7 +746,7 @@ class PbxisService(MultiService):
             if per_pbx:
                 self.center_service.setServiceParent(self)  # its stop ends streams, logs off
             for side in self.redis_pbx.values():
-                side.loaded.addCallback(self._redis_loaded_cb, side)
+                side.loaded.addCallback(self._redis_loaded, side)
 
     # the first PBX's parts, read from the call center each time: a collector renews a
     # PBX's unit when it hands that PBX over (attributes would keep the old one's)
@@ -835,14 +835,12 @@ class PbxisService(MultiService):
             self.redis = fresh
         self.center.renew_unit(pbx, fresh.store)
         self._wire(fresh)
-        fresh.loaded.addCallback(self._redis_loaded_cb, fresh)
+        fresh.loaded.addCallback(self._redis_loaded, fresh)
         if self.running:
             fresh.setServiceParent(self)
 
-    def _redis_loaded_cb(self, _: object, side: _RedisService) -> None:
-        self._redis_loaded(side)
-
-    def _redis_loaded(self, side: _RedisService) -> None:
+    def _redis_loaded(self, _: object, side: _RedisService) -> None:
+        """``side``'s state is back from Redis (a Deferred's callback: its result unused)."""
         pbx = side.pbx
         adopted = side.store.adopt(
             lambda agent, queues, name: _register_any(self.center, agent, queues, name, pbx)
